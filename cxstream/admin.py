@@ -1,0 +1,82 @@
+"""Topic creation: cxstream creates the topics it needs, with the right shape, before use.
+
+Faust only creates its internal (changelog) topics; the input and output topics must exist
+with co-partitioned input topics, so the worker and `cxstream produce` call `ensure_topics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from cxstream.settings import Settings
+from cxstream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class TopicError(RuntimeError):
+    """The topics exist but cannot be used as they are; the message says what to change."""
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> dict[str, int]:
+    """Create the missing external topics; return each topic's partition count.
+
+    Fails when the input topics are not co-partitioned (same partition count): per-customer
+    state would then be split across workers.
+    """
+    topics = Topics(settings.topic_prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TopicError(
+                    f"cannot reach Kafka at {settings.bootstrap} ({type(exc).__name__}); start a "
+                    "broker (`cxstream broker start`) or set CXSTREAM_BROKER") from exc
+            await asyncio.sleep(1.0)
+    try:
+        existing = await _partition_counts(admin)
+        missing = [name for name in topics.all_external() if name not in existing]
+        if missing:
+            new = [
+                NewTopic(
+                    name, settings.partitions, settings.replication,
+                    topic_configs={"cleanup.policy": "compact"} if name in topics.compacted() else {},
+                )
+                for name in missing
+            ]
+            response = await admin.create_topics(new, timeout_ms=30000)
+            errors = {
+                err[0]: f"{err[1]} {err[2] if len(err) > 2 else ''}".strip()
+                for err in getattr(response, "topic_errors", ())
+                if err[1] not in (0, TopicAlreadyExistsError.errno)  # exists: another worker won
+            }
+            if errors:
+                raise TopicError(f"could not create topics: {errors}; check the broker's log and ACLs")
+            for name in missing:
+                log.info("created topic %s (%d partitions)", name, settings.partitions)
+            for _ in range(100):
+                existing = await _partition_counts(admin)
+                if all(name in existing for name in missing):
+                    break
+                await asyncio.sleep(0.2)
+        inputs = {t: existing.get(t) for t in (topics.surveys, topics.interactions, topics.customers)}
+        if len(set(inputs.values())) != 1:
+            raise TopicError(
+                "input topics must have the same number of partitions (co-partitioned by "
+                f"customer_id), found {inputs}; recreate or repartition them")
+        return {name: existing[name] for name in topics.all_external() if name in existing}
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:
+    described = await admin.describe_topics(await admin.list_topics())
+    return {d["topic"]: len(d["partitions"]) for d in described if not d.get("error_code")}

@@ -1,0 +1,163 @@
+"""The processor agent: reads input messages, asks the core for a plan, carries it out.
+
+One agent consumes the three co-partitioned input topics with concurrency 1, so everything
+about one customer happens in order, and all state of input partition *p* is written to
+changelog partition *p* (see `cxstream.core.step` for why that makes replays exact).
+No business rule lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+import orjson
+from aiokafka.errors import KafkaError
+from faust.types import TP
+
+from cxstream import metrics
+from cxstream.core import keys
+from cxstream.core.alert import cloudevent_headers
+from cxstream.core.deadletter import dead_letter, processing_error
+from cxstream.core.errors import Rejection
+from cxstream.core.expiry import ExpiryIndex
+from cxstream.core.step import Plan, StepConfig, plan
+from cxstream.settings import Settings
+from cxstream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class Processor:
+    """Carries out plans against the state table and the output topics."""
+
+    def __init__(self, app: faust.App, settings: Settings, state: faust.Table) -> None:
+        self.app = app
+        self.settings = settings
+        self.state = state
+        self.topics = Topics(settings.topic_prefix)
+        self.kinds = {
+            self.topics.surveys: "surveys",
+            self.topics.interactions: "interactions",
+            self.topics.customers: "customers",
+        }
+        self.cfg = StepConfig(
+            horizon_ms=settings.horizon_ms,
+            dimensions=settings.segment_dimensions,
+            value_cap=settings.segment_value_cap,
+            journey_length=settings.journey_length,
+        )
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.alerts = app.topic(self.topics.alerts, **raw)
+        self.deadletters = app.topic(self.topics.deadletter, **raw)
+        self.indexes: dict[int, ExpiryIndex] = {}
+        self.source = f"cxstream/{settings.group_id}"
+
+    # -- expiry index ---------------------------------------------------------------------
+    def index(self, partition: int) -> ExpiryIndex:
+        """The partition's bucket index, rebuilt from the table after (re)assignment."""
+        idx = self.indexes.get(partition)
+        if idx is None:
+            idx = self.indexes[partition] = ExpiryIndex()
+            prefix = keys.bucket_prefix(partition)
+            for key in list(self.state.keys()):
+                if key.startswith(prefix):
+                    _, res, start, segment = keys.parse_bucket_key(key)
+                    idx.add(key, segment, start + res)
+        return idx
+
+    def forget(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.indexes.pop(p, None)
+            try:
+                metrics.STREAM_TIME.remove(str(p))  # never export a stale partition
+            except KeyError:
+                pass
+
+    # -- per message ----------------------------------------------------------------------
+    async def handle(self, event: faust.EventT) -> None:
+        msg = event.message
+        kind = self.kinds[msg.topic]
+        now_ms = int(time.time() * 1000)
+        try:
+            p = plan(kind, self.state, self.cfg, partition=msg.partition, offset=msg.offset,
+                     key=msg.key, value=msg.value, now_ms=now_ms)
+        except Exception as exc:  # noqa: BLE001 - one bad event must never stop the stream
+            log.error("processing %s[%d]@%d failed: %s (dead-lettered)", msg.topic,
+                      msg.partition, msg.offset, type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+            await self._dead_letter(processing_error(exc), msg, now_ms)
+            metrics.EVENTS.labels(kind, "deadlettered").inc()
+            return
+        await self._carry_out(p, kind, msg, now_ms)
+
+    async def _carry_out(self, p: Plan, kind: str, msg: Any, now_ms: int) -> None:
+        metrics.EVENTS.labels(kind, p.outcome).inc()
+        if p.rejection is not None:
+            await self._dead_letter(p.rejection, msg, now_ms)
+            return
+        table = self.state
+        idx = self.index(msg.partition) if p.before_alert else None
+        for key, value in p.before_alert:
+            table[key] = value
+            if idx is not None and key.startswith("b|") and key not in idx:
+                _, res, start, segment = keys.parse_bucket_key(key)
+                idx.add(key, segment, start + res)
+        if p.alert is not None:
+            await self._send_alert(p.alert)
+        for key, value in p.after_alert:
+            table[key] = value
+        if p.outcome == "accepted" and p.survey is not None:
+            metrics.RESPONSES.labels(p.survey, p.category or "none").inc()
+            for dim in p.folded:
+                metrics.SEGMENT_FOLDS.labels(dim).inc()
+        if p.stream_time is not None:
+            metrics.STREAM_TIME.labels(str(msg.partition)).set(p.stream_time / 1000)
+            for key in self.index(msg.partition).pop_expired(p.stream_time - self.cfg.horizon_ms):
+                del table[key]
+
+    async def _send_alert(self, alert: dict[str, Any]) -> None:
+        """Produce the alert and wait for the broker's acknowledgement, retrying while the
+        broker is unavailable: the customer state that records the turn is written only after."""
+        headers = cloudevent_headers(alert, source=self.source)
+        delay = 0.5
+        while True:
+            try:
+                fut = await self.alerts.send(key=alert["customer_id"].encode(),
+                                             value=orjson.dumps(alert), headers=headers)
+                await fut
+                break
+            except KafkaError as exc:
+                log.warning("alert %s not acknowledged (%s); retrying in %.1fs",
+                            alert["alert_id"], type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        metrics.ALERTS.labels(alert["kind"]).inc()
+
+    async def _dead_letter(self, rejection: Rejection, msg: Any, now_ms: int) -> None:
+        doc = dead_letter(rejection, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                          key=msg.key, payload=msg.value, now_ms=now_ms)
+        # Buffered: Faust flushes the producer before it commits the input offset.
+        await self.deadletters.send(key=msg.key, value=orjson.dumps(doc))
+        metrics.DEADLETTERS.labels(rejection.code.value).inc()
+
+
+def register(app: faust.App, settings: Settings, state: faust.Table) -> Processor:
+    """Declare the processor agent on `app`; returns the Processor (used by the web layer)."""
+    topics = Topics(settings.topic_prefix)
+    processor = Processor(app, settings, state)
+    inputs = app.topic(topics.surveys, topics.interactions, topics.customers,
+                       key_serializer="raw", value_serializer="raw")
+
+    @app.agent(inputs, name=f"{settings.group_id}.process", concurrency=1)
+    async def process(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await processor.handle(event)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
+        processor.forget({tp.partition for tp in revoked if tp.topic == topics.surveys})
+
+    return processor

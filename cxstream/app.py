@@ -1,0 +1,59 @@
+"""The Faust app factory: settings in, a wired app out (tables, agent, web views).
+
+Guardrails from the project's stream notes are applied here, in one place: Faust reads no
+environment variables (it gets an empty `env`), its built-in web views are off and the web
+server binds 127.0.0.1 unless configured, standby replicas are 0 for small clusters,
+stateful agents run with concurrency 1, and offsets are committed often.
+"""
+
+from __future__ import annotations
+
+import faust
+from faust.web.drivers.aiohttp import Web as _AiohttpWeb
+
+from cxstream import agents, web
+from cxstream.settings import Settings
+
+# Faust always mounts its index page at "/" in production mode; cxstream serves only its
+# own endpoints, so that blueprint goes too (the others have settings, used below).
+_AiohttpWeb.production_blueprints = []
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.group_id,
+        env={},
+        broker=settings.broker,
+        store=settings.store,
+        datadir=str(settings.data_dir / "worker" / "{conf.id}"),
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        table_standby_replicas=0,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(0.5, min(3.0, settings.session_timeout / 4)),
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=1024,
+        web_bind=settings.web_bind,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+    )
+    state = app.Table(
+        "state",
+        default=None,
+        partitions=settings.partitions,
+        key_serializer="json",
+        value_serializer="json",
+    )
+    processor = agents.register(app, settings, state)
+    web.register(app, settings, processor)
+    return app

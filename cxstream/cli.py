@@ -1,0 +1,239 @@
+"""The `cxstream` command line: thin wrappers that parse options and print.
+
+Every command reads the same settings (`CXSTREAM_*`, see README) and fails with a message
+that says what to do, never with a traceback, for the errors users can fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import click
+import orjson
+
+from cxstream.settings import Settings, SettingsError
+from cxstream.topics import INPUTS, Topics
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(fn: F) -> F:
+    """Turn the errors a user can fix into one clear line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from cxstream.admin import TopicError
+        from cxstream.broker import BrokerError
+
+        try:
+            return fn(*args, **kwargs)
+        except (SettingsError, TopicError, BrokerError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cxstream")
+def main() -> None:
+    """cxstream: rolling NPS/CSAT/CES per segment and detractor alerts from Kafka.
+
+    Configuration comes from CXSTREAM_* environment variables (see README.md).
+    """
+
+
+# -- worker -----------------------------------------------------------------------------------
+@main.command()
+@friendly
+def worker() -> None:
+    """Run the stream processor (HTTP API and /healthz, /readyz, /metrics on CXSTREAM_WEB_PORT)."""
+    import faust
+
+    from cxstream.admin import ensure_topics
+    from cxstream.app import create_app
+
+    cfg = settings()
+    loop = asyncio.new_event_loop()
+    try:
+        counts = loop.run_until_complete(ensure_topics(cfg))
+    finally:
+        loop.close()
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    click.echo(f"cxstream worker {cfg.group_id}: broker {cfg.bootstrap}, "
+               f"{counts.get(Topics(cfg.topic_prefix).surveys)} partitions, "
+               f"API on http://{cfg.web_bind}:{cfg.web_port}", err=True)
+    app = create_app(cfg)
+    faust.Worker(app, loglevel=cfg.log_level, quiet=True).execute_from_commandline()
+
+
+# -- broker -----------------------------------------------------------------------------------
+@main.group()
+def broker() -> None:
+    """Provision and run a local single-node Kafka (KRaft) for development and tests."""
+
+
+def _local(port: int | None, data_dir: Path | None) -> Any:
+    from cxstream.broker import LocalBroker
+
+    cfg = settings()
+    return LocalBroker(port=port or 9092, data_dir=data_dir or cfg.data_dir / "kafka")
+
+
+_port_opt = click.option("--port", type=int, default=None, help="Listener port (default 9092).")
+_dir_opt = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                        help="Broker data and logs (default: $CXSTREAM_DATA_DIR/kafka).")
+
+
+@broker.command("start")
+@_port_opt
+@_dir_opt
+@friendly
+def broker_start(port: int | None, data_dir: Path | None) -> None:
+    """Download Kafka's jars (first time), format storage, start, wait until ready."""
+    b = _local(port, data_dir)
+    b.ensure_jars(progress=lambda line: click.echo(line, err=True))
+    result = b.start()
+    state = "already running" if result.already_running else "started"
+    click.echo(f"broker {state}: {result.bootstrap} (pid {result.pid}); log: {result.log_path}")
+
+
+@broker.command("stop")
+@_port_opt
+@_dir_opt
+@friendly
+def broker_stop(port: int | None, data_dir: Path | None) -> None:
+    """Stop the local broker started from this data dir."""
+    stopped = _local(port, data_dir).stop()
+    click.echo("broker stopped" if stopped else "no broker was running")
+
+
+@broker.command("status")
+@_port_opt
+@_dir_opt
+@friendly
+def broker_status(port: int | None, data_dir: Path | None) -> None:
+    """Show whether the local broker runs, its pid, port and log."""
+    st = _local(port, data_dir).status()
+    if st.running:
+        click.echo(f"running: pid {st.pid}, 127.0.0.1:{st.port}, log {st.log_path}")
+    else:
+        click.echo(f"not running (data dir {st.data_dir})")
+        sys.exit(1)
+
+
+# -- produce ----------------------------------------------------------------------------------
+@main.command()
+@click.argument("topic", type=click.Choice(INPUTS))
+@click.argument("file", type=click.File("rb"))
+@click.option("--dry-run", is_flag=True, help="Validate locally and report bad lines; send nothing.")
+@friendly
+def produce(topic: str, file: Any, dry_run: bool) -> None:
+    """Send JSON Lines from FILE (or - for stdin) to an input topic, keyed by customer_id."""
+    from cxstream import producer
+
+    if dry_run:
+        report = producer.dry_run(topic, file)
+        for number, code, reason in report.bad:
+            click.echo(f"line {number}: {code}: {reason}")
+        click.echo(f"{report.sent} valid, {len(report.bad)} invalid (nothing sent)", err=True)
+        sys.exit(1 if report.bad else 0)
+    total = None
+    if file is not sys.stdin.buffer and hasattr(file, "name") and os.path.isfile(file.name):
+        with open(file.name, "rb") as counting:
+            total = sum(1 for line in counting if line.strip())
+    report = run(producer.produce(settings(), topic, file, total=total))
+    name = Topics(settings().topic_prefix).input(topic)
+    extra = f" ({report.unkeyed} without a customer_id key)" if report.unkeyed else ""
+    click.echo(f"sent {report.sent} messages to {name}{extra}", err=True)
+
+
+# -- simulate ---------------------------------------------------------------------------------
+@main.command()
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
+@click.option("--customers", type=int, default=500, show_default=True)
+@click.option("--rate", type=float, default=50.0, show_default=True, help="Events per second.")
+@click.option("--duration", type=float, default=60.0, show_default=True,
+              help="Seconds to run (0: until interrupted).")
+@click.option("--backfill-days", type=float, default=None,
+              help="Instead of live events: spread duration×rate events over the last N days, "
+                   "sent as fast as possible.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write surveys/interactions/customers .jsonl files here instead of sending.")
+@friendly
+def simulate(seed: int, customers: int, rate: float, duration: float,
+             backfill_days: float | None, output: Path | None) -> None:
+    """Generate realistic customers, journeys and survey responses (some customers sour and recover)."""
+    from cxstream.simulate_run import simulate as run_simulation
+
+    summary = run(run_simulation(settings(), seed=seed, customers=customers, rate=rate,
+                                 duration=duration, backfill_days=backfill_days, output=output))
+    click.echo(summary, err=True)
+
+
+# -- reading topics ---------------------------------------------------------------------------
+@main.command()
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new dead letters.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON records.")
+@friendly
+def deadletters(follow: bool, as_json: bool) -> None:
+    """Print dead-lettered input with its error code, reason and source position."""
+    from cxstream.tail import read_topic
+
+    cfg = settings()
+
+    async def go() -> int:
+        n = 0
+        async for rec in read_topic(cfg.bootstrap, Topics(cfg.topic_prefix).deadletter, follow=follow):
+            n += 1
+            if as_json:
+                click.echo(rec.value.decode("utf-8", "replace"))
+                continue
+            try:
+                d = orjson.loads(rec.value)
+                click.echo(f"{d['dead_lettered_at']}  {d['source_topic']}[{d['source_partition']}]"
+                           f"@{d['source_offset']}  {d['error_code']}: {d['reason']}")
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                click.echo(f"(unreadable dead letter at offset {rec.offset})")
+        return n
+
+    n = run(go())
+    click.echo(f"{n} dead letters", err=True)
+
+
+@main.command()
+@click.option("--duration", type=float, default=0, show_default=True,
+              help="Seconds of simulated traffic; 0 runs until Ctrl+C.")
+@click.option("--rate", type=float, default=50.0, show_default=True, help="Events per second.")
+@click.option("--customers", type=int, default=300, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@friendly
+def demo(duration: float, rate: float, customers: int, seed: int) -> None:
+    """Start a local broker (unless CXSTREAM_BROKER is set), a worker and simulated traffic;
+    print alerts as they happen and the score table every 20 s."""
+    from cxstream.demo import demo as run_demo
+
+    code = run(run_demo(settings(), duration=duration, rate=rate, customers=customers,
+                        seed=seed, echo=lambda line: click.echo(line)))
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,184 @@
+"""What one input message does to the state: a pure plan that the agent then carries out.
+
+Why a plan: the order of effects is what makes cxstream crash-safe, and keeping it here,
+away from Faust, lets tests replay any crash point without a broker.
+
+Guarantees, by construction:
+
+* **No double counting.** Every state entry written for an input message carries that
+  message's offset (buckets: `hwm`; customers: `h[topic]`; stream time: `o`). A message whose
+  offset is at or below an entry's stamp has already been applied to that entry and is
+  skipped for it. All entries of one partition share one ordered changelog partition, so a
+  crash loses a suffix of writes, never a middle: stamps are exact after recovery.
+* **No lost alert.** The plan's `before_alert` writes (buckets) may land before the alert;
+  the customer record that remembers the turn is in `after_alert`, which the agent writes
+  only once the broker acknowledged the alert. A crash in between re-emits the same
+  `alert_id` on replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from cxstream.core import keys
+from cxstream.core.alert import build_alert
+from cxstream.core.decode import decode_interaction, decode_profile, decode_survey
+from cxstream.core.errors import ErrorCode, Rejection
+from cxstream.core.journey import (
+    CustomerState,
+    apply_interaction,
+    apply_profile,
+    apply_survey,
+    is_duplicate_survey,
+)
+from cxstream.core.scoring import add as add_response
+from cxstream.core.scoring import zero as zero_counts
+from cxstream.core.segments import segment_keys
+from cxstream.core.windows import bucket_keys_for, is_too_late
+
+Outcome = Literal["accepted", "duplicate", "deadlettered", "too_late", "replayed"]
+Kind = Literal["surveys", "interactions", "customers"]
+
+#: Short names of the per-topic offset stamps in a customer record.
+_STAMP = {"surveys": "s", "interactions": "i", "customers": "c"}
+
+
+class StateView(Protocol):
+    """Read access to the state table (a Faust table, or a dict in tests)."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepConfig:
+    horizon_ms: int
+    dimensions: frozenset[str] | None = None
+    value_cap: int = 50
+    journey_length: int = 10
+
+
+@dataclass(slots=True)
+class Plan:
+    """Effects of one message, in the order they must be carried out."""
+
+    outcome: Outcome
+    rejection: Rejection | None = None
+    before_alert: list[tuple[str, Any]] = field(default_factory=list)
+    alert: dict[str, Any] | None = None
+    after_alert: list[tuple[str, Any]] = field(default_factory=list)
+    #: New stream time of the partition when this message advanced it (for expiry).
+    stream_time: int | None = None
+    survey: str | None = None
+    category: str | None = None
+    folded: tuple[str, ...] = ()
+
+
+def _customer(view: StateView, customer_id: str) -> tuple[CustomerState | None, dict[str, int]]:
+    rec = view.get(keys.customer_key(customer_id))
+    if rec is None:
+        return None, {}
+    return CustomerState.from_json(rec["s"]), dict(rec["h"])
+
+
+def _customer_write(customer_id: str, state: CustomerState, stamps: dict[str, int]) -> tuple[str, Any]:
+    return keys.customer_key(customer_id), {"s": state.to_json(), "h": stamps}
+
+
+def plan(
+    kind: Kind,
+    view: StateView,
+    cfg: StepConfig,
+    *,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    now_ms: int,
+) -> Plan:
+    """Decide what the message at (topic kind, partition, offset) does."""
+    raw = value if value is not None else b""
+    if kind == "surveys":
+        return _survey(view, cfg, partition, offset, key, raw, now_ms)
+    decoded = (decode_interaction if kind == "interactions" else decode_profile)(raw, key, now_ms)
+    if isinstance(decoded, Rejection):
+        return Plan("deadlettered", rejection=decoded)
+    state, stamps = _customer(view, decoded.customer_id)
+    stamp = _STAMP[kind]
+    if stamps.get(stamp, -1) >= offset:
+        return Plan("replayed")
+    state = state if state is not None else CustomerState.empty(decoded.customer_id)
+    if kind == "interactions":
+        new_state = apply_interaction(state, decoded, journey_len=cfg.journey_length)
+    else:
+        new_state = apply_profile(state, decoded)
+    stamps[stamp] = offset
+    return Plan("accepted", after_alert=[_customer_write(decoded.customer_id, new_state, stamps)])
+
+
+def _survey(
+    view: StateView, cfg: StepConfig, partition: int, offset: int,
+    key: bytes | None, raw: bytes, now_ms: int,
+) -> Plan:
+    r = decode_survey(raw, key, now_ms)
+    if isinstance(r, Rejection):
+        return Plan("deadlettered", rejection=r)
+    state, stamps = _customer(view, r.customer_id)
+    if stamps.get("s", -1) >= offset:
+        return Plan("replayed")
+    st_rec = view.get(keys.stream_time_key(partition))
+    stream_time = st_rec["t"] if st_rec is not None else None
+    if stream_time is not None and is_too_late(r.occurred_at, stream_time, cfg.horizon_ms):
+        return Plan("too_late", rejection=Rejection(
+            ErrorCode.TOO_LATE,
+            f"occurred_at is older than stream time minus {cfg.horizon_ms // 60_000} min "
+            "(largest window + grace); it can no longer change any window"))
+    state = state if state is not None else CustomerState.empty(r.customer_id)
+    if is_duplicate_survey(state, r.event_id):
+        # Stamp the offset even though nothing else changes: on a replay after a crash the
+        # stream time may have moved on, and this message must not turn into a dead letter.
+        stamps["s"] = offset
+        return Plan("duplicate", survey=r.survey,
+                    after_alert=[_customer_write(r.customer_id, state, stamps)])
+
+    out = Plan("accepted", survey=r.survey)
+    admitted = {dim: set(view.get(keys.cap_key(partition, dim)) or ())
+                for dim in _dimensions_of(r)}
+    seg = segment_keys(r, dimensions=cfg.dimensions, admitted=admitted, cap=cfg.value_cap)
+    out.folded = seg.folded
+    new_caps: dict[str, set[str]] = {}
+    for dim, value in seg.admit:
+        new_caps.setdefault(dim, set(admitted.get(dim, ()))).add(value)
+    for dim, values in new_caps.items():
+        out.before_alert.append((keys.cap_key(partition, dim), sorted(values)))
+    for segment in seg.keys:
+        for res, start in bucket_keys_for(r.occurred_at):
+            bkey = keys.bucket_key(partition, segment, res, start)
+            cur = view.get(bkey)
+            if cur is not None and cur[-1] >= offset:
+                continue  # this bucket already holds this message
+            counts = list(cur[:-1]) if cur is not None else list(zero_counts())
+            out.before_alert.append((bkey, [*add_response(counts, r.survey, r.score), offset]))
+
+    new_st = r.occurred_at if stream_time is None else max(stream_time, r.occurred_at)
+    new_state, turn = apply_survey(state, r, horizon_start_ms=new_st - cfg.horizon_ms)
+    if turn is not None:
+        out.alert = build_alert(state, r, turn, detected_at_ms=now_ms)
+    stamps["s"] = offset
+    out.after_alert.append(_customer_write(r.customer_id, new_state, stamps))
+    if new_st != stream_time:
+        out.after_alert.append((keys.stream_time_key(partition), {"t": new_st, "o": offset}))
+        out.stream_time = new_st
+    if r.survey == "nps":
+        out.category = "promoter" if r.score >= 9 else "passive" if r.score >= 7 else "detractor"
+    return out
+
+
+def _dimensions_of(r: Any) -> list[str]:
+    dims = list(r.segment)
+    if r.touchpoint is not None:
+        dims.append("touchpoint")
+    if r.channel is not None:
+        dims.append("channel")
+    return dims
+
