@@ -16,8 +16,8 @@ import faust
 
 from cxstream.agents import Processor
 from cxstream.core import keys
+from cxstream.core.buckets import window_counts
 from cxstream.core.scoring import merge, zero
-from cxstream.core.windows import cover
 
 
 class QueryError(Exception):
@@ -46,7 +46,6 @@ def local_partial(processor: Processor, partitions: Iterable[int], segments: lis
     """Sum the buckets covering [start, end) for `segments` (None: every known segment)."""
     table = processor.state
     parts = sorted(partitions)
-    pieces = cover(start, end)
     counts: dict[str, list[int]] = {}
     stream_time: dict[int, int | None] = {}
     for p in parts:
@@ -57,12 +56,8 @@ def local_partial(processor: Processor, partitions: Iterable[int], segments: lis
         for segment in wanted:
             if segment not in known:
                 continue  # no bucket of this segment in this partition: absent, not zero
-            acc = counts.get(segment) or list(zero())
-            for res, bstart in pieces:
-                value = table.get(keys.bucket_key(p, segment, res, bstart))
-                if value is not None:
-                    acc = merge(acc, value[:-1])
-            counts[segment] = acc
+            own = window_counts(table.get, p, segment, start, end)
+            counts[segment] = merge(counts[segment], own) if segment in counts else own
     return Partial(parts, counts, stream_time)
 
 

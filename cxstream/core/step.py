@@ -6,7 +6,7 @@ away from Faust, lets tests replay any crash point without a broker.
 Guarantees, by construction:
 
 * **No double counting.** Every state entry written for an input message carries that
-  message's offset (buckets: `hwm`; customers: `h[topic]`; stream time: `o`). A message whose
+  message's offset (buckets: the last element; customers: `h[topic]`). A message whose
   offset is at or below an entry's stamp has already been applied to that entry and is
   skipped for it. All entries of one partition share one ordered changelog partition, so a
   crash loses a suffix of writes, never a middle: stamps are exact after recovery.
@@ -33,8 +33,9 @@ from cxstream.core.journey import (
     is_duplicate_survey,
 )
 from cxstream.core.scoring import add as add_response
+from cxstream.core.scoring import category
 from cxstream.core.scoring import zero as zero_counts
-from cxstream.core.segments import segment_keys
+from cxstream.core.segments import dimension_values, segment_keys
 from cxstream.core.windows import bucket_keys_for, is_too_late
 
 Outcome = Literal["accepted", "duplicate", "deadlettered", "too_late", "replayed"]
@@ -124,26 +125,35 @@ def _survey(
     if isinstance(r, Rejection):
         return Plan("deadlettered", rejection=r)
     state, stamps = _customer(view, r.customer_id)
-    if stamps.get("s", -1) >= offset:
-        return Plan("replayed")
     st_rec = view.get(keys.stream_time_key(partition))
     stream_time = st_rec["t"] if st_rec is not None else None
+    if stamps.get("s", -1) >= offset:
+        # Applied before a crash; only the stream time may have been lost with it (it is
+        # written last), and taking the max again is idempotent.
+        out = Plan("replayed")
+        _advance(out, partition, stream_time, r.occurred_at if stream_time is None
+                 else max(stream_time, r.occurred_at))
+        return out
     if stream_time is not None and is_too_late(r.occurred_at, stream_time, cfg.horizon_ms):
         return Plan("too_late", rejection=Rejection(
             ErrorCode.TOO_LATE,
             f"occurred_at is older than stream time minus {cfg.horizon_ms // 60_000} min "
             "(largest window + grace); it can no longer change any window"))
     state = state if state is not None else CustomerState.empty(r.customer_id)
+    new_st = r.occurred_at if stream_time is None else max(stream_time, r.occurred_at)
     if is_duplicate_survey(state, r.event_id):
         # Stamp the offset even though nothing else changes: on a replay after a crash the
         # stream time may have moved on, and this message must not turn into a dead letter.
         stamps["s"] = offset
-        return Plan("duplicate", survey=r.survey,
-                    after_alert=[_customer_write(r.customer_id, state, stamps)])
+        out = Plan("duplicate", survey=r.survey,
+                   after_alert=[_customer_write(r.customer_id, state, stamps)])
+        _advance(out, partition, stream_time, new_st)
+        return out
 
     out = Plan("accepted", survey=r.survey)
     admitted = {dim: set(view.get(keys.cap_key(partition, dim)) or ())
-                for dim in _dimensions_of(r)}
+                for dim in dimension_values(r)
+                if cfg.dimensions is None or dim in cfg.dimensions}
     seg = segment_keys(r, dimensions=cfg.dimensions, admitted=admitted, cap=cfg.value_cap)
     out.folded = seg.folded
     new_caps: dict[str, set[str]] = {}
@@ -160,25 +170,21 @@ def _survey(
             counts = list(cur[:-1]) if cur is not None else list(zero_counts())
             out.before_alert.append((bkey, [*add_response(counts, r.survey, r.score), offset]))
 
-    new_st = r.occurred_at if stream_time is None else max(stream_time, r.occurred_at)
     new_state, turn = apply_survey(state, r, horizon_start_ms=new_st - cfg.horizon_ms)
     if turn is not None:
         out.alert = build_alert(state, r, turn, detected_at_ms=now_ms)
     stamps["s"] = offset
     out.after_alert.append(_customer_write(r.customer_id, new_state, stamps))
-    if new_st != stream_time:
-        out.after_alert.append((keys.stream_time_key(partition), {"t": new_st, "o": offset}))
-        out.stream_time = new_st
+    _advance(out, partition, stream_time, new_st)
     if r.survey == "nps":
-        out.category = "promoter" if r.score >= 9 else "passive" if r.score >= 7 else "detractor"
+        out.category = category(r.score)
     return out
 
 
-def _dimensions_of(r: Any) -> list[str]:
-    dims = list(r.segment)
-    if r.touchpoint is not None:
-        dims.append("touchpoint")
-    if r.channel is not None:
-        dims.append("channel")
-    return dims
 
+def _advance(out: Plan, partition: int, old: int | None, new: int) -> None:
+    """Stream time = the highest occurred_at of any valid, not-too-late response (written
+    last, after everything else the message changes)."""
+    if new != old:
+        out.after_alert.append((keys.stream_time_key(partition), {"t": new}))
+        out.stream_time = new
