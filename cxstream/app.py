@@ -20,6 +20,7 @@ _AiohttpWeb.production_blueprints = []
 
 
 def create_app(settings: Settings) -> faust.App:
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.group_id,
         env={},
@@ -47,13 +48,9 @@ def create_app(settings: Settings) -> faust.App:
         web_stats_enabled=False,
         web_metrics_enabled=False,
     )
-    state = app.Table(
-        "state",
-        default=None,
-        partitions=settings.partitions,
-        key_serializer="json",
-        value_serializer="json",
-    )
+    # Keys are str, values JSON (the table's default codec when no model type is given).
+    state = app.Table("state", default=None, partitions=settings.partitions,
+                      help="customers, segment buckets and stream time, per input partition")
     processor = agents.register(app, settings, state)
     web.register(app, settings, processor)
     return app

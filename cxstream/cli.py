@@ -109,8 +109,7 @@ _dir_opt = click.option("--data-dir", type=click.Path(path_type=Path), default=N
 def broker_start(port: int | None, data_dir: Path | None) -> None:
     """Download Kafka's jars (first time), format storage, start, wait until ready."""
     b = _local(port, data_dir)
-    b.ensure_jars(progress=lambda line: click.echo(line, err=True))
-    result = b.start()
+    result = b.start(progress=lambda line: click.echo(line, err=True))
     state = "already running" if result.already_running else "started"
     click.echo(f"broker {state}: {result.bootstrap} (pid {result.pid}); log: {result.log_path}")
 

@@ -94,8 +94,7 @@ async def demo(settings: Settings, *, duration: float, rate: float, customers: i
     env = dict(os.environ)
     if "CXSTREAM_BROKER" not in os.environ:
         b = LocalBroker(port=9092, data_dir=settings.data_dir / "kafka")
-        b.ensure_jars(progress=echo)
-        result = b.start()
+        result = await asyncio.to_thread(b.start, 90.0, echo)
         echo(f"broker {'already running' if result.already_running else 'started'} at "
              f"{result.bootstrap}; log {result.log_path}")
         if not result.already_running:
@@ -133,5 +132,5 @@ async def demo(settings: Settings, *, duration: float, rate: float, customers: i
     finally:
         stop_process(proc)
         if started_broker is not None:
-            started_broker.stop()
+            await asyncio.to_thread(started_broker.stop)
             echo("broker stopped")

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import faust
+from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -85,7 +86,9 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside content_type=, so set the header as-is.
+            return aiohttp_web.Response(body=generate_latest(metrics.REGISTRY),
+                                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/scores")
     class AllScores(View):
