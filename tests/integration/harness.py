@@ -178,7 +178,7 @@ async def read_all(bootstrap: str, topic: str, *, idle_s: float = 1.0) -> list[A
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         out: list[Any] = []
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
             batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
             for records in batch.values():
                 out.extend(records)
