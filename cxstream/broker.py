@@ -175,7 +175,7 @@ class LocalBroker:
                 raise BrokerError(f"{self.data_dir} belongs to a broker on port {port}; use "
                                   f"--port {port} or another --data-dir")
         else:
-            controller = self.controller_port or _free_port()
+            controller = self.controller_port or _free_port(exclude=self.port)
             ports_file.write_text(f"{self.port} {controller}\n")
         template = (_kafka_dir() / "server.properties.template").read_text()
         props.write_text(template.format(port=self.port, controller_port=controller, log_dirs=logs))
@@ -259,7 +259,10 @@ def _java() -> str:
     return java
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_port(exclude: int) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port != exclude:
+            return port

@@ -218,6 +218,71 @@ def deadletters(follow: bool, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--segment", default=None, help="One segment, e.g. plan:pro (default: all known).")
+@click.option("--window", default="7d", show_default=True, help="One of CXSTREAM_WINDOWS.")
+@click.option("--as-of", default=None, help="RFC 3339 instant (default: now), floored to the minute.")
+@click.option("--url", default=None, help="Worker API (default: http://CXSTREAM_WEB_HOST:CXSTREAM_WEB_PORT).")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@friendly
+def scores(segment: str | None, window: str, as_of: str | None, url: str | None, as_json: bool) -> None:
+    """Print NPS, CSAT and CES per segment from a worker's API."""
+    import aiohttp
+
+    from cxstream.render import score_table
+
+    cfg = settings()
+    base = url or f"http://{cfg.web_host}:{cfg.web_port}"
+    path = f"/scores/{segment}" if segment else "/scores"
+    params = {"window": window, **({"as_of": as_of} if as_of else {})}
+
+    async def fetch() -> tuple[int, dict]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
+            async with s.get(base + path, params=params) as resp:
+                return resp.status, await resp.json(content_type=None)
+
+    try:
+        status, body = run(fetch())
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        click.echo(f"error: no worker answered at {base} ({type(exc).__name__}); start one with "
+                   "`cxstream worker` or pass --url", err=True)
+        sys.exit(2)
+    if status != 200:
+        click.echo(f"error: {body.get('message', body)}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+        return
+    rows = [body] if segment else body["segments"]
+    click.echo(score_table(rows, window=body["window"], as_of=body["as_of"]))
+
+
+@main.command()
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new alerts.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest alert kept (default "
+              "with no --follow); with --follow alone, only new alerts are printed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document per line.")
+@friendly
+def alerts(follow: bool, from_beginning: bool, as_json: bool) -> None:
+    """Print detractor / recovered alerts from the alert topic."""
+    from cxstream.render import alert_line
+    from cxstream.tail import read_topic
+
+    cfg = settings()
+
+    async def go() -> int:
+        n = 0
+        start = from_beginning or not follow
+        async for rec in read_topic(cfg.bootstrap, Topics(cfg.topic_prefix).alerts,
+                                    from_beginning=start, follow=follow):
+            n += 1
+            click.echo(rec.value.decode() if as_json else alert_line(orjson.loads(rec.value)))
+        return n
+
+    n = run(go())
+    click.echo(f"{n} alerts", err=True)
+
+
+@main.command()
 @click.option("--duration", type=float, default=0, show_default=True,
               help="Seconds of simulated traffic; 0 runs until Ctrl+C.")
 @click.option("--rate", type=float, default=50.0, show_default=True, help="Events per second.")

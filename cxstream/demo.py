@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from cxstream.broker import LocalBroker
+from cxstream.render import alert_line, score_table
 from cxstream.settings import Settings
 from cxstream.simulate_run import simulate
 from cxstream.tail import read_topic
@@ -65,12 +66,8 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None
 async def _print_alerts(settings: Settings, echo: Echo, seen: list[int]) -> None:
     async for rec in read_topic(settings.bootstrap, Topics(settings.topic_prefix).alerts,
                                 from_beginning=False, follow=True):
-        a = orjson.loads(rec.value)
         seen[0] += 1
-        owner = (a.get("owner") or {}).get("name") or "no owner"
-        comment = f' "{a["comment"]}"' if a.get("comment") else ""
-        echo(f"ALERT {a['kind']:<9} {a['customer_id']} score {a['score']} "
-             f"(was {a['previous_category']}) -> {owner}{comment}")
+        echo("ALERT " + alert_line(orjson.loads(rec.value)))
 
 
 async def _print_scores(url: str, echo: Echo) -> int:
@@ -78,12 +75,7 @@ async def _print_scores(url: str, echo: Echo) -> int:
         async with s.get(f"{url}/scores", params={"window": "1h"}) as resp:
             body = await resp.json()
     rows = body.get("segments", [])
-    echo(f"scores, window 1h as of {body.get('as_of')}:")
-    for r in rows:
-        nps, csat, ces = r["nps"], r["csat"], r["ces"]
-        fmt = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
-        echo(f"  {r['segment']:<22} NPS {fmt(nps['score']):>6} (n={nps['responses']:<4})"
-             f"  CSAT {fmt(csat['score']):>5}  CES {fmt(ces['mean'], 2):>4}")
+    echo(score_table(rows, window=body["window"], as_of=body["as_of"]))
     return len(rows)
 
 

@@ -185,3 +185,29 @@ async def read_all(bootstrap: str, topic: str, *, idle_s: float = 1.0) -> list[A
         return out
     finally:
         await consumer.stop()
+
+
+async def wait_drained(bootstrap: str, group: str, topics: list[str], timeout_s: float = 180.0) -> None:
+    """Wait until `group` has committed the end offset of every partition of `topics`."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+
+        async def drained() -> bool:
+            end = await consumer.end_offsets(tps)
+            committed = await admin.list_consumer_group_offsets(group)
+            lag = {tp: end[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps}
+            return all(v <= 0 for v in lag.values())
+
+        await wait_for(drained, timeout_s, f"group {group} to commit every offset of {topics}", 0.5)
+    finally:
+        await consumer.stop()
+        await admin.close()

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from cxstream.cli import main
 
-COMMANDS = ["worker", "broker", "produce", "simulate", "deadletters", "demo"]
+COMMANDS = ["worker", "broker", "produce", "simulate", "deadletters", "alerts", "scores", "demo"]
 
 
 def test_every_command_has_help() -> None:

@@ -104,3 +104,16 @@ def assert_matches(got: dict[str, Any], want: dict[str, Any], tol: float = 1e-9)
                 assert actual == value, (survey, name, actual, value)
             else:
                 assert actual is not None and abs(actual - value) <= tol, (survey, name, actual, value)
+
+
+def too_late(events: Iterable[Ev], horizon: int) -> set[tuple[int, int]]:
+    """(partition, offset) of the events dead-lettered as too late."""
+    out = set()
+    stream_time: dict[int, int] = {}
+    for e in sorted(events, key=lambda e: (e.partition, e.offset)):
+        st = stream_time.get(e.partition)
+        if st is not None and e.at < st - horizon:
+            out.add((e.partition, e.offset))
+            continue
+        stream_time[e.partition] = e.at if st is None else max(st, e.at)
+    return out

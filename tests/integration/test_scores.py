@@ -1,0 +1,151 @@
+"""Scores acceptance: thousands of responses over 42 days, with duplicates, out-of-order and
+too-late ones, sent with `cxstream produce`; every segment, window and several whole-minute
+instants equal the brute-force oracle exactly — also after a SIGKILL mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from cxstream.core.timefmt import format_rfc3339
+from cxstream.core.windows import DAY, HOUR, MINUTE
+
+from ..unit.core import oracle
+from .harness import Worker, read_all, wait_drained, wait_for
+
+HORIZON = 30 * DAY + HOUR
+WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
+
+
+def generate(path: Path, n: int, seed: int) -> int:
+    """Survey responses over 42 days ending 2 h ago, in roughly time order with jitter, plus
+    producer retries (duplicates) and some responses far too late. Returns the line count."""
+    rng = random.Random(seed)
+    end = int(time.time() * 1000) - 2 * HOUR
+    start = end - 42 * DAY
+    customers = [(f"cust-{i:04d}", {"plan": rng.choice(["free", "pro", "enterprise"]),
+                                    "region": rng.choice(["na", "eu", "br", "apac"])})
+                 for i in range(250)]
+    lines: list[bytes] = []
+    for i in range(n):
+        cid, seg = rng.choice(customers)
+        kind = rng.choices(["nps", "csat", "ces"], weights=[3, 1, 1])[0]
+        at = start + (end - start) * i // n + rng.randrange(-3 * HOUR, 3 * HOUR)
+        if rng.random() < 0.03:
+            at -= 36 * DAY  # too late once stream time has moved on
+        doc = {"event_id": f"r{i}", "customer_id": cid, "survey": kind,
+               "score": rng.randrange(11) if kind == "nps" else rng.randrange(1, 6),
+               "occurred_at": format_rfc3339(min(at, end)), "segment": seg,
+               "touchpoint": rng.choice(["support", "billing", "product"]),
+               "channel": rng.choice(["email", "chat", "phone", "web"])}
+        lines.append(orjson.dumps(doc))
+        if rng.random() < 0.04:
+            lines.append(lines[rng.randrange(max(0, len(lines) - 200), len(lines))])  # a retry
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return len(lines)
+
+
+def produce_cli(w: Worker, path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "cxstream", "produce", "surveys", str(path)],
+                            env=w.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+async def oracle_events(w: Worker) -> list[oracle.Ev]:
+    """The produced responses with their real (partition, offset), read back from Kafka."""
+    events = []
+    for rec in await read_all(w.bootstrap, f"{w.prefix}surveys"):
+        d = orjson.loads(rec.value)
+        from cxstream.core.timefmt import parse_rfc3339
+
+        events.append(oracle.Ev(rec.partition, rec.offset, d["event_id"], d["customer_id"],
+                                d["survey"], d["score"], parse_rfc3339(d["occurred_at"]),
+                                d["segment"], d["touchpoint"], d["channel"]))
+    return events
+
+
+async def check_against_oracle(w: Worker, events: list[oracle.Ev]) -> int:
+    good = oracle.accepted(events, HORIZON)
+    stream_time = max(oracle.stream_times(events, HORIZON).values())
+    top = stream_time - stream_time % MINUTE
+    instants = {
+        "1h": [top + MINUTE, top - 3 * DAY - 17 * MINUTE, top - 20 * DAY + 41 * MINUTE],
+        "24h": [top + MINUTE, top - 5 * DAY + 7 * MINUTE, top + 3 * HOUR],
+        "7d": [top + MINUTE, top - 9 * DAY - 59 * MINUTE],
+        "30d": [top + MINUTE, top - 37 * MINUTE],
+    }
+    checked = 0
+    for window, ts in instants.items():
+        for t in ts:
+            status, body = await w.get("/scores", window=window, as_of=format_rfc3339(t))
+            assert status == 200, body
+            got = {row["segment"]: row for row in body["segments"]}
+            for segment in sorted(oracle.all_segments(good)):
+                want = oracle.scores(good, segment, t - WINDOWS[window], t)
+                if segment not in got:
+                    assert want["nps"]["responses"] + want["csat"]["responses"] + want["ces"]["responses"] == 0
+                    continue
+                oracle.assert_matches(got[segment], want)
+                checked += 1
+    # One segment through its own endpoint, and a window reaching before retention.
+    status, one = await w.get("/scores/plan:pro", window="7d", as_of=format_rfc3339(top + MINUTE))
+    assert status == 200
+    oracle.assert_matches(one, oracle.scores(good, "plan:pro", top + MINUTE - 7 * DAY, top + MINUTE))
+    status, err = await w.get("/scores/all", window="30d", as_of=format_rfc3339(top - 2 * DAY))
+    assert status == 422 and err["error"] == "out_of_retention"
+    return checked
+
+
+async def check_dead_letters(w: Worker, events: list[oracle.Ev]) -> None:
+    late = oracle.too_late(events, HORIZON)
+    records = await read_all(w.bootstrap, f"{w.prefix}deadletter")
+    got = {(d["source_partition"], d["source_offset"]) for d in map(lambda r: orjson.loads(r.value), records)
+           if d["error_code"] == "too_late"}
+    assert late and got == late
+
+
+async def test_scores_equal_the_oracle(worker_factory, tmp_path: Path) -> None:
+    w = worker_factory()
+    w.start()
+    await w.wait_ready()
+    path = tmp_path / "surveys.jsonl"
+    total = generate(path, 3000, seed=1)
+    proc = produce_cli(w, path)
+    out = (await asyncio.to_thread(proc.communicate))[0].decode()
+    assert proc.returncode == 0, out
+    assert f"sent {total} messages" in out
+    await wait_drained(w.bootstrap, f"{w.prefix}cxstream", [f"{w.prefix}surveys"])
+    events = await oracle_events(w)
+    assert len(events) == total
+    assert await check_against_oracle(w, events) > 100
+    await check_dead_letters(w, events)
+
+
+async def test_sigkill_mid_stream_gives_the_same_exact_results(worker_factory, tmp_path: Path) -> None:
+    w = worker_factory()
+    w.start()
+    await w.wait_ready()
+    path = tmp_path / "surveys.jsonl"
+    total = generate(path, 3000, seed=2)
+    proc = produce_cli(w, path)
+    await asyncio.to_thread(proc.communicate)
+    await wait_for(lambda: _past(w, total * 0.4), 120, "40% of the stream processed")
+    w.kill()
+    w.start()
+    await w.wait_ready(180)
+    await wait_drained(w.bootstrap, f"{w.prefix}cxstream", [f"{w.prefix}surveys"])
+    events = await oracle_events(w)
+    assert await check_against_oracle(w, events) > 100
+    await check_dead_letters(w, events)
+
+
+async def _past(w: Worker, n: float) -> bool:
+    try:
+        return await w.events_total() >= n
+    except Exception:  # noqa: BLE001 - the worker may still be starting
+        return False
