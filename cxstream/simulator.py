@@ -106,6 +106,6 @@ class Simulator:
                "score": score, "occurred_at": occurred, "segment": c.segment,
                "touchpoint": touchpoint, "channel": channel}
         if rng.random() < 0.4:
-            low = c.mood < 0.6
-            doc["comment"] = rng.choice(COMMENTS_LOW if low else COMMENTS_HIGH)
+            unhappy = {"nps": score <= 6, "csat": score <= 3, "ces": score >= 4}[survey]
+            doc["comment"] = rng.choice(COMMENTS_LOW if unhappy else COMMENTS_HIGH)
         return "surveys", doc
