@@ -1,0 +1,109 @@
+"""Alerts acceptance: the detractor/recovered alerts on the alert topic equal a brute-force
+oracle's, with no duplicate alert_id, the owner in force when each response was processed,
+valid documents and CloudEvents headers."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import orjson
+from jsonschema import Draft202012Validator
+
+from cxstream.core.alert import alert_id
+from cxstream.core.scoring import category
+from cxstream.core.timefmt import format_rfc3339
+
+from .harness import produce, read_all, wait_drained
+
+SCHEMA = Draft202012Validator(
+    json.loads((Path(__file__).resolve().parents[2] / "schemas" / "alert.schema.json").read_text()),
+    format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def oracle(arrivals: list[dict]) -> dict[str, tuple[str, str]]:
+    """alert_id -> (kind, customer) by recomputing each customer's latest response from
+    scratch after every arrival (arrivals in the order the worker sees them)."""
+    out: dict[str, tuple[str, str]] = {}
+    seen: dict[str, dict[str, tuple[int, str]]] = {}
+    latest: dict[str, str | None] = {}
+    for d in arrivals:
+        cid, eid = d["customer_id"], d["event_id"]
+        mine = seen.setdefault(cid, {})
+        if eid in mine:
+            continue
+        mine[eid] = (d["score"], d["occurred_at"])
+        now = max(mine, key=lambda e: (mine[e][1], e))
+        before = latest.get(cid)
+        if now != before:
+            b = category(mine[before][0]) if before else None
+            c = category(mine[now][0])
+            if c == "detractor" and b != "detractor":
+                out[alert_id(cid, now)] = ("detractor", cid)
+            elif b == "detractor" and c != "detractor":
+                out[alert_id(cid, now)] = ("recovered", cid)
+        latest[cid] = now
+    return out
+
+
+async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> None:
+    w = worker_factory()
+    w.start()
+    await w.wait_ready()
+    rng = random.Random(11)
+    t = w.prefix
+    group = f"{t}cxstream"
+    inputs = [f"{t}surveys", f"{t}customers"]
+    now = int(time.time() * 1000)
+    customers = [f"cust-{i:05d}" for i in range(2500)]
+
+    def profile(cid: str, owner: str, at: int) -> tuple[bytes, bytes]:
+        return cid.encode(), orjson.dumps({"customer_id": cid, "segment": {"plan": "pro"},
+                                           "owner": {"name": owner, "email": f"{owner}@example.com"},
+                                           "updated_at": format_rfc3339(at)})
+
+    def responses(n: int, offset: int) -> list[dict]:
+        docs = []
+        for i in range(n):
+            cid = rng.choice(customers)
+            # Timestamps drawn in a small range: arrivals are often out of order.
+            docs.append({"event_id": f"r{offset + i}", "customer_id": cid, "survey": "nps",
+                         "score": rng.randrange(11), "comment": "why",
+                         "occurred_at": format_rfc3339(now - rng.randrange(0, 3 * 86_400_000))})
+            if rng.random() < 0.05:
+                docs.append(rng.choice(docs))  # a producer retry
+        return docs
+
+    # Phase by phase, so "the owner in force when the response was processed" is known.
+    await produce(w.bootstrap, f"{t}customers", [profile(c, "ana", now - 10 * 86_400_000) for c in customers])
+    await wait_drained(w.bootstrap, group, inputs)
+    first = responses(4000, 0)
+    await produce(w.bootstrap, f"{t}surveys", [(d["customer_id"].encode(), orjson.dumps(d)) for d in first])
+    await wait_drained(w.bootstrap, group, inputs)
+    moved = set(rng.sample(customers, 1000))
+    await produce(w.bootstrap, f"{t}customers", [profile(c, "ben", now - 86_400_000) for c in sorted(moved)])
+    await wait_drained(w.bootstrap, group, inputs)
+    second = responses(4000, 10_000)
+    await produce(w.bootstrap, f"{t}surveys", [(d["customer_id"].encode(), orjson.dumps(d)) for d in second])
+    await wait_drained(w.bootstrap, group, inputs, timeout_s=240)
+
+    expected = oracle(first + second)
+    in_second = {alert_id(d["customer_id"], d["event_id"]) for d in second}
+    records = await read_all(w.bootstrap, f"{t}alerts")
+    ids = [r.key for r in records]
+    docs = [orjson.loads(r.value) for r in records]
+    assert len({d["alert_id"] for d in docs}) == len(docs), "an alert_id appears twice"
+    assert {d["alert_id"]: (d["kind"], d["customer_id"]) for d in docs} == expected
+    assert sum(k == "recovered" for k, _ in expected.values()) > 50
+    for rec, d in zip(records, docs):
+        assert not list(SCHEMA.iter_errors(d)), d
+        assert rec.key == d["customer_id"].encode()
+        headers = dict(rec.headers)
+        assert headers["ce_id"] == d["alert_id"].encode()
+        assert headers["ce_type"] == f"com.cxstream.alert.{d['kind']}".encode()
+        assert headers["ce_specversion"] == b"1.0" and headers["ce_time"] == d["detected_at"].encode()
+        owner = "ben" if d["alert_id"] in in_second and d["customer_id"] in moved else "ana"
+        assert d["owner"]["name"] == owner, d
+    assert ids
