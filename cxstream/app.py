@@ -11,7 +11,10 @@ from __future__ import annotations
 import faust
 from faust.web.drivers.aiohttp import Web as _AiohttpWeb
 
-from cxstream import agents, web
+from pathlib import Path
+
+from cxstream import agents, notify_config, web
+from cxstream.notifier import Notifier
 from cxstream.settings import Settings
 
 # Faust always mounts its index page at "/" in production mode; cxstream serves only its
@@ -53,4 +56,11 @@ def create_app(settings: Settings) -> faust.App:
                       help="customers, segment buckets and stream time, per input partition")
     processor = agents.register(app, settings, state)
     web.register(app, settings, processor)
+    if settings.notify_config:
+        notifier = Notifier(settings, notify_config.load(Path(settings.notify_config)))
+
+        @app.task
+        async def notify() -> None:
+            await notifier.run()
+
     return app

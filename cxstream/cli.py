@@ -30,10 +30,11 @@ def friendly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from cxstream.admin import TopicError
         from cxstream.broker import BrokerError
+        from cxstream.notify_config import NotifyConfigError
 
         try:
             return fn(*args, **kwargs)
-        except (SettingsError, TopicError, BrokerError) as exc:
+        except (SettingsError, TopicError, BrokerError, NotifyConfigError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:

@@ -36,6 +36,13 @@ ALERTS = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+NOTIFICATIONS = Counter(
+    "cxstream_notifications_total",
+    "Notification outcomes by channel (`-` when no channel is involved): delivered, retried, "
+    "failed (dead-lettered), suppressed (cooldown), duplicate, unrouted, skipped (kind not notified).",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)
 SEGMENT_FOLDS = Counter(
     "cxstream_segment_values_folded_total",
     "Responses whose value for a dimension was folded into `<dimension>:other` by the value cap.",

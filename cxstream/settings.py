@@ -114,6 +114,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("session_timeout", "30", _seconds,
          "Kafka consumer session timeout (seconds). Shorter: a killed worker's partitions move "
          "sooner; longer: fewer spurious rebalances on slow hosts or long GC pauses."),
+    Spec("notify_config", "", str,
+         "Path of the notification routing file (TOML, see Notifications); empty: no notifications."),
     Spec("log_level", "info", str, "Worker log level: crit, error, warn, info or debug."),
 )
 
@@ -139,6 +141,7 @@ class Settings:
     min_responses: int
     journey_length: int
     session_timeout: float
+    notify_config: str
     log_level: str
     extra: Mapping[str, Any] = field(default_factory=dict)
 

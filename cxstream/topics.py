@@ -36,6 +36,11 @@ class Topics:
     def notifications_deadletter(self) -> str:
         return f"{self.prefix}notifications.deadletter"
 
+    @property
+    def notifications_sent(self) -> str:
+        """Compacted delivery state of the notifier, keyed by customer_id."""
+        return f"{self.prefix}notifications.sent"
+
     def input(self, short: str) -> str:
         """Full name of an input topic given `surveys`, `interactions` or `customers`."""
         if short not in INPUTS:
@@ -44,8 +49,8 @@ class Topics:
 
     def compacted(self) -> set[str]:
         """Topics whose retention is compaction (latest value per key)."""
-        return {self.customers}
+        return {self.customers, self.notifications_sent}
 
     def all_external(self) -> list[str]:
         return [self.surveys, self.interactions, self.customers, self.alerts, self.deadletter,
-                self.notifications_deadletter]
+                self.notifications_deadletter, self.notifications_sent]
