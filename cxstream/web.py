@@ -81,7 +81,10 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
     class Ready(View):
         async def get(self, request: Request) -> Response:
             ok, reasons = readiness(app)
-            return self.json({"ready": ok, "reasons": reasons}, status=200 if ok else 503)
+            owned = sorted({tp.partition for tp in app.assignor.assigned_actives()
+                            if tp.topic == processor.topics.surveys})
+            return self.json({"ready": ok, "reasons": reasons, "partitions": owned},
+                             status=200 if ok else 503)
 
     @app.page("/metrics")
     class Metrics(View):
