@@ -284,6 +284,26 @@ def alerts(follow: bool, from_beginning: bool, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--responses", type=int, default=20_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@friendly
+def bench(responses: int, as_json: bool) -> None:
+    """Measure per-response cost with a 1 h window versus windows up to 30 d (ratios)."""
+    from cxstream.bench import windows_phase
+
+    r = windows_phase(responses)
+    if as_json:
+        click.echo(orjson.dumps(r, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(f"{'windows':<16} {'µs/response':>12} {'writes/response':>16} {'buckets/query':>14}")
+    for label in ("1h", "1h,24h,7d,30d"):
+        row = r[label]
+        click.echo(f"{label:<16} {row['us_per_response']:>12.1f} {row['writes_per_response']:>16.2f} "
+                   f"{row['buckets_per_query_max']:>14}")
+    click.echo(f"cost ratio (up to 30 d) / (1 h only): {r['ratio_30d_vs_1h']:.2f}")
+
+
+@main.command()
 @click.option("--duration", type=float, default=0, show_default=True,
               help="Seconds of simulated traffic; 0 runs until Ctrl+C.")
 @click.option("--rate", type=float, default=50.0, show_default=True, help="Events per second.")

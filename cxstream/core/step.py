@@ -161,8 +161,9 @@ def _survey(
         new_caps.setdefault(dim, set(admitted.get(dim, ()))).add(value)
     for dim, values in new_caps.items():
         out.before_alert.append((keys.cap_key(partition, dim), sorted(values)))
+    buckets = bucket_keys_for(r.occurred_at)
     for segment in seg.keys:
-        for res, start in bucket_keys_for(r.occurred_at):
+        for res, start in buckets:
             bkey = keys.bucket_key(partition, segment, res, start)
             cur = view.get(bkey)
             if cur is not None and cur[-1] >= offset:
