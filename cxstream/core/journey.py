@@ -69,9 +69,16 @@ def _newer(r: SurveyResponse, entry: dict[str, Any] | None) -> bool:
     return entry is None or (r.occurred_at, r.event_id) > (entry["at"], entry["id"])
 
 
+PRUNE_AT = 32
+
+
 def _remember(seen: dict[str, int], r: SurveyResponse, horizon_start_ms: int, cap: int) -> dict[str, int]:
-    kept = {eid: at for eid, at in seen.items() if at >= horizon_start_ms}
+    """Add the id; past PRUNE_AT ids, forget those older than the horizon (a duplicate of
+    one of them is too late anyway, so keeping them a little longer changes no decision)."""
+    kept = dict(seen)
     kept[r.event_id] = r.occurred_at
+    if len(kept) > PRUNE_AT:
+        kept = {eid: at for eid, at in kept.items() if at >= horizon_start_ms}
     if len(kept) > cap:
         kept = dict(sorted(kept.items(), key=lambda item: (item[1], item[0]))[-cap:])
     return kept
