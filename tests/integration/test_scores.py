@@ -98,6 +98,22 @@ async def check_against_oracle(w: Worker, events: list[oracle.Ev]) -> int:
     oracle.assert_matches(one, oracle.scores(good, "plan:pro", top + MINUTE - 7 * DAY, top + MINUTE))
     status, err = await w.get("/scores/all", window="30d", as_of=format_rfc3339(top - 2 * DAY))
     assert status == 422 and err["error"] == "out_of_retention"
+    for path, params, code, error in [
+        ("/scores/all", {"window": "2h"}, 400, "unknown_window"),
+        ("/scores/all", {"window": "7d", "as_of": "yesterday"}, 400, "bad_as_of"),
+        ("/scores/plan:nope", {"window": "7d"}, 404, "unknown_segment"),
+        ("/scores/Plan-x", {"window": "7d"}, 400, "bad_segment"),
+    ]:
+        status, body = await w.get(path, **params)
+        assert (status, body["error"]) == (code, error) and body["message"]
+    # The CLI prints what the API answers.
+    cli = subprocess.run([sys.executable, "-m", "cxstream", "scores", "--segment", "plan:pro",
+                          "--window", "7d", "--as-of", format_rfc3339(top + MINUTE), "--json",
+                          "--url", w.url], env=w.env(), capture_output=True, check=True)
+    assert orjson.loads(cli.stdout) == one
+    table = subprocess.run([sys.executable, "-m", "cxstream", "scores", "--window", "24h",
+                            "--url", w.url], env=w.env(), capture_output=True, check=True)
+    assert b"plan:pro" in table.stdout and b"NPS" in table.stdout
     return checked
 
 
