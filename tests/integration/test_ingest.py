@@ -117,3 +117,31 @@ async def test_only_cxstream_endpoints_are_served(worker_factory) -> None:
     for path in ("/table/state", "/router", "/", "/graph", "/stats", "/performance"):
         status, _ = await w.get(path)
         assert status == 404, path
+
+
+async def test_an_exception_while_handling_dead_letters_that_event_only(worker_factory) -> None:
+    """State written by an incompatible version makes handling fail for one customer: each of
+    its events is dead-lettered as processing_error, and the stream goes on for the others."""
+    w = worker_factory()
+    w.start()
+    await w.wait_ready()
+    w.stop()
+    t = w.prefix
+    await produce(w.bootstrap, f"{t}cxstream-state-changelog",
+                  [(b'"c|broken"', orjson.dumps({"s": {"v": 99}, "h": {}}))])
+    w.start()
+    await w.wait_ready()
+    items = [keyed(survey(i, customer_id="broken" if i % 5 == 0 else f"ok{i}")) for i in range(50)]
+    positions = await produce(w.bootstrap, f"{t}surveys", items)
+
+    async def dead() -> list | None:
+        records = [orjson.loads(r.value) for r in await read_all(w.bootstrap, f"{t}deadletter")]
+        return records if len(records) >= 10 else None
+
+    records = await wait_for(dead, 60, "10 dead letters")
+    assert {d["error_code"] for d in records} == {"processing_error"}
+    assert {(d["source_partition"], d["source_offset"]) for d in records} == \
+        {positions[i] for i in range(0, 50, 5)}
+    assert all("c|broken" not in d["reason"] and "broken" not in d["reason"] for d in records)
+    status, body = await w.get("/scores/all", window="24h")
+    assert status == 200 and body["nps"]["responses"] + body["csat"]["responses"] + body["ces"]["responses"] == 40
