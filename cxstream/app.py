@@ -22,6 +22,17 @@ from cxstream.settings import Settings
 _AiohttpWeb.production_blueprints = []
 
 
+#: Faust's RocksDB defaults size caches for big hosts (GiBs per partition); these keep a
+#: worker with a few partitions in a few hundred MB.
+ROCKSDB_OPTIONS = {
+    "block_cache_size": 32 * 1024**2,
+    "block_cache_compressed_size": 0,
+    "write_buffer_size": 16 * 1024**2,
+    "max_write_buffer_number": 2,
+    "max_open_files": 512,
+}
+
+
 def create_app(settings: Settings) -> faust.App:
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -53,7 +64,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     # Keys are str, values JSON (the table's default codec when no model type is given).
     state = app.Table("state", default=None, partitions=settings.partitions,
-                      help="customers, segment buckets and stream time, per input partition")
+                      help="customers, segment buckets and stream time, per input partition",
+                      options=ROCKSDB_OPTIONS if settings.store == "rocksdb://" else None)
     processor = agents.register(app, settings, state)
     web.register(app, settings, processor)
     if settings.notify_config:

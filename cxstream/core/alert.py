@@ -1,4 +1,5 @@
-"""Alert documents for the alert topic, and their CloudEvents headers.
+"""Alert documents for the alert topic (schemas/alert.schema.json), and their CloudEvents
+headers.
 
 `alert_id` depends only on the customer and the survey response that caused the turn, so a
 re-delivery after a crash carries the same id and consumers can deduplicate on it.
@@ -13,23 +14,44 @@ from cxstream.core.journey import CustomerState, Turn
 from cxstream.core.model import SurveyResponse
 from cxstream.core.timefmt import format_rfc3339
 
-#: Fixed forever: changing it would change every alert id.
+__all__ = ["ALERT_NAMESPACE", "CE_TYPE_PREFIX", "SCHEMA_VERSION", "alert_id", "build_alert",
+           "cloudevent_headers"]
+
+#: uuid5 namespace of alert ids: an arbitrary constant, fixed forever, because changing it
+#: would change every alert id and consumers would see re-deliveries as new alerts.
 ALERT_NAMESPACE = uuid.UUID("6f1c2d1e-6a2b-5c8e-9a51-0c7e3b1d9f42")
 SCHEMA_VERSION = 1
+CE_TYPE_PREFIX = "com.cxstream.alert."
+_KINDS = ("detractor", "recovered")
 
 
 def alert_id(customer_id: str, survey_event_id: str) -> str:
+    """uuid5(ALERT_NAMESPACE, customer_id + "\\n" + survey_event_id), as text.
+
+    The same (customer, survey response) always gives the same id, across restarts and
+    replays; the format is pinned by a test, since it must never change.
+    """
     return str(uuid.uuid5(ALERT_NAMESPACE, f"{customer_id}\n{survey_event_id}"))
 
 
-def build_alert(before: CustomerState, r: SurveyResponse, turn: Turn, *,
+def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Turn, *,
                 detected_at_ms: int) -> dict[str, Any]:
-    """The alert document (schemas/alert.schema.json).
+    """The alert document for the turn `response` caused on `state_before`.
 
-    `segment` is the response's own segment when it has one, else the profile's; `owner` is
-    the profile's as known when the response was processed.
+    Context is the state *before* the response, i.e. as known when it was processed:
+    `owner` is the profile's owner (null without a profile); `segment` is the response's
+    own segment when it has one (the survey tool knew it at answer time), else the
+    profile's, else {}; `recent_interactions` is the kept journey, newest first.
     """
-    profile = before.profile or {}
+    r = response
+    if r.survey != "nps":
+        raise ValueError("only NPS responses cause alerts")
+    if r.customer_id != state_before.customer_id:
+        raise ValueError("response belongs to another customer than this state")
+    if turn.kind not in _KINDS:
+        raise ValueError(f"unknown turn kind {turn.kind!r}")
+    profile = state_before.profile or {}
+    owner = profile.get("owner")
     return {
         "alert_id": alert_id(r.customer_id, r.event_id),
         "kind": turn.kind,
@@ -43,22 +65,31 @@ def build_alert(before: CustomerState, r: SurveyResponse, turn: Turn, *,
         "touchpoint": r.touchpoint,
         "channel": r.channel,
         "comment": r.comment,
-        "owner": profile.get("owner"),
+        "owner": dict(owner) if owner is not None else None,
         "recent_interactions": [
             {"event_id": e["id"], "kind": e["kind"], "occurred_at": format_rfc3339(e["at"]),
              "touchpoint": e["tp"], "channel": e["ch"], "outcome": e["out"]}
-            for e in before.journey
+            for e in state_before.journey
         ],
         "schema_version": SCHEMA_VERSION,
     }
 
 
 def cloudevent_headers(alert: dict[str, Any], *, source: str) -> list[tuple[str, bytes]]:
-    """CloudEvents Kafka protocol binding, binary content mode."""
+    """Kafka headers of the CloudEvents Kafka protocol binding, binary content mode (the
+    record value is the alert document itself, so non-CloudEvents consumers just read it).
+
+    `source` identifies the producer, e.g. "cxstream/<app id>".
+    """
+    kind = alert["kind"]
+    if kind not in _KINDS:
+        raise ValueError(f"unknown alert kind {kind!r}")
+    if not source:
+        raise ValueError("CloudEvents source must not be empty")
     return [
         ("ce_specversion", b"1.0"),
         ("ce_id", alert["alert_id"].encode()),
-        ("ce_type", f"com.cxstream.alert.{alert['kind']}".encode()),
+        ("ce_type", f"{CE_TYPE_PREFIX}{kind}".encode()),
         ("ce_source", source.encode()),
         ("ce_time", alert["detected_at"].encode()),
         ("content-type", b"application/json"),

@@ -1,19 +1,50 @@
 """Decode and validate input messages against the contracts in `schemas/`.
 
 Hand-written rather than a generic JSON Schema engine because it runs for every event and
-must map each failure to a dead-letter code; `tests/unit/core/test_schemas.py` proves it
-accepts exactly the documents the schemas accept. It never raises: any input bytes give
-either a typed event or a `Rejection`. Reasons name the field and the rule, never a string
-value (those can be personal data; the raw bytes travel separately in the dead letter).
+must map each failure to a dead-letter code. It accepts exactly the documents the schemas
+accept (`tests/unit/core/test_schemas.py` checks that on generated documents, against the
+jsonschema package with format checking), plus two runtime rules the schemas cannot state:
+a timestamp may be at most `MAX_FUTURE_SKEW_MS` ahead of `now_ms`, and the Kafka key must be
+the UTF-8 bytes of `customer_id`.
 
-Numbers: JSON Schema counts 7.0 as an integer, so the decoder does too (and stores 7).
-Optional fields may be `null`, which means absent. Unknown extra fields are allowed.
+It never raises: any input bytes give either a typed event or a `Rejection`. Reasons name the
+field and the rule, and never a string value (those can be personal data; the raw bytes
+travel separately in the dead letter). Numbers such as a score or a length may appear.
+
+When a document breaks several rules, the code is the first of these that applies (the whole
+document is checked for one before the next is looked at):
+
+1. `too_large`: the value is over `MAX_VALUE_BYTES` (checked before parsing)
+2. `not_json`: not UTF-8 JSON (also NaN/Infinity, numbers beyond double range, nesting > 1024)
+3. `not_object`: JSON, but not an object
+4. `missing_field`: a required field is absent or null
+5. `wrong_type`: a field has the wrong JSON type
+6. `invalid_value`: a string too short or too long, a bad segment dimension name, too many
+   dimensions, an e-mail address without exactly one `@`
+7. `unknown_survey`: `survey` is not nps, csat or ces
+8. `score_out_of_range`: `score` is outside its survey's scale
+9. `bad_timestamp`: the timestamp is not RFC 3339 with an offset or Z
+10. `future_timestamp`: the timestamp is more than `MAX_FUTURE_SKEW_MS` after `now_ms`
+11. `key_mismatch`: the key is not the UTF-8 bytes of `customer_id` (a missing key included)
+
+Decisions, which the schemas state too:
+
+* Integers follow JSON Schema 2020-12: a number with a zero fraction is an integer, so a score
+  of 7.0 (or 7e0) is accepted and stored as 7; 7.5 is `wrong_type`, and so are true/false.
+  (JSON Schema cannot tell 7.0 from 7, so rejecting it would make the schemas and the decoder
+  disagree.) A huge integer-valued number such as 1e300 is `score_out_of_range`.
+* An optional property that is `null` means the same as leaving it out; a required one that is
+  `null` is `missing_field`.
+* Unknown extra properties are allowed and ignored (forward compatibility).
+* String lengths count Unicode code points, as JSON Schema does.
+
+Pure: no I/O, no clock (the processing time comes in as `now_ms`), no logging.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -28,188 +59,352 @@ from cxstream.core.model import (
 )
 from cxstream.core.timefmt import parse_rfc3339
 
+__all__ = [
+    "MAX_VALUE_BYTES",
+    "MAX_FUTURE_SKEW_MS",
+    "decode_survey",
+    "decode_interaction",
+    "decode_profile",
+]
+
 MAX_VALUE_BYTES = 65_536
 MAX_FUTURE_SKEW_MS = 300_000
+
 ID_MAX = 128
 LABEL_MAX = 64
 COMMENT_MAX = 4000
-SEGMENT_MAX_PROPERTIES = 16
-SEGMENT_VALUE_MAX = 128
-EMAIL_MAX = 254
-_DIMENSION = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+NAME_MAX = 128
+EMAIL_MIN, EMAIL_MAX = 3, 254
+SEGMENT_MAX_DIMENSIONS = 16
+DIMENSION_NAME_MAX = 64
+DIMENSION_VALUE_MAX = 128
+
+_DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]*")  # used with fullmatch: no `$` newline quirk
+_EMAIL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")  # spaces and control characters
+
+# String fields: (name, required, min length, max length). Order = order of the reasons.
+_Spec = tuple[tuple[str, bool, int, int], ...]
+_SURVEY_STRINGS: _Spec = (
+    ("event_id", True, 1, ID_MAX),
+    ("customer_id", True, 1, ID_MAX),
+    ("touchpoint", False, 1, LABEL_MAX),
+    ("channel", False, 1, LABEL_MAX),
+    ("comment", False, 0, COMMENT_MAX),
+    ("interaction_id", False, 1, ID_MAX),
+)
+_INTERACTION_STRINGS: _Spec = (
+    ("event_id", True, 1, ID_MAX),
+    ("customer_id", True, 1, ID_MAX),
+    ("kind", True, 1, LABEL_MAX),
+    ("touchpoint", False, 1, LABEL_MAX),
+    ("channel", False, 1, LABEL_MAX),
+    ("outcome", False, 1, LABEL_MAX),
+)
+_OWNER_STRINGS: _Spec = (
+    ("name", False, 1, NAME_MAX),
+    ("email", False, EMAIL_MIN, EMAIL_MAX),
+    ("slack", False, 1, NAME_MAX),
+)
+_SURVEYS = {kind: kind for kind in SCORE_RANGES}  # canonical (interned) strings
 
 
-class _Reject(Exception):
-    """Internal short-cut out of nested checks; never escapes this module."""
-
-    def __init__(self, code: E, reason: str) -> None:
-        self.rejection = Rejection(code, reason)
-
-
-def _string(doc: dict[str, Any], field: str, max_len: int, *, required: bool,
-            min_len: int = 1) -> str | None:
-    value = doc.get(field)
-    if value is None:
-        if required:
-            raise _Reject(E.MISSING_FIELD, f"required field {field!r} is missing"
-                          if field not in doc else f"required field {field!r} is null")
-        return None
-    if type(value) is not str:
-        raise _Reject(E.WRONG_TYPE, f"{field!r} must be a string, got {_json_type(value)}")
-    if not min_len <= len(value) <= max_len:
-        raise _Reject(E.INVALID_VALUE, f"{field!r} must be {min_len}..{max_len} characters long")
-    return value
-
-
-def _timestamp(doc: dict[str, Any], field: str, now_ms: int) -> int:
-    raw = _string(doc, field, 64, required=True)
-    assert raw is not None
-    ms = parse_rfc3339(raw)
-    if ms is None:
-        raise _Reject(E.BAD_TIMESTAMP,
-                      f"{field!r} must be an RFC 3339 date-time with offset or Z, e.g. 2026-10-31T12:00:00Z")
-    if ms > now_ms + MAX_FUTURE_SKEW_MS:
-        raise _Reject(E.FUTURE_TIMESTAMP, f"{field!r} is more than 5 minutes in the future "
-                      "(check the producer's clock)")
-    return ms
-
-
-def _segment(doc: dict[str, Any], *, required: bool) -> dict[str, str]:
-    value = doc.get("segment")
-    if value is None:
-        if required:
-            raise _Reject(E.MISSING_FIELD, "required field 'segment' is missing")
-        return {}
-    if type(value) is not dict:
-        raise _Reject(E.WRONG_TYPE, f"'segment' must be an object, got {_json_type(value)}")
-    if len(value) > SEGMENT_MAX_PROPERTIES:
-        raise _Reject(E.INVALID_VALUE, f"'segment' has more than {SEGMENT_MAX_PROPERTIES} dimensions")
-    for name, item in value.items():
-        if not _DIMENSION.match(name):
-            raise _Reject(E.INVALID_VALUE, "segment dimension names must match ^[a-z][a-z0-9_]{0,63}$")
-        if type(item) is not str:
-            raise _Reject(E.WRONG_TYPE, f"segment value of {name!r} must be a string, got {_json_type(item)}")
-        if not 1 <= len(item) <= SEGMENT_VALUE_MAX:
-            raise _Reject(E.INVALID_VALUE, f"segment value of {name!r} must be 1..{SEGMENT_VALUE_MAX} characters long")
-    return value
-
-
+# -- reasons -----------------------------------------------------------------------------------
 def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
+    """The JSON type name of a decoded value (for reasons: never the value itself)."""
+    t = type(value)
+    if t is str:
         return "string"
-    if isinstance(value, list):
+    if t is bool:
+        return "boolean"
+    if t is int:
+        return "integer"
+    if t is float:
+        return "number"
+    if t is dict:
+        return "object"
+    if t is list:
         return "array"
-    return "object"
+    return "null" if value is None else t.__name__
 
 
-def _load(raw: bytes) -> dict[str, Any]:
+def _missing(name: str, doc: dict[str, Any]) -> Rejection:
+    how = "is null" if name in doc else "is missing"
+    return Rejection(E.MISSING_FIELD, f"required field {name!r} {how}")
+
+
+def _wrong(name: str, expected: str, value: Any) -> Rejection:
+    return Rejection(E.WRONG_TYPE, f"{name!r} must be {expected}, got {_json_type(value)}")
+
+
+def _length(name: str, low: int, high: int, length: int) -> Rejection:
+    return Rejection(E.INVALID_VALUE, f"{name!r} must be {low}..{high} characters long, got {length}")
+
+
+# -- the phases shared by all events -----------------------------------------------------------
+def _load(raw: bytes) -> dict[str, Any] | Rejection:
+    """TOO_LARGE, NOT_JSON, NOT_OBJECT."""
     if len(raw) > MAX_VALUE_BYTES:
-        raise _Reject(E.TOO_LARGE, f"value is {len(raw)} bytes, over the {MAX_VALUE_BYTES}-byte limit")
+        return Rejection(E.TOO_LARGE, f"value is {len(raw)} bytes, over the {MAX_VALUE_BYTES}-byte limit")
     try:
         doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _Reject(E.NOT_JSON, f"not valid UTF-8 JSON ({str(exc).split(':')[0]})") from None
+    except orjson.JSONDecodeError as exc:  # the message names the problem, not the content
+        return Rejection(E.NOT_JSON, f"not valid UTF-8 JSON: {exc.msg} at byte {exc.pos}")
     if type(doc) is not dict:
-        raise _Reject(E.NOT_OBJECT, f"expected a JSON object, got {_json_type(doc)}")
+        return Rejection(E.NOT_OBJECT, f"expected a JSON object, got {_json_type(doc)}")
     return doc
 
 
-def _check_key(key: bytes | None, customer_id: str) -> None:
-    if key is None or key != customer_id.encode():
-        raise _Reject(E.KEY_MISMATCH, "the message key must be the document's customer_id "
-                      + ("(the message has no key)" if key is None else "(they differ)"))
+def _strings_ok(spec: _Spec, values: list[Any]) -> bool:
+    """All string fields in `spec` are fine: one pass for the usual case. When it says no, the
+    phase functions below (presence, type, length, in that order) find the reason."""
+    for (_, required, low, high), value in zip(spec, values):
+        if value is None:
+            if required:
+                return False
+        elif type(value) is not str or not low <= len(value) <= high:
+            return False
+    return True
 
 
-def _guard(fn: Callable[[bytes, bytes | None, int], Any]) -> Callable[[bytes, bytes | None, int], Any]:
-    def decode(raw: bytes, key: bytes | None, now_ms: int) -> Any:
-        try:
-            return fn(raw, key, now_ms)
-        except _Reject as r:
-            return r.rejection
-        except Exception as exc:  # noqa: BLE001 - a decoder bug must still dead-letter, not crash
-            return Rejection(E.PROCESSING_ERROR, f"decoder error {type(exc).__name__}")
-
-    decode.__name__ = fn.__name__
-    decode.__doc__ = fn.__doc__
-    return decode
+def _strings_present(doc: dict[str, Any], spec: _Spec, values: list[Any]) -> Rejection | None:
+    """MISSING_FIELD for the string fields in `spec` (values: doc.get of each, same order)."""
+    for (name, required, _, _), value in zip(spec, values):
+        if value is None and required:
+            return _missing(name, doc)
+    return None
 
 
-@_guard
+def _strings_typed(spec: _Spec, values: list[Any], prefix: str = "") -> Rejection | None:
+    for (name, _, _, _), value in zip(spec, values):
+        if value is not None and type(value) is not str:
+            return _wrong(prefix + name, "a string", value)
+    return None
+
+
+def _strings_sized(spec: _Spec, values: list[Any], prefix: str = "") -> Rejection | None:
+    for (name, _, low, high), value in zip(spec, values):
+        if value is not None and not low <= len(value) <= high:
+            return _length(prefix + name, low, high, len(value))
+    return None
+
+
+def _segment_typed(segment: Any) -> Rejection | None:
+    if type(segment) is not dict:
+        return _wrong("segment", "an object", segment)
+    for value in segment.values():
+        if type(value) is not str:
+            return Rejection(E.WRONG_TYPE, f"'segment' values must be strings, got {_json_type(value)}")
+    return None
+
+
+def _segment_sized(segment: dict[str, str]) -> Rejection | None:
+    if len(segment) > SEGMENT_MAX_DIMENSIONS:
+        return Rejection(E.INVALID_VALUE, f"'segment' has {len(segment)} dimensions, "
+                         f"at most {SEGMENT_MAX_DIMENSIONS} are allowed")
+    for name, value in segment.items():
+        if len(name) > DIMENSION_NAME_MAX or _DIMENSION_NAME.fullmatch(name) is None:
+            return Rejection(E.INVALID_VALUE, f"'segment' dimension names must be 1..{DIMENSION_NAME_MAX} "
+                             "characters matching ^[a-z][a-z0-9_]*$")
+        if not 1 <= len(value) <= DIMENSION_VALUE_MAX:
+            return Rejection(E.INVALID_VALUE, f"'segment' values must be 1..{DIMENSION_VALUE_MAX} "
+                             f"characters long, got {len(value)}")
+    return None
+
+
+def _timestamp(name: str, value: str, now_ms: int) -> int | Rejection:
+    """BAD_TIMESTAMP, FUTURE_TIMESTAMP."""
+    ms = parse_rfc3339(value)
+    if ms is None:
+        return Rejection(E.BAD_TIMESTAMP, f"{name!r} must be an RFC 3339 date-time with an offset "
+                         "or Z, e.g. 2026-10-31T12:00:00Z")
+    if ms - now_ms > MAX_FUTURE_SKEW_MS:
+        return Rejection(E.FUTURE_TIMESTAMP, f"{name!r} is {(ms - now_ms) / 1000:.3f} s ahead of the "
+                         f"processing clock, more than the {MAX_FUTURE_SKEW_MS // 1000} s allowed "
+                         "(check the producer's clock)")
+    return ms
+
+
+def _key(key: bytes | None, customer_id: str) -> Rejection | None:
+    """KEY_MISMATCH."""
+    if key is None:
+        return Rejection(E.KEY_MISMATCH, "the message key must be the UTF-8 bytes of customer_id; "
+                         "the message has no key")
+    if key != customer_id.encode():
+        return Rejection(E.KEY_MISMATCH, "the message key must be the UTF-8 bytes of customer_id; "
+                         "they differ")
+    return None
+
+
+def _guarded(exc: Exception) -> Rejection:
+    # Unreachable by design (the tests look for it); a decoder bug must dead-letter one
+    # message, not stop the worker. The type only: a message could quote the input.
+    return Rejection(E.PROCESSING_ERROR, f"decoder error {type(exc).__name__}")
+
+
+# -- the events --------------------------------------------------------------------------------
 def decode_survey(raw: bytes, key: bytes | None, now_ms: int) -> SurveyResponse | Rejection:
-    """A survey response (schemas/survey-response.schema.json)."""
-    doc = _load(raw)
-    event_id = _string(doc, "event_id", ID_MAX, required=True)
-    customer_id = _string(doc, "customer_id", ID_MAX, required=True)
-    survey = doc.get("survey")
-    if survey is None:
-        raise _Reject(E.MISSING_FIELD, "required field 'survey' is missing")
-    if type(survey) is not str:
-        raise _Reject(E.WRONG_TYPE, f"'survey' must be a string, got {_json_type(survey)}")
-    if survey not in SCORE_RANGES:
-        raise _Reject(E.UNKNOWN_SURVEY, "'survey' must be one of nps, csat, ces")
-    score = doc.get("score")
-    if score is None:
-        raise _Reject(E.MISSING_FIELD, "required field 'score' is missing")
-    if type(score) is float and score.is_integer():
-        score = int(score)
-    if type(score) is not int:
-        raise _Reject(E.WRONG_TYPE, f"'score' must be an integer, got {_json_type(score)}")
-    low, high = SCORE_RANGES[survey]
-    if not low <= score <= high:
-        raise _Reject(E.SCORE_OUT_OF_RANGE, f"score {score} is outside the {survey} scale {low}..{high}")
-    occurred_at = _timestamp(doc, "occurred_at", now_ms)
-    segment = _segment(doc, required=False)
-    touchpoint = _string(doc, "touchpoint", LABEL_MAX, required=False)
-    channel = _string(doc, "channel", LABEL_MAX, required=False)
-    comment = _string(doc, "comment", COMMENT_MAX, required=False, min_len=0)
-    interaction_id = _string(doc, "interaction_id", ID_MAX, required=False)
-    assert event_id is not None and customer_id is not None
-    _check_key(key, customer_id)
-    return SurveyResponse(event_id, customer_id, survey, score, occurred_at,  # type: ignore[arg-type]
-                          segment, touchpoint, channel, comment, interaction_id)
+    """A survey response (schemas/survey-response.schema.json), or why not."""
+    try:
+        return _survey(raw, key, now_ms)
+    except Exception as exc:  # noqa: BLE001
+        return _guarded(exc)
 
 
-@_guard
 def decode_interaction(raw: bytes, key: bytes | None, now_ms: int) -> Interaction | Rejection:
-    """A customer interaction (schemas/interaction.schema.json)."""
-    doc = _load(raw)
-    event_id = _string(doc, "event_id", ID_MAX, required=True)
-    customer_id = _string(doc, "customer_id", ID_MAX, required=True)
-    occurred_at = _timestamp(doc, "occurred_at", now_ms)
-    kind = _string(doc, "kind", LABEL_MAX, required=True)
-    touchpoint = _string(doc, "touchpoint", LABEL_MAX, required=False)
-    channel = _string(doc, "channel", LABEL_MAX, required=False)
-    outcome = _string(doc, "outcome", LABEL_MAX, required=False)
-    segment = _segment(doc, required=False)
-    assert event_id is not None and customer_id is not None and kind is not None
-    _check_key(key, customer_id)
-    return Interaction(event_id, customer_id, occurred_at, kind, touchpoint, channel, outcome, segment)
+    """An interaction (schemas/interaction.schema.json), or why not."""
+    try:
+        return _interaction(raw, key, now_ms)
+    except Exception as exc:  # noqa: BLE001
+        return _guarded(exc)
 
 
-@_guard
 def decode_profile(raw: bytes, key: bytes | None, now_ms: int) -> CustomerProfile | Rejection:
-    """A customer profile (schemas/customer-profile.schema.json)."""
+    """A customer profile (schemas/customer-profile.schema.json), or why not."""
+    try:
+        return _profile(raw, key, now_ms)
+    except Exception as exc:  # noqa: BLE001
+        return _guarded(exc)
+
+
+def _survey(raw: bytes, key: bytes | None, now_ms: int) -> SurveyResponse | Rejection:
     doc = _load(raw)
-    customer_id = _string(doc, "customer_id", ID_MAX, required=True)
-    segment = _segment(doc, required=True)
-    updated_at = _timestamp(doc, "updated_at", now_ms)
-    owner = None
-    raw_owner = doc.get("owner")
-    if raw_owner is not None:
-        if type(raw_owner) is not dict:
-            raise _Reject(E.WRONG_TYPE, f"'owner' must be an object, got {_json_type(raw_owner)}")
-        name = _string(raw_owner, "name", ID_MAX, required=False)
-        email = _string(raw_owner, "email", EMAIL_MAX, required=False, min_len=3)
-        if email is not None and "@" not in email:
-            raise _Reject(E.INVALID_VALUE, "'owner.email' must be an e-mail address")
-        slack = _string(raw_owner, "slack", ID_MAX, required=False)
-        owner = Owner(name, email, slack)
-    assert customer_id is not None
-    _check_key(key, customer_id)
-    return CustomerProfile(customer_id, segment, updated_at, owner)
+    if type(doc) is not dict:
+        return doc
+    get = doc.get
+    strings = [get("event_id"), get("customer_id"), get("touchpoint"), get("channel"),
+               get("comment"), get("interaction_id")]
+    survey, score, occurred_at, segment = get("survey"), get("score"), get("occurred_at"), get("segment")
+    strings_ok = _strings_ok(_SURVEY_STRINGS, strings)
+    # missing_field
+    if not strings_ok and (r := _strings_present(doc, _SURVEY_STRINGS, strings)) is not None:
+        return r
+    if survey is None:
+        return _missing("survey", doc)
+    if score is None:
+        return _missing("score", doc)
+    if occurred_at is None:
+        return _missing("occurred_at", doc)
+    # wrong_type
+    if not strings_ok and (r := _strings_typed(_SURVEY_STRINGS, strings)) is not None:
+        return r
+    if type(survey) is not str:
+        return _wrong("survey", "a string", survey)
+    if type(score) is not int:
+        if type(score) is not float or not score.is_integer():
+            return _wrong("score", "an integer", score)
+        score = int(score)
+    if type(occurred_at) is not str:
+        return _wrong("occurred_at", "a string", occurred_at)
+    if segment is not None and (r := _segment_typed(segment)) is not None:
+        return r
+    # invalid_value
+    if not strings_ok and (r := _strings_sized(_SURVEY_STRINGS, strings)) is not None:
+        return r
+    if segment and (r := _segment_sized(segment)) is not None:
+        return r
+    # unknown_survey, score_out_of_range
+    kind = _SURVEYS.get(survey)
+    if kind is None:
+        return Rejection(E.UNKNOWN_SURVEY, "'survey' must be one of nps, csat, ces")
+    low, high = SCORE_RANGES[kind]
+    if not low <= score <= high:
+        shown = f"score {score}" if -1_000_000 < score < 1_000_000 else "score"
+        return Rejection(E.SCORE_OUT_OF_RANGE, f"{shown} is outside the {kind} range {low}..{high}")
+    # bad_timestamp, future_timestamp
+    at = _timestamp("occurred_at", occurred_at, now_ms)
+    if type(at) is not int:
+        return at
+    # key_mismatch
+    event_id, customer_id, touchpoint, channel, comment, interaction_id = strings
+    if (r := _key(key, customer_id)) is not None:
+        return r
+    return SurveyResponse(event_id, customer_id, kind, score, at, {} if segment is None else segment,
+                          touchpoint, channel, comment, interaction_id)
+
+
+def _interaction(raw: bytes, key: bytes | None, now_ms: int) -> Interaction | Rejection:
+    doc = _load(raw)
+    if type(doc) is not dict:
+        return doc
+    get = doc.get
+    strings = [get("event_id"), get("customer_id"), get("kind"), get("touchpoint"), get("channel"),
+               get("outcome")]
+    occurred_at, segment = get("occurred_at"), get("segment")
+    strings_ok = _strings_ok(_INTERACTION_STRINGS, strings)
+    # missing_field
+    if not strings_ok and (r := _strings_present(doc, _INTERACTION_STRINGS, strings)) is not None:
+        return r
+    if occurred_at is None:
+        return _missing("occurred_at", doc)
+    # wrong_type
+    if not strings_ok and (r := _strings_typed(_INTERACTION_STRINGS, strings)) is not None:
+        return r
+    if type(occurred_at) is not str:
+        return _wrong("occurred_at", "a string", occurred_at)
+    if segment is not None and (r := _segment_typed(segment)) is not None:
+        return r
+    # invalid_value
+    if not strings_ok and (r := _strings_sized(_INTERACTION_STRINGS, strings)) is not None:
+        return r
+    if segment and (r := _segment_sized(segment)) is not None:
+        return r
+    # bad_timestamp, future_timestamp
+    at = _timestamp("occurred_at", occurred_at, now_ms)
+    if type(at) is not int:
+        return at
+    # key_mismatch
+    event_id, customer_id, kind, touchpoint, channel, outcome = strings
+    if (r := _key(key, customer_id)) is not None:
+        return r
+    return Interaction(event_id, customer_id, at, kind, touchpoint, channel, outcome,
+                       {} if segment is None else segment)
+
+
+def _profile(raw: bytes, key: bytes | None, now_ms: int) -> CustomerProfile | Rejection:
+    doc = _load(raw)
+    if type(doc) is not dict:
+        return doc
+    get = doc.get
+    customer_id, segment, updated_at, owner = get("customer_id"), get("segment"), get("updated_at"), get("owner")
+    # missing_field
+    if customer_id is None:
+        return _missing("customer_id", doc)
+    if segment is None:
+        return _missing("segment", doc)
+    if updated_at is None:
+        return _missing("updated_at", doc)
+    # wrong_type
+    if type(customer_id) is not str:
+        return _wrong("customer_id", "a string", customer_id)
+    if (r := _segment_typed(segment)) is not None:
+        return r
+    if type(updated_at) is not str:
+        return _wrong("updated_at", "a string", updated_at)
+    owner_strings: list[Any] = []
+    if owner is not None:
+        if type(owner) is not dict:
+            return _wrong("owner", "an object", owner)
+        owner_strings = [owner.get("name"), owner.get("email"), owner.get("slack")]
+        if (r := _strings_typed(_OWNER_STRINGS, owner_strings, "owner.")) is not None:
+            return r
+    # invalid_value
+    if not 1 <= len(customer_id) <= ID_MAX:
+        return _length("customer_id", 1, ID_MAX, len(customer_id))
+    if segment and (r := _segment_sized(segment)) is not None:
+        return r
+    if owner is not None:
+        if (r := _strings_sized(_OWNER_STRINGS, owner_strings, "owner.")) is not None:
+            return r
+        email = owner_strings[1]
+        if email is not None and (email.count("@") != 1 or email[0] == "@" or email[-1] == "@"
+                                  or _EMAIL_FORBIDDEN.search(email) is not None):
+            return Rejection(E.INVALID_VALUE, "'owner.email' must be an e-mail address: one @ with "
+                             "text on both sides, no spaces or control characters")
+    # bad_timestamp, future_timestamp
+    at = _timestamp("updated_at", updated_at, now_ms)
+    if type(at) is not int:
+        return at
+    # key_mismatch
+    if (r := _key(key, customer_id)) is not None:
+        return r
+    return CustomerProfile(customer_id, segment, at, None if owner is None else Owner(*owner_strings))

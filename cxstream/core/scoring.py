@@ -1,65 +1,111 @@
 """NPS, CSAT and CES from additive counters.
 
-A bucket holds eight integers; sums of buckets are exact, and scores are computed only at
-query time, so no rounding ever accumulates.
+A bucket holds eight integers (a plain list, so it serialises to JSON as-is); sums of
+buckets are exact, and scores are computed only at query time, so no rounding ever
+accumulates and any set of buckets can be merged in any order.
+
+Units of `summary`: NPS score −100..100 and its margin of error in points; CSAT score
+0..100 (% of responses that are 4 or 5); CES mean 1..5 (5 = most effort) and
+high_effort_share as a fraction 0..1 (share of responses that are 4 or 5).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, TypeAlias
+
+from cxstream.core.model import SCORE_RANGES
+
+__all__ = ["CES_HIGH", "CES_N", "CES_SUM", "CSAT_N", "CSAT_SATISFIED", "Category", "Counts",
+           "DETRACTORS", "PASSIVES", "PROMOTERS", "WIDTH", "add", "category", "merge", "nps",
+           "summary", "zero"]
 
 Category = Literal["promoter", "passive", "detractor"]
+#: The additive counters of one bucket, at the positions below.
+Counts: TypeAlias = list[int]
 
-# Positions in a counts list.
+# Positions in a counts list. Append-only: persisted state depends on them.
 PROMOTERS, PASSIVES, DETRACTORS, CSAT_N, CSAT_SATISFIED, CES_N, CES_SUM, CES_HIGH = range(8)
 WIDTH = 8
 
+_Z = 1.96  # two-sided 95 % normal quantile, as the product spec fixes it
 
-def zero() -> list[int]:
+
+def zero() -> Counts:
+    """Empty counters: the identity of `merge`."""
     return [0] * WIDTH
+
+
+def _check(counts: Sequence[int]) -> None:
+    if len(counts) != WIDTH:
+        raise ValueError(f"counts must have {WIDTH} entries, got {len(counts)}")
+
+
+def _check_score(survey: str, score: int) -> None:
+    bounds = SCORE_RANGES.get(survey)
+    if bounds is None:
+        raise ValueError(f"unknown survey {survey!r} (expected nps, csat or ces)")
+    # bool is an int subclass; a True score is a caller bug, not a 1.
+    if type(score) is not int or not bounds[0] <= score <= bounds[1]:
+        raise ValueError(f"{survey} score must be an integer {bounds[0]}..{bounds[1]}, "
+                         f"got {score!r}")
 
 
 def category(score: int) -> Category:
     """NPS category: promoters 9–10, passives 7–8, detractors 0–6."""
+    _check_score("nps", score)
     return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
 
 
-def add(counts: Sequence[int], survey: str, score: int) -> list[int]:
-    """A copy of `counts` with one response added."""
+def add(counts: Sequence[int], survey: str, score: int) -> Counts:
+    """A copy of `counts` with one response added (validated: a bad score would otherwise
+    silently land in a category forever)."""
+    _check(counts)
+    _check_score(survey, score)
     out = list(counts)
     if survey == "nps":
         out[PROMOTERS if score >= 9 else PASSIVES if score >= 7 else DETRACTORS] += 1
     elif survey == "csat":
         out[CSAT_N] += 1
         out[CSAT_SATISFIED] += score >= 4
-    elif survey == "ces":
+    else:  # ces
         out[CES_N] += 1
         out[CES_SUM] += score
         out[CES_HIGH] += score >= 4
-    else:
-        raise ValueError(f"unknown survey {survey!r}")
     return out
 
 
-def merge(a: Sequence[int], b: Sequence[int]) -> list[int]:
+def merge(a: Sequence[int], b: Sequence[int]) -> Counts:
+    """Element-wise sum: counters of disjoint sets of responses add up exactly."""
+    _check(a)
+    _check(b)
     return [x + y for x, y in zip(a, b)]
 
 
 def nps(promoters: int, passives: int, detractors: int) -> tuple[float | None, float | None]:
-    """(score −100..100, 95 % margin of error in points), None when there are no responses."""
+    """(score −100..100, 95 % margin of error in points), (None, None) without responses.
+
+    Margin: 1.96 × 100 × √((p + d − (p − d)²)/n), the normal approximation of the variance
+    of a promoter (+1) / passive (0) / detractor (−1) variable.
+    """
     n = promoters + passives + detractors
     if n == 0:
         return None, None
     p, d = promoters / n, detractors / n
     score = 100.0 * (promoters - detractors) / n
+    # Clamp: rounding can make an exact 0 (all promoters, say) a tiny negative number.
     variance = max(p + d - (p - d) ** 2, 0.0)
-    return score, 1.96 * 100.0 * math.sqrt(variance / n)
+    return score, _Z * 100.0 * math.sqrt(variance / n)
 
 
 def summary(counts: Sequence[int], *, min_responses: int = 30) -> dict[str, Any]:
-    """The API's score objects. CSAT score is 0..100 (% satisfied); CES mean is 1..5 and
-    high_effort_share is the fraction 0..1 of responses of 4 or 5."""
+    """The API's score objects; scores are None for a survey without responses, and
+    `low_sample` is True when that survey has fewer than `min_responses` responses.
+
+    NPS score −100..100 (margin of error in points); CSAT score 0..100 (% satisfied);
+    CES mean 1..5 and high_effort_share a fraction 0..1.
+    """
+    _check(counts)
     c = counts
     nps_n = c[PROMOTERS] + c[PASSIVES] + c[DETRACTORS]
     score, moe = nps(c[PROMOTERS], c[PASSIVES], c[DETRACTORS])

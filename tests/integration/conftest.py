@@ -7,8 +7,9 @@ If it cannot start, every integration test fails with the reason: they are never
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -16,33 +17,54 @@ from cxstream.broker import BrokerError, LocalBroker, wait_ready
 
 from .harness import Worker, free_port, unique_prefix
 
+T = TypeVar("T")
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a ready Kafka broker shared by the whole session.
+
+    ``CXSTREAM_TEST_BROKER`` reuses a running broker (fast local iterations, CI services);
+    otherwise the project's own broker starts on free ports with a fresh data dir, so runs never
+    see each other's topics or groups. Failure to get a broker is a test failure, never a skip:
+    a skipped integration suite looks green.
+    """
     external = os.environ.get("CXSTREAM_TEST_BROKER")
     if external:
-        try:
-            wait_ready(external, 60)
-        except BrokerError as exc:
-            pytest.fail(f"CXSTREAM_TEST_BROKER={external} is not usable: {exc}")
+        _require(lambda: wait_ready(external, 60), f"CXSTREAM_TEST_BROKER={external} is not usable")
         yield external
         return
-    broker = LocalBroker(port=free_port(), data_dir=tmp_path_factory.mktemp("kafka"))
+    broker = LocalBroker(port=free_port(), data_dir=tmp_path_factory.mktemp("kafka"),
+                         controller_port=free_port())
+    result = _require(lambda: broker.start(wait_s=120, progress=print),
+                      "the test broker could not start")
     try:
-        result = broker.start(wait_s=120, progress=print)
+        yield result.bootstrap
+    finally:
+        broker.stop()
+
+
+def _require(action: Callable[[], T], problem: str) -> T:
+    """Run ``action``; a BrokerError becomes a test failure (never a skip) whose report is
+    just the problem and the broker's explanation (log tail included)."""
+    try:
+        return action()
     except BrokerError as exc:
-        pytest.fail(f"the test broker could not start: {exc}")
-    yield result.bootstrap
-    broker.stop()
+        error = f"{problem}: {exc}"
+    pytest.fail(error, pytrace=False)  # outside `except`: no chained traceback in the report
 
 
 @pytest.fixture
 def local_broker_factory(tmp_path: Path) -> Iterator[Callable[..., LocalBroker]]:
-    """Extra brokers a test starts and stops itself (stopped at teardown in any case)."""
+    """Extra brokers a test starts and stops itself (stopped at teardown in any case), on free
+    ports with their own data dirs under the test's ``tmp_path``."""
     made: list[LocalBroker] = []
 
     def make(**kwargs: object) -> LocalBroker:
-        b = LocalBroker(port=free_port(), data_dir=tmp_path / f"kafka{len(made)}", **kwargs)  # type: ignore[arg-type]
+        kwargs.setdefault("port", free_port())
+        kwargs.setdefault("controller_port", free_port())
+        kwargs.setdefault("data_dir", tmp_path / f"kafka{len(made)}")
+        b = LocalBroker(**kwargs)  # type: ignore[arg-type]
         made.append(b)
         return b
 

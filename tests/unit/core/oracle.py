@@ -1,17 +1,27 @@
 """A deliberately naive oracle: recompute everything from the full event list.
 
 Shared by the unit property tests and the integration tests. It knows the product rules
-(per-partition stream time, too late, duplicates, segments, windows, turns) but none of the
-implementation (no buckets, no cover, no step): every answer is a scan of all events.
+(per-partition stream time, too late, duplicates, segments and the value cap, windows) but
+none of the implementation (no buckets, no cover, no step, no cxstream import at all): every
+answer is a scan of all events, written straight from the spec.
+
+Assumption (as in production, where the message key is the customer id): one customer's
+events are all in one partition, so "first accepted occurrence" is well defined.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Mapping
 
 DAY = 86_400_000
+OTHER = "other"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+#: (partition, offset) of an event: its identity in the input log.
+Pos = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -22,10 +32,32 @@ class Ev:
     customer_id: str
     survey: str
     score: int
-    at: int
+    at: int  # occurred_at, epoch ms
     segment: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     touchpoint: str | None = None
     channel: str | None = None
+
+    @classmethod
+    def of(cls, source: Any, partition: int, offset: int) -> Ev:
+        """From a SurveyResponse (duck-typed) or a survey document dict (occurred_at as epoch
+        ms or an RFC 3339 string)."""
+        if isinstance(source, Mapping):
+            get = source.get
+        else:
+            def get(name: str, default: Any = None) -> Any:
+                return getattr(source, name, default)
+        at = get("occurred_at")
+        if isinstance(at, str):
+            # Integer arithmetic: float timestamps can round .123 s to 122.99999 ms.
+            dt = datetime.fromisoformat(at.replace("Z", "+00:00"))
+            at = (dt - _EPOCH) // timedelta(milliseconds=1)
+        return cls(partition, offset, get("event_id"), get("customer_id"), get("survey"),
+                   int(get("score")), int(at), dict(get("segment") or {}), get("touchpoint"),
+                   get("channel"))
+
+
+def _in_log_order(events: Iterable[Ev]) -> list[Ev]:
+    return sorted(events, key=lambda e: (e.partition, e.offset))
 
 
 def accepted(events: Iterable[Ev], horizon: int) -> list[Ev]:
@@ -34,7 +66,7 @@ def accepted(events: Iterable[Ev], horizon: int) -> list[Ev]:
     out: list[Ev] = []
     stream_time: dict[int, int] = {}
     seen: set[tuple[str, str]] = set()
-    for e in sorted(events, key=lambda e: (e.partition, e.offset)):
+    for e in _in_log_order(events):
         st = stream_time.get(e.partition)
         if st is not None and e.at < st - horizon:
             continue  # too late: dead-lettered
@@ -47,26 +79,80 @@ def accepted(events: Iterable[Ev], horizon: int) -> list[Ev]:
 
 
 def stream_times(events: Iterable[Ev], horizon: int) -> dict[int, int]:
+    """Final stream time per partition: the highest occurred_at of events not too late."""
     st: dict[int, int] = {}
-    for e in sorted(events, key=lambda e: (e.partition, e.offset)):
+    for e in _in_log_order(events):
         cur = st.get(e.partition)
         if cur is None or e.at >= cur - horizon:
             st[e.partition] = e.at if cur is None else max(cur, e.at)
     return st
 
 
-def segments_of(e: Ev) -> set[str]:
+def retention_start(events: Iterable[Ev], horizon: int) -> int | None:
+    """Earliest window start answerable on every partition (None: no data at all)."""
+    st = stream_times(events, horizon)
+    return max(st.values()) - horizon if st else None
+
+
+def _dims(e: Ev, dimensions: frozenset[str] | None) -> dict[str, str]:
     dims = dict(e.segment)
     if e.touchpoint is not None:
         dims["touchpoint"] = e.touchpoint
     if e.channel is not None:
         dims["channel"] = e.channel
-    return {"all", *(f"{k}:{v}" for k, v in dims.items())}
+    return {k: v for k, v in dims.items() if dimensions is None or k in dimensions}
 
 
-def scores(events: list[Ev], segment: str, start: int, end: int) -> dict[str, Any]:
-    """Counts and scores of `segment` over [start, end), by scanning every accepted event."""
-    inside = [e for e in events if start <= e.at < end and segment in segments_of(e)]
+def segments_of(e: Ev, dimensions: frozenset[str] | None = None) -> set[str]:
+    """Segments of an event without any cap."""
+    return {"all", *(f"{k}:{v}" for k, v in _dims(e, dimensions).items())}
+
+
+def capped_segments(events: Iterable[Ev], horizon: int, *, cap: int,
+                    dimensions: frozenset[str] | None = None) -> dict[Pos, set[str]]:
+    """Segments of each accepted event under the value cap: per partition, the first `cap`
+    distinct values of a dimension (in offset order, among accepted events) count as
+    themselves, later ones as `<dimension>:other`; the value `other` never takes a slot."""
+    slots: dict[tuple[int, str], list[str]] = {}
+    out: dict[Pos, set[str]] = {}
+    for e in _in_log_order(accepted(events, horizon)):
+        segs = {"all"}
+        for dim, value in _dims(e, dimensions).items():
+            taken = slots.setdefault((e.partition, dim), [])
+            if value != OTHER and value not in taken:
+                if len(taken) < cap:
+                    taken.append(value)
+                else:
+                    value = OTHER
+            segs.add(f"{dim}:{value}")
+        out[(e.partition, e.offset)] = segs
+    return out
+
+
+def folds(events: Iterable[Ev], horizon: int, *, cap: int,
+          dimensions: frozenset[str] | None = None) -> dict[Pos, set[str]]:
+    """Dimensions folded into `other` per accepted event (only events with a fold)."""
+    out: dict[Pos, set[str]] = {}
+    capped = capped_segments(events, horizon, cap=cap, dimensions=dimensions)
+    for e in accepted(events, horizon):
+        for dim, value in _dims(e, dimensions).items():
+            if value != OTHER and f"{dim}:{OTHER}" in capped[(e.partition, e.offset)]:
+                out.setdefault((e.partition, e.offset), set()).add(dim)
+    return out
+
+
+def scores(events: list[Ev], segment: str, start: int, end: int, *,
+           segments: Mapping[Pos, set[str]] | None = None,
+           min_responses: int | None = None) -> dict[str, Any]:
+    """Counts and scores of `segment` over [start, end), by scanning every accepted event.
+
+    `segments`: each event's segments (e.g. from `capped_segments`); default uncapped.
+    `min_responses`: also give `low_sample` per survey (omitted when None).
+    """
+    def segs(e: Ev) -> set[str]:
+        return segments_of(e) if segments is None else segments[(e.partition, e.offset)]
+
+    inside = [e for e in events if start <= e.at < end and segment in segs(e)]
     nps = [e.score for e in inside if e.survey == "nps"]
     csat = [e.score for e in inside if e.survey == "csat"]
     ces = [e.score for e in inside if e.survey == "ces"]
@@ -88,29 +174,44 @@ def scores(events: list[Ev], segment: str, start: int, end: int) -> dict[str, An
     if ces:
         out["ces"]["mean"] = sum(ces) / len(ces)
         out["ces"]["high_effort_share"] = sum(s >= 4 for s in ces) / len(ces)
+    if min_responses is not None:
+        for survey in out.values():
+            survey["low_sample"] = survey["responses"] < min_responses
     return out
 
 
-def all_segments(events: list[Ev]) -> set[str]:
-    return set().union(*(segments_of(e) for e in events)) if events else set()
+def window_scores(events: list[Ev], segment: str, window_ms: int, as_of: int,
+                  **kwargs: Any) -> dict[str, Any]:
+    """`scores` of the window W as of T: responses with T − W ≤ occurred_at < T."""
+    return scores(events, segment, as_of - window_ms, as_of, **kwargs)
+
+
+def all_segments(events: list[Ev], segments: Mapping[Pos, set[str]] | None = None) -> set[str]:
+    """Every segment some accepted event counts in."""
+    if not events:
+        return set()
+    if segments is None:
+        return set().union(*(segments_of(e) for e in events))
+    return set().union(*(segments[(e.partition, e.offset)] for e in events))
 
 
 def assert_matches(got: dict[str, Any], want: dict[str, Any], tol: float = 1e-9) -> None:
-    """Counts equal exactly; scores equal to `tol`; None where the oracle has None."""
+    """Counts (and flags) equal exactly; scores equal to `tol`; None where the oracle has None."""
     for survey, fields in want.items():
         for name, value in fields.items():
             actual = got[survey][name]
-            if value is None or isinstance(value, int):
+            if value is None or isinstance(value, int):  # bool is an int: exact too
                 assert actual == value, (survey, name, actual, value)
             else:
-                assert actual is not None and abs(actual - value) <= tol, (survey, name, actual, value)
+                assert actual is not None and abs(actual - value) <= tol, \
+                    (survey, name, actual, value)
 
 
 def too_late(events: Iterable[Ev], horizon: int) -> set[tuple[int, int]]:
     """(partition, offset) of the events dead-lettered as too late."""
     out = set()
     stream_time: dict[int, int] = {}
-    for e in sorted(events, key=lambda e: (e.partition, e.offset)):
+    for e in _in_log_order(events):
         st = stream_time.get(e.partition)
         if st is not None and e.at < st - horizon:
             out.add((e.partition, e.offset))

@@ -1,27 +1,39 @@
-"""The JSON Schemas are the contracts: the decoder accepts exactly what they accept."""
+"""The JSON Schemas are the contracts: valid 2020-12 schemas with valid examples, and the
+decoder accepts exactly what they accept (and names the same rule when it rejects)."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
-from cxstream.core.decode import decode_interaction, decode_profile, decode_survey
-from cxstream.core.errors import ErrorCode, Rejection
+from cxstream.core.deadletter import dead_letter
+from cxstream.core.decode import MAX_VALUE_BYTES, decode_interaction, decode_profile, decode_survey
+from cxstream.core.errors import ErrorCode as E
+from cxstream.core.errors import Rejection
+from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
-NOW = 1_900_000_000_000  # far ahead of every generated timestamp: "future" is tested elsewhere
+ALL_SCHEMAS = sorted(SCHEMAS.glob("*.schema.json"))
+INPUTS = ("survey-response", "interaction", "customer-profile")
+NOW = MAX_MS + 2 * 86_400_000  # no generated timestamp is in the future: that rule is tested elsewhere
+FORMATS = Draft202012Validator.FORMAT_CHECKER
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
 
 
 def validator(name: str) -> Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(load(name), format_checker=FORMATS)
 
 
 CONTRACTS: dict[str, tuple[Draft202012Validator, Callable[..., Any]]] = {
@@ -31,62 +43,262 @@ CONTRACTS: dict[str, tuple[Draft202012Validator, Callable[..., Any]]] = {
 }
 
 
-@pytest.mark.parametrize("path", sorted(SCHEMAS.glob("*.schema.json")), ids=lambda p: p.name)
-def test_schema_is_valid_2020_12_with_examples(path: Path) -> None:
+# -- the schemas themselves --------------------------------------------------------------------
+@pytest.mark.parametrize("path", ALL_SCHEMAS, ids=lambda p: p.name)
+def test_schema_is_valid_2020_12_with_valid_examples(path: Path) -> None:
     schema = json.loads(path.read_text())
     Draft202012Validator.check_schema(schema)
-    assert schema["$schema"].endswith("2020-12/schema") and schema["$id"] and schema["examples"]
-    v = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"].endswith("/" + path.name)
+    assert schema["title"] and schema["description"] and schema["examples"]
+    v = Draft202012Validator(schema, format_checker=FORMATS)
     for example in schema["examples"]:
-        assert not list(v.iter_errors(example)), example
+        assert not [e.message for e in v.iter_errors(example)], example
 
 
-@pytest.mark.parametrize("name", sorted(CONTRACTS))
+@pytest.mark.parametrize("name", INPUTS + ("dead-letter",))
+def test_our_schemas_are_self_contained(name: str) -> None:
+    text = (SCHEMAS / f"{name}.schema.json").read_text()
+    refs = re.findall(r'"\$ref": "([^"]*)"', text)
+    assert all(ref.startswith("#/$defs/") for ref in refs)
+    defs = json.loads(text)["$defs"]
+    assert all(ref.removeprefix("#/$defs/") in defs for ref in refs)
+
+
+@pytest.mark.parametrize("name", INPUTS)
+def test_input_schemas_allow_unknown_properties_and_say_so(name: str) -> None:
+    schema = load(name)
+    assert "additionalProperties" not in schema and "unevaluatedProperties" not in schema
+    assert "Unknown extra properties are allowed" in schema["description"]
+    assert "key_mismatch" in schema["description"]
+    assert validator(name).is_valid({**schema["examples"][0], "added_in_a_later_version": {"x": [1]}})
+
+
+def test_format_checking_really_checks_date_time_and_email() -> None:
+    # Without the rfc3339-validator package, jsonschema silently skips date-time: the
+    # agreement tests below would then prove much less than they claim.
+    assert "date-time" in FORMATS.checkers and "email" in FORMATS.checkers
+    v = Draft202012Validator({"format": "date-time"}, format_checker=FORMATS)
+    assert v.is_valid("2024-02-29T00:00:00Z") and not v.is_valid("2026-02-30T00:00:00Z")
+
+
+def test_the_schema_itself_checks_the_score_range() -> None:
+    v = validator("survey-response")
+    base = {"event_id": "e", "customer_id": "c", "occurred_at": "2026-10-31T00:00:00Z"}
+    for survey, ok, bad in (("nps", (0, 10), (-1, 11)), ("csat", (1, 5), (0, 6)), ("ces", (1, 5), (0, 6))):
+        for score in ok:
+            assert v.is_valid({**base, "survey": survey, "score": score})
+        for score in bad:
+            errors = list(v.iter_errors({**base, "survey": survey, "score": score}))
+            assert errors and all(list(e.absolute_path) == ["score"] for e in errors)
+
+
+# -- examples, dead letters, README ------------------------------------------------------------
+@pytest.mark.parametrize("name", INPUTS)
 def test_examples_are_accepted_by_the_decoder(name: str) -> None:
     v, decode = CONTRACTS[name]
     for example in v.schema["examples"]:
         result = decode(orjson.dumps(example), example["customer_id"].encode(), NOW)
-        assert not isinstance(result, Rejection), result
+        assert not isinstance(result, Rejection), (example, result)
+        assert result.customer_id == example["customer_id"]
 
 
 def test_dead_letter_schema_lists_exactly_the_error_codes() -> None:
-    schema = json.loads((SCHEMAS / "dead-letter.schema.json").read_text())
-    assert schema["properties"]["error_code"]["enum"] == [c.value for c in ErrorCode]
+    assert load("dead-letter")["properties"]["error_code"]["enum"] == [c.value for c in E]
 
 
-# -- agreement, on generated documents --------------------------------------------------------
-timestamps = st.sampled_from([
-    "2026-10-31T00:00:00Z", "2026-10-31T23:59:59.999+05:30", "2026-10-31t00:00:00z",
-    "2026-02-29T00:00:00Z", "2024-02-29T12:00:00-03:00", "2026-13-01T00:00:00Z",
-    "2026-10-31 00:00:00Z", "2026-10-31T00:00:00", "2026-10-31T24:00:00Z", "2026-10-31T00:00:60Z",
-    "31/10/2026", "", "2026-10-31T00:00:00+25:00",
-])
-texts = st.one_of(st.text(max_size=6), st.text(min_size=60, max_size=140), st.just(""))
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 14), st.floats(allow_nan=False, allow_infinity=False, width=32),
-                    st.just(7.0), texts)
-names = st.one_of(st.sampled_from(["plan", "region", "value_tier", "Plan", "1x", "a-b", ""]), st.text(max_size=5))
-segments = st.one_of(st.none(), scalars, st.dictionaries(names, st.one_of(texts, scalars), max_size=18))
+def test_dead_letter_examples_are_what_cxstream_would_write() -> None:
+    for example in load("dead-letter")["examples"]:
+        payload = base64.b64decode(example["payload"], validate=True)
+        decode = decode_survey if example["source_topic"] == "cx.surveys" else decode_interaction
+        key = None if example["source_key"] is None else base64.b64decode(example["source_key"], validate=True)
+        result = decode(payload, key, 1_793_448_000_000)  # the examples' 2026-10-31T12:00:00Z
+        assert isinstance(result, Rejection)
+        assert (result.code.value, result.reason) == (example["error_code"], example["reason"])
 
 
-def field_values(name: str) -> st.SearchStrategy[Any]:
-    if name in ("occurred_at", "updated_at"):
-        return st.one_of(timestamps, scalars)
-    if name == "survey":
-        return st.one_of(st.sampled_from(["nps", "csat", "ces", "NPS", "other"]), scalars)
-    if name == "score":
-        return st.one_of(st.integers(-2, 12), st.just(7.0), st.just(7.5), st.booleans(), st.just("7"))
-    if name == "segment":
-        return segments
-    if name == "owner":
-        return st.one_of(st.none(), scalars, st.fixed_dictionaries({}, optional={
-            "name": st.one_of(texts, scalars), "email": st.one_of(st.just("a@b.c"), st.just("nope"), texts, scalars),
-            "slack": st.one_of(texts, scalars)}))
-    if name == "comment":
-        return st.one_of(st.none(), st.text(max_size=5), st.text(min_size=3990, max_size=4010), scalars)
-    return st.one_of(st.sampled_from(["ok", "x" * 128, "x" * 129, "y" * 64, "y" * 65]), scalars)
+@pytest.mark.parametrize("key,payload", [(b"cust-1", b'{"score": 11}'), (None, b"\xff\xfe"), (b"", b""),
+                                         (b"k", None), (b"\x00\xff", b"x" * 70_000)])
+def test_dead_letters_written_by_cxstream_match_their_schema(key: bytes | None, payload: bytes | None) -> None:
+    v = validator("dead-letter")
+    for code in E:
+        doc = dead_letter(Rejection(code, "why"), topic="cx.surveys", partition=3, offset=12, key=key,
+                          payload=payload, now_ms=1_793_448_000_123)
+        assert not [e.message for e in v.iter_errors(json.loads(orjson.dumps(doc)))], doc
+        assert base64.b64decode(doc["payload"]) == (payload or b"")
 
 
-FIELDS = {
+@pytest.mark.parametrize("topic", ["cx.surveys", "cx.interactions", "cx.customers", "cx.alerts", "cx.deadletter"])
+def test_readme_lists_every_topic(topic: str) -> None:
+    assert f"| `{topic}`" in (SCHEMAS / "README.md").read_text()
+
+
+def test_readme_links_every_schema_and_states_the_key_rule() -> None:
+    readme = (SCHEMAS / "README.md").read_text()
+    for path in ALL_SCHEMAS:
+        assert f"]({path.name})" in readme
+    assert "**MUST** be the UTF-8 bytes of the document's\n`customer_id`" in readme and "`key_mismatch`" in readme
+
+
+# -- agreement: the decoder accepts exactly what the schema accepts, and says why alike ---------
+PRECEDENCE = [E.MISSING_FIELD, E.WRONG_TYPE, E.INVALID_VALUE, E.UNKNOWN_SURVEY, E.SCORE_OUT_OF_RANGE,
+              E.BAD_TIMESTAMP]
+TIMESTAMPS = {"occurred_at", "updated_at"}
+
+
+def leaves(errors: Iterable[ValidationError]) -> Iterator[ValidationError]:
+    """The errors that say what is wrong: inside anyOf, without the "or null" branch."""
+    for e in errors:
+        if e.context:
+            yield from leaves(e.context)
+        elif not (e.validator == "type" and e.validator_value == "null"):
+            yield e
+
+
+def code_for(e: ValidationError) -> E:
+    """The dead-letter code that a schema error corresponds to."""
+    path = list(e.absolute_path)
+    if e.validator == "required" or (len(path) == 1 and e.instance is None):
+        return E.MISSING_FIELD  # absent, or a required field that is null
+    if e.validator == "type":
+        return E.WRONG_TYPE
+    if path == ["survey"] and e.validator == "enum":
+        return E.UNKNOWN_SURVEY if isinstance(e.instance, str) else E.WRONG_TYPE
+    if e.validator in ("minimum", "maximum"):
+        return E.SCORE_OUT_OF_RANGE
+    if len(path) == 1 and path[0] in TIMESTAMPS:
+        return E.BAD_TIMESTAMP
+    assert e.validator in ("minLength", "maxLength", "pattern", "not", "format", "maxProperties"), e
+    return E.INVALID_VALUE
+
+
+def expected_code(v: Draft202012Validator, doc: dict[str, Any]) -> E | None:
+    """None when the schema accepts doc, else the code the decoder must give (the first rule
+    broken, in the decoder's documented order)."""
+    codes = {code_for(e) for e in leaves(v.iter_errors(doc))}
+    return min(codes, key=PRECEDENCE.index) if codes else None
+
+
+def assert_agree(name: str, doc: dict[str, Any]) -> None:
+    v, decode = CONTRACTS[name]
+    cid = doc.get("customer_id")
+    key = cid.encode() if isinstance(cid, str) else None
+    raw = orjson.dumps(doc)
+    assert len(raw) <= MAX_VALUE_BYTES
+    result = decode(raw, key, NOW)
+    got = result.code if isinstance(result, Rejection) else None
+    want = expected_code(v, doc)
+    assert got == want, (doc, result, [(list(e.absolute_path), e.message) for e in leaves(v.iter_errors(doc))])
+
+
+SURVEY = load("survey-response")["examples"][1]
+PROFILE = {"customer_id": "c", "segment": {}, "updated_at": "2026-10-31T00:00:00Z"}
+INTERACTION = {"event_id": "e", "customer_id": "c", "occurred_at": "2026-10-31T00:00:00Z", "kind": "call"}
+TRICKY: list[tuple[str, dict[str, Any]]] = [
+    *[("survey-response", {**SURVEY, **over}) for over in [
+        {"occurred_at": "２０２６-10-31T11:05:00-03:00"},  # Python's \d matches non-ASCII digits
+        {"occurred_at": "2026-10-31T11:05:00Z\n"},  # Python's $ matches before a final newline
+        {"occurred_at": "2026-10-31T11:05:00." + "1" * 80 + "Z"},
+        {"occurred_at": ""}, {"occurred_at": "2026-10-31t11:05:00z"}, {"occurred_at": "0000-01-01T00:00:00Z"},
+        {"occurred_at": "2026-02-29T00:00:00Z"}, {"occurred_at": "2024-02-29T00:00:00Z"},
+        {"occurred_at": "2026-10-31T11:05:60Z"}, {"occurred_at": "2026-10-31T11:05:00+23:59"},
+        {"occurred_at": "2026-10-31T11:05:00+24:00"}, {"occurred_at": "2026-10-31T11:05:00.Z"},
+        {"segment": {"plan\n": "x"}}, {"segment": {"plan": "x\n"}}, {"segment": {"a" * 64: "x"}},
+        {"segment": {"a" * 65: "x"}}, {"segment": {"é": "x"}}, {"segment": {"ſ": "x"}}, {"segment": {"K": "x"}},
+        {"segment": {"Plan": 1}}, {"segment": {f"d{i}": "" for i in range(17)}}, {"segment": None},
+        {"score": 5.0}, {"score": -0.0}, {"score": 1e300}, {"score": 5.5}, {"score": True}, {"score": None},
+        {"survey": None}, {"survey": 1}, {"survey": "CSAT"}, {"survey": "csat\n"}, {"survey": "nps", "score": 11},
+        {"survey": "nps", "score": 10}, {"survey": "ces", "score": 0}, {"survey": "x", "score": "x"},
+        {"comment": ""}, {"comment": None}, {"comment": 1}, {"comment": "x" * 4001}, {"event_id": "😀" * 128},
+        {"event_id": "😀" * 129}, {"event_id": ""}, {"event_id": None}, {"touchpoint": ""}, {"channel": None},
+        {"interaction_id": 5}, {"extra": None},
+    ]],
+    *[("interaction", {**INTERACTION, **over}) for over in [
+        {"kind": ""}, {"kind": None}, {"kind": "k" * 65}, {"occurred_at": 5, "outcome": ""}, {"outcome": None},
+        {"segment": {"plan": None}}]],
+    *[("customer-profile", {**PROFILE, **over}) for over in [
+        *[{"owner": {"email": e}} for e in (
+            "a@b", "@b", "a@", "a@@b", "a@b@c", "a b@c", "a@b\n", "a@b\t", "\x00a@b", "a@b\x7f", "ação@b",
+            "a@b\u00a0", "a@" + "b" * 252, "a@" + "b" * 253, "ab", "a" * 300, 5, None)],
+        *[{"owner": o} for o in (None, {}, [], "x", {"name": ""}, {"name": None}, {"slack": 1}, {"x": 1})],
+        {"segment": None}, {"segment": []}, {"updated_at": None}, {"customer_id": None}]],
+]
+
+
+@pytest.mark.parametrize("name,doc", TRICKY, ids=[f"{n}-{i}" for i, (n, _) in enumerate(TRICKY)])
+def test_agreement_on_tricky_documents(name: str, doc: dict[str, Any]) -> None:
+    assert_agree(name, doc)
+
+
+# -- agreement on generated documents ----------------------------------------------------------
+others = st.one_of(st.integers(-3, 14), st.floats(allow_nan=False, allow_infinity=False), st.booleans(), st.none(),
+                   st.lists(st.integers(-9, 9), max_size=2),
+                   st.dictionaries(st.text(max_size=3), st.integers(-9, 9), max_size=2))
+
+
+def mostly(specific: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Usually a value of the field's own kind (near its limits), sometimes any other JSON value."""
+    return st.integers(0, 5).flatmap(lambda i: others if i == 5 else specific)  # hypothesis favours 0
+
+
+def lengths(low: int, high: int) -> st.SearchStrategy[str]:
+    """Strings just inside and just outside the length limits (in 1-, 2- and 4-byte characters)."""
+    sizes = sorted({max(0, low - 1), low, low + 1, high - 1, high, high + 1})
+    return st.one_of(st.sampled_from(sizes).flatmap(lambda n: st.sampled_from(["x" * n, "é" * n, "😀" * n])),
+                     st.text(max_size=5))
+
+
+@st.composite
+def timestamps(draw: st.DrawFn) -> str:
+    """Valid RFC 3339 texts with offsets (half of the time), and near misses."""
+    ms = draw(st.integers(MIN_MS + 86_400_000, MAX_MS - 86_400_000))
+    text = format_rfc3339(ms)[:19]
+    text += draw(st.sampled_from(["", ".5", ".250", ".123456789", "." + "9" * 30]))
+    text += draw(st.sampled_from(["Z", "z", "+00:00", "-00:00", "+05:30", "-03:00", "+23:59", "-23:59"]))
+    if draw(st.booleans()):
+        return text
+    mutations: list[Callable[[str], str]] = [
+        lambda s: s.replace("T", "t"), lambda s: s.replace("T", " "), lambda s: s + "\n", lambda s: s + " ",
+        lambda s: " " + s, lambda s: s[:19], lambda s: s[:16] + s[19:], lambda s: s.replace("2", "２", 1),
+        lambda s: s.replace("1", "١", 1), lambda s: s[:5] + "13" + s[7:], lambda s: s[:5] + "02-30" + s[10:],
+        lambda s: s[:5] + "02-29" + s[10:], lambda s: s[:11] + "24" + s[13:], lambda s: s[:17] + "60" + s[19:],
+        lambda s: s[:14] + "60" + s[16:], lambda s: "0000" + s[4:], lambda s: s[:-1] if s.endswith("Z") else s,
+        lambda s: s.replace("+05:30", "+24:00").replace("-03:00", "-03:60"), lambda s: s.replace(":", "", 1),
+        lambda s: s[:10], lambda s: s[:19] + ".Z",
+    ]
+    return draw(st.sampled_from(mutations))(text)
+
+
+names = st.one_of(st.sampled_from(["plan", "region", "value_tier", "x", "a" * 64, "a" * 65, "Plan", "1x", "_x",
+                                   "a-b", "", "plan\n", "plan ", "é", "ſ", "K", "plan\u0000"]),
+                  st.text(max_size=5))
+segments = mostly(st.dictionaries(names, mostly(lengths(1, 128)), max_size=18))
+emails = mostly(st.sampled_from(["a@b", "ana@example.com", "@b", "a@", "a@@b", "a b@c", "a@b\n", "a@b\t",
+                                 "ação@exemplo.br", "a@b\u00a0", "a@" + "b" * 252, "a@" + "b" * 253, "ab"])
+                | st.text(max_size=6))
+owners = mostly(st.fixed_dictionaries({}, optional={
+    "name": mostly(lengths(1, 128)), "email": emails, "slack": mostly(lengths(1, 128)), "team": others}))
+scores = mostly(st.integers(-2, 12) | st.floats(-20, 20)
+                | st.sampled_from([7.0, -0.0, 10.0, 5.5, 1e300, -1e300, 2**63 - 1, True, "7"]))
+
+FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "event_id": mostly(lengths(1, 128)),
+    "customer_id": mostly(lengths(1, 128)),
+    "interaction_id": mostly(lengths(1, 128)),
+    "touchpoint": mostly(lengths(1, 64)),
+    "channel": mostly(lengths(1, 64)),
+    "kind": mostly(lengths(1, 64)),
+    "outcome": mostly(lengths(1, 64)),
+    "comment": mostly(lengths(0, 4000)),
+    "survey": mostly(st.sampled_from(["nps", "csat", "ces", "NPS", "nps ", "", "other"])),
+    "score": scores,
+    "occurred_at": mostly(timestamps() | st.text(max_size=30)),
+    "updated_at": mostly(timestamps() | st.text(max_size=30)),
+    "segment": segments,
+    "owner": owners,
+    "extra": others,
+}
+DOCUMENT_FIELDS = {
     "survey-response": ["event_id", "customer_id", "survey", "score", "occurred_at", "segment",
                         "touchpoint", "channel", "comment", "interaction_id", "extra"],
     "interaction": ["event_id", "customer_id", "occurred_at", "kind", "touchpoint", "channel",
@@ -97,28 +309,18 @@ FIELDS = {
 
 @st.composite
 def documents(draw: st.DrawFn, name: str) -> dict[str, Any]:
-    v = CONTRACTS[name][0]
-    base = dict(draw(st.sampled_from(v.schema["examples"])))
-    for field in draw(st.lists(st.sampled_from(FIELDS[name]), max_size=3, unique=True)):
-        if draw(st.booleans()) and field in base:
-            del base[field]
+    """An example with up to 4 fields removed or replaced (by valid or invalid values)."""
+    doc = dict(draw(st.sampled_from(CONTRACTS[name][0].schema["examples"])))
+    for field in draw(st.lists(st.sampled_from(DOCUMENT_FIELDS[name]), max_size=4, unique=True)):
+        if field in doc and draw(st.integers(0, 7)) == 7:
+            del doc[field]
         else:
-            base[field] = draw(field_values(field))
-    return base
+            doc[field] = draw(FIELD_VALUES[field])
+    return doc
 
 
-@pytest.mark.parametrize("name", sorted(CONTRACTS))
-@settings(max_examples=400, deadline=None)
+@pytest.mark.parametrize("name", INPUTS)
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_decoder_accepts_exactly_what_the_schema_accepts(name: str, data: st.DataObject) -> None:
-    v, decode = CONTRACTS[name]
-    doc = data.draw(documents(name))
-    schema_ok = v.is_valid(doc)
-    cid = doc.get("customer_id")
-    key = cid.encode() if isinstance(cid, str) else None
-    result = decode(orjson.dumps(doc), key, NOW)
-    decoder_ok = not isinstance(result, Rejection)
-    if len(orjson.dumps(doc)) > 65_536:
-        assert not decoder_ok
-        return
-    assert decoder_ok == schema_ok, (doc, result, [e.message for e in v.iter_errors(doc)])
+    assert_agree(name, data.draw(documents(name)))

@@ -1,0 +1,227 @@
+"""Alert documents: ids, fields, the JSON Schema contract and the CloudEvents headers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from cxstream.core.alert import ALERT_NAMESPACE, alert_id, build_alert, cloudevent_headers
+from cxstream.core.journey import (
+    CustomerState,
+    Turn,
+    apply_interaction,
+    apply_profile,
+    apply_survey,
+)
+from cxstream.core.model import CustomerProfile, Interaction, Owner, SurveyResponse
+from cxstream.core.timefmt import parse_rfc3339
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "alert.schema.json").read_text())
+ALERT_SCHEMA = Draft202012Validator(SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
+T0 = 1_790_000_000_000  # 2026-09-21T14:13:20Z
+
+
+def nps(eid: str, score: int, at: int, **kw: Any) -> SurveyResponse:
+    return SurveyResponse(eid, "c1", "nps", score, T0 + at, **kw)
+
+
+def errors(doc: dict[str, Any]) -> list[str]:
+    return [e.message for e in ALERT_SCHEMA.iter_errors(doc)]
+
+
+def context_state() -> CustomerState:
+    s = CustomerState.empty("c1")
+    s = apply_profile(s, CustomerProfile("c1", {"plan": "pro", "region": "br"}, T0,
+                                         Owner("Ana", "ana@example.com", "@ana")))
+    s = apply_interaction(s, Interaction("i1", "c1", T0 + 1, "ticket_opened", "support", "email", "open"))
+    s = apply_interaction(s, Interaction("i2", "c1", T0 + 2_500, "call", None, "phone", None))
+    s, _ = apply_survey(s, nps("a", 9, 2), horizon_start_ms=0)
+    return s
+
+
+# -- alert_id -------------------------------------------------------------------------------
+def test_alert_id_is_pinned_forever() -> None:
+    """Changing the namespace or the name format would turn every re-delivery into a new alert."""
+    assert ALERT_NAMESPACE == uuid.UUID("6f1c2d1e-6a2b-5c8e-9a51-0c7e3b1d9f42")
+    assert alert_id("c1", "e1") == "69a9be64-ffc4-5391-93e5-de26eef846b1"
+    assert alert_id("c1", "e1") == str(uuid.uuid5(ALERT_NAMESPACE, "c1\ne1"))
+    assert uuid.UUID(alert_id("c1", "e1")).version == 5
+
+
+def test_alert_id_depends_on_customer_and_event_only() -> None:
+    assert alert_id("c1", "e1") == alert_id("c1", "e1")
+    assert len({alert_id("c1", "e1"), alert_id("c2", "e1"), alert_id("c1", "e2"), alert_id("c1e", "1")}) == 4
+
+
+# -- documents ------------------------------------------------------------------------------
+def test_detractor_alert_document() -> None:
+    s = context_state()
+    r = nps("b", 3, 3_000, comment="slow", touchpoint="support", channel="chat")
+    after, turn = apply_survey(s, r, horizon_start_ms=0)
+    assert turn == Turn("detractor", "promoter")
+    doc = build_alert(s, r, turn, detected_at_ms=T0 + 3_412)
+    assert doc == {
+        "alert_id": alert_id("c1", "b"),
+        "kind": "detractor",
+        "customer_id": "c1",
+        "survey_event_id": "b",
+        "score": 3,
+        "previous_category": "promoter",
+        "occurred_at": "2026-09-21T14:13:23Z",
+        "detected_at": "2026-09-21T14:13:23.412Z",
+        "segment": {"plan": "pro", "region": "br"},
+        "touchpoint": "support",
+        "channel": "chat",
+        "comment": "slow",
+        "owner": {"name": "Ana", "email": "ana@example.com", "slack": "@ana"},
+        "recent_interactions": [
+            {"event_id": "i2", "kind": "call", "occurred_at": "2026-09-21T14:13:22.500Z",
+             "touchpoint": None, "channel": "phone", "outcome": None},
+            {"event_id": "i1", "kind": "ticket_opened", "occurred_at": "2026-09-21T14:13:20.001Z",
+             "touchpoint": "support", "channel": "email", "outcome": "open"},
+        ],
+        "schema_version": 1,
+    }
+    assert errors(doc) == []
+    assert orjson.loads(orjson.dumps(doc)) == doc
+
+
+def test_recovered_alert_document_without_context() -> None:
+    s = CustomerState.empty("c1")
+    s, _ = apply_survey(s, nps("a", 2, 0), horizon_start_ms=0)
+    r = nps("b", 8, 10)
+    _, turn = apply_survey(s, r, horizon_start_ms=0)
+    doc = build_alert(s, r, turn, detected_at_ms=T0 + 20)
+    assert doc["kind"] == "recovered" and doc["previous_category"] == "detractor" and doc["score"] == 8
+    assert doc["owner"] is None and doc["segment"] == {} and doc["recent_interactions"] == []
+    assert doc["touchpoint"] is None and doc["comment"] is None
+    assert errors(doc) == []
+
+
+def test_first_response_alert_has_no_previous_category() -> None:
+    s = CustomerState.empty("c1")
+    r = nps("a", 0, 0)
+    _, turn = apply_survey(s, r, horizon_start_ms=0)
+    doc = build_alert(s, r, turn, detected_at_ms=T0)
+    assert doc["previous_category"] is None and errors(doc) == []
+
+
+def test_segment_is_the_responses_own_else_the_profiles() -> None:
+    s = context_state()
+    r = nps("b", 3, 3_000, segment={"plan": "free"})
+    _, turn = apply_survey(s, r, horizon_start_ms=0)
+    assert turn is not None
+    assert build_alert(s, r, turn, detected_at_ms=T0)["segment"] == {"plan": "free"}  # not merged
+
+
+def test_context_is_the_state_before_the_response() -> None:
+    """Owner and journey as known when the response was processed: later profile updates
+    and interactions do not rewrite an alert (a re-delivery builds it from the same state)."""
+    s = context_state()
+    r = nps("b", 3, 3_000)
+    _, turn = apply_survey(s, r, horizon_start_ms=0)
+    later = apply_profile(s, CustomerProfile("c1", {"plan": "ent"}, T0 + 9_000, Owner("Ben")))
+    assert turn is not None
+    assert build_alert(s, r, turn, detected_at_ms=T0)["owner"]["name"] == "Ana"
+    assert build_alert(later, r, turn, detected_at_ms=T0)["owner"]["name"] == "Ben"
+    doc = build_alert(s, r, turn, detected_at_ms=T0)
+    doc["owner"]["name"] = "changed"
+    assert s.profile["owner"]["name"] == "Ana"  # the document does not alias the state
+
+
+def test_build_alert_refuses_non_nps_and_foreign_responses() -> None:
+    s = CustomerState.empty("c1")
+    with pytest.raises(ValueError):
+        build_alert(s, SurveyResponse("x", "c1", "csat", 1, T0), Turn("detractor", None), detected_at_ms=T0)
+    with pytest.raises(ValueError):
+        build_alert(s, SurveyResponse("x", "c2", "nps", 1, T0), Turn("detractor", None), detected_at_ms=T0)
+
+
+# -- CloudEvents ----------------------------------------------------------------------------
+def test_cloudevent_headers_binary_mode() -> None:
+    s = context_state()
+    r = nps("b", 3, 3_000)
+    _, turn = apply_survey(s, r, horizon_start_ms=0)
+    doc = build_alert(s, r, turn, detected_at_ms=T0 + 3_412)
+    assert cloudevent_headers(doc, source="cxstream/app1") == [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", alert_id("c1", "b").encode()),
+        ("ce_type", b"com.cxstream.alert.detractor"),
+        ("ce_source", b"cxstream/app1"),
+        ("ce_time", b"2026-09-21T14:13:23.412Z"),
+        ("content-type", b"application/json"),
+    ]
+    recovered = {**doc, "kind": "recovered"}
+    assert dict(cloudevent_headers(recovered, source="x"))["ce_type"] == b"com.cxstream.alert.recovered"
+    with pytest.raises(ValueError):
+        cloudevent_headers({**doc, "kind": "other"}, source="x")
+    with pytest.raises(ValueError):
+        cloudevent_headers(doc, source="")
+
+
+# -- schema ---------------------------------------------------------------------------------
+def test_schema_examples_are_consistent() -> None:
+    Draft202012Validator.check_schema(SCHEMA)
+    assert SCHEMA["$id"] and SCHEMA["title"] and SCHEMA["description"]
+    assert sorted(e["kind"] for e in SCHEMA["examples"]) == ["detractor", "recovered"]
+    for example in SCHEMA["examples"]:
+        assert errors(example) == []
+        assert example["alert_id"] == alert_id(example["customer_id"], example["survey_event_id"])
+        assert set(example) == set(SCHEMA["required"]) == set(SCHEMA["properties"])
+
+
+@pytest.mark.parametrize("change", [
+    {"kind": "recovered"},  # from promoter with a score of 3: not a recovery
+    {"previous_category": "detractor"},  # detractor -> detractor is no alert
+    {"score": 7},
+    {"alert_id": "not-a-uuid"},
+    {"occurred_at": "2026-10-31 14:05:00"},
+    {"schema_version": 2},
+    {"owner": {"name": "Ana"}},
+    {"comment": 5},
+])
+def test_schema_rejects_inconsistent_documents(change: dict[str, Any]) -> None:
+    example = next(e for e in SCHEMA["examples"] if e["kind"] == "detractor")
+    assert errors({**example, **change})
+
+
+texts = st.one_of(st.none(), st.text(max_size=6))
+segments = st.dictionaries(st.sampled_from(["plan", "region"]), st.text(min_size=1, max_size=4), max_size=2)
+events = st.one_of(
+    st.builds(SurveyResponse, st.text("ab", min_size=1, max_size=3), st.just("c1"), st.just("nps"),
+              st.integers(0, 10), st.integers(0, 10**13), segments, texts, texts, texts),
+    st.builds(Interaction, st.text("ij", min_size=1, max_size=3), st.just("c1"), st.integers(0, 10**13),
+              st.text(min_size=1, max_size=5), texts, texts, texts),
+    st.builds(CustomerProfile, st.just("c1"), segments, st.integers(0, 10**13),
+              st.one_of(st.none(), st.builds(Owner, texts, texts, texts))),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(events, max_size=30), st.integers(0, 10**13))
+def test_every_built_alert_validates(evs: list[Any], detected: int) -> None:
+    s = CustomerState.empty("c1")
+    for e in evs:
+        if isinstance(e, SurveyResponse):
+            after, turn = apply_survey(s, e, horizon_start_ms=0)
+            if turn is not None:
+                doc = build_alert(s, e, turn, detected_at_ms=detected)
+                assert errors(doc) == []
+                assert parse_rfc3339(doc["occurred_at"]) == e.occurred_at
+                assert parse_rfc3339(doc["detected_at"]) == detected
+                assert len(doc["recent_interactions"]) == len(s.journey)
+                headers = dict(cloudevent_headers(doc, source="cxstream/t"))
+                assert headers["ce_id"].decode() == doc["alert_id"] and headers["ce_time"].decode() == doc["detected_at"]
+            s = after
+        elif isinstance(e, Interaction):
+            s = apply_interaction(s, e, journey_len=3)
+        else:
+            s = apply_profile(s, e)
