@@ -1,15 +1,21 @@
 # cxstream worker image (slim, non-root). Build: docker build -t cxstream .
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# constraints.txt pins the exact versions the test suite passed with (README, "Dependencies").
+COPY pyproject.toml README.md constraints.txt ./
 COPY cxstream ./cxstream
-RUN pip install '.[rocksdb]' && useradd --uid 10001 --create-home cxstream \
+RUN pip install -c constraints.txt '.[rocksdb]' && useradd --uid 10001 --create-home cxstream \
     && mkdir /data && chown cxstream /data
 USER cxstream
 ENV CXSTREAM_DATA_DIR=/data CXSTREAM_STORE=rocksdb:// CXSTREAM_WEB_BIND=0.0.0.0
 EXPOSE 6066
-HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:6066/healthz').status==200 else 1)"
+# GET /healthz on the configured port (CXSTREAM_WEB_PORT, default 6066) over loopback, so the
+# server must bind 127.0.0.1 or all interfaces (the default here). When an API token is
+# configured (CXSTREAM_API_TOKEN or CXSTREAM_API_TOKEN_FILE) it is sent as a bearer token:
+# /healthz requires it only with CXSTREAM_HEALTH_AUTH on, and ignores it otherwise. Any error,
+# 401 or 5xx exits 1 (unhealthy). Checked by tests/unit/deploy/test_dockerfile.py.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request as u; e = os.environ.get; f = e('CXSTREAM_API_TOKEN_FILE'); t = (open(f).read() if f else e('CXSTREAM_API_TOKEN', '')).strip(); u.urlopen(u.Request('http://127.0.0.1:%s/healthz' % (e('CXSTREAM_WEB_PORT') or '6066'), headers={'Authorization': 'Bearer ' + t} if t else {}), timeout=4)"]
 ENTRYPOINT ["cxstream"]
 CMD ["worker"]

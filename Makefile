@@ -3,14 +3,24 @@ PY ?= python3
 PIP := $(PY) -m pip
 EXTRAS ?= test,rocksdb
 
-.PHONY: install system-deps run test unit integration
+.PHONY: install system-deps run test unit integration audit lock
 
 # Debian packages the project needs (Java for the local broker, Maven to fetch its jars).
 system-deps:
 	@bash deploy/install-system-deps.sh
 
 install: system-deps
-	$(PIP) install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+
+# Known vulnerabilities in the pinned runtime dependencies (PyPI's vulnerability service;
+# fails when it cannot be reached). See README "Dependencies".
+audit:
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt pip-audit
+	$(PY) .ci/audit.py requirements-runtime.txt
+
+# Rewrite constraints.txt and requirements-runtime.txt from the installed (tested) packages.
+lock:
+	$(PY) deploy/lock_deps.py
 
 run: install
 	cxstream demo

@@ -12,6 +12,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from cxstream.kafka_security import KafkaAuthError, client_kwargs, connection_problem, describe
 from cxstream.settings import Settings
 from cxstream.topics import Topics
 
@@ -29,27 +30,31 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> dict[str
     state would then be split across workers.
     """
     topics = Topics(settings.topic_prefix)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000,
+                                **client_kwargs(settings))
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         try:
             await admin.start()
             break
         except KafkaError as exc:
+            problem = await connection_problem(settings)  # wrong password etc.: no retry helps
+            if problem:
+                raise KafkaAuthError(problem) from None
             if asyncio.get_running_loop().time() > deadline:
+                how = "" if settings.security_protocol == "PLAINTEXT" else \
+                    f" over {describe(settings)} (check the CXSTREAM_SECURITY_PROTOCOL listener)"
                 raise TopicError(
-                    f"cannot reach Kafka at {settings.bootstrap} ({type(exc).__name__}); start a "
-                    "broker (`cxstream broker start`) or set CXSTREAM_BROKER") from exc
+                    f"cannot reach Kafka at {settings.bootstrap}{how} ({type(exc).__name__}); "
+                    "start a broker (`cxstream broker start`) or set CXSTREAM_BROKER") from exc
             await asyncio.sleep(1.0)
     try:
         existing = await _partition_counts(admin)
         missing = [name for name in topics.all_external() if name not in existing]
         if missing:
             new = [
-                NewTopic(
-                    name, settings.partitions, settings.replication,
-                    topic_configs={"cleanup.policy": "compact"} if name in topics.compacted() else {},
-                )
+                NewTopic(name, settings.partitions, settings.replication,
+                         topic_configs=topic_configs(settings, name))
                 for name in missing
             ]
             response = await admin.create_topics(new, timeout_ms=30000)
@@ -75,6 +80,18 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> dict[str
         return {name: existing[name] for name in topics.all_external() if name in existing}
     finally:
         await admin.close()
+
+
+def topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    """Configs of a topic cxstream creates: compaction for state topics, and the configured
+    retention for the dead-letter topics (they keep raw payloads, i.e. personal data)."""
+    topics = Topics(settings.topic_prefix)
+    configs: dict[str, str] = {}
+    if name in topics.compacted():
+        configs["cleanup.policy"] = "compact"
+    if name in (topics.deadletter, topics.notifications_deadletter) and settings.deadletter_retention:
+        configs["retention.ms"] = str(settings.deadletter_retention)
+    return configs
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:

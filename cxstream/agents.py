@@ -21,7 +21,7 @@ from faust.types import TP
 from cxstream import metrics
 from cxstream.core import keys
 from cxstream.core.alert import cloudevent_headers
-from cxstream.core.deadletter import dead_letter, processing_error
+from cxstream.core.deadletter import MAX_KEY_BYTES, dead_letter, processing_error
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
 from cxstream.core.step import Plan, StepConfig, plan
@@ -61,7 +61,11 @@ class Processor:
         """The partition's bucket index, rebuilt from the table after (re)assignment."""
         idx = self.indexes.get(partition)
         if idx is None:
-            idx = self.indexes[partition] = ExpiryIndex()
+            idx = ExpiryIndex()
+            # Kept only once the table is fully recovered: an index built from a half-restored
+            # table (a query during recovery) would miss segments and expiries for good.
+            if self.app.tables.recovery.completed.is_set() and not self.app.rebalancing:
+                self.indexes[partition] = idx
             prefix = keys.bucket_prefix(partition)
             for key in list(self.state.keys()):
                 if key.startswith(prefix):
@@ -86,8 +90,10 @@ class Processor:
             p = plan(kind, self.state, self.cfg, partition=msg.partition, offset=msg.offset,
                      key=msg.key, value=msg.value, now_ms=now_ms)
         except Exception as exc:  # noqa: BLE001 - one bad event must never stop the stream
+            # Type only at ERROR: the message and traceback may quote customer data (DEBUG only).
             log.error("processing %s[%d]@%d failed: %s (dead-lettered)", msg.topic,
-                      msg.partition, msg.offset, type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+                      msg.partition, msg.offset, type(exc).__name__)
+            log.debug("details of the processing error", exc_info=exc)
             await self._dead_letter(processing_error(exc), msg, now_ms)
             metrics.EVENTS.labels(kind, "deadlettered").inc()
             return
@@ -106,7 +112,7 @@ class Processor:
                 _, res, start, segment = keys.parse_bucket_key(key)
                 idx.add(key, segment, start + res)
         if p.alert is not None:
-            await self._send_alert(p.alert)
+            await self._send_alert(p.alert, received=getattr(msg, "time_in", None))
         for key, value in p.after_alert:
             table[key] = value
         if p.outcome == "accepted" and p.survey is not None:
@@ -118,9 +124,10 @@ class Processor:
             for key in self.index(msg.partition).pop_expired(p.stream_time - self.cfg.horizon_ms):
                 del table[key]
 
-    async def _send_alert(self, alert: dict[str, Any]) -> None:
+    async def _send_alert(self, alert: dict[str, Any], received: float | None = None) -> None:
         """Produce the alert and wait for the broker's acknowledgement, retrying while the
-        broker is unavailable: the customer state that records the turn is written only after."""
+        broker is unavailable: the customer state that records the turn is written only after.
+        `received`: when the worker fetched the message (`time.monotonic()`, Faust's time_in)."""
         headers = cloudevent_headers(alert, source=self.source)
         delay = 0.5
         while True:
@@ -135,12 +142,15 @@ class Processor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         metrics.ALERTS.labels(alert["kind"]).inc()
+        metrics.alert_acknowledged(alert, received)
 
     async def _dead_letter(self, rejection: Rejection, msg: Any, now_ms: int) -> None:
         doc = dead_letter(rejection, topic=msg.topic, partition=msg.partition, offset=msg.offset,
                           key=msg.key, payload=msg.value, now_ms=now_ms)
-        # Buffered: Faust flushes the producer before it commits the input offset.
-        await self.deadletters.send(key=msg.key, value=orjson.dumps(doc))
+        # Buffered: Faust flushes the producer before it commits the input offset. The key is
+        # capped like the copy in the document, so the record always fits in a request.
+        key = msg.key if msg.key is None else msg.key[:MAX_KEY_BYTES]
+        await self.deadletters.send(key=key, value=orjson.dumps(doc))
         metrics.DEADLETTERS.labels(rejection.code.value).inc()
 
 
@@ -153,8 +163,14 @@ def register(app: faust.App, settings: Settings, state: faust.Table) -> Processo
 
     @app.agent(inputs, name=f"{settings.group_id}.process", concurrency=1)
     async def process(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+        # Acknowledged only once handled. Faust's own acking also acknowledges the event in
+        # hand when the agent is cancelled (shutdown, rebalance), committing a half-carried-out
+        # plan (e.g. the alert sent, the customer state not yet written); unacknowledged, the
+        # event is read again and its plan completes (every step is idempotent by offset).
+        manual = stream.noack()
+        async for event in manual.events():
             await processor.handle(event)
+            await manual.ack(event)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:

@@ -13,7 +13,8 @@ from faust.web.drivers.aiohttp import Web as _AiohttpWeb
 
 from pathlib import Path
 
-from cxstream import agents, notify_config, web
+from cxstream import agents, faust_patches, notify_config, offsets, web
+from cxstream.kafka_security import faust_credentials
 from cxstream.notifier import Notifier
 from cxstream.settings import Settings
 
@@ -34,11 +35,13 @@ ROCKSDB_OPTIONS = {
 
 
 def create_app(settings: Settings) -> faust.App:
+    faust_patches.apply()
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.group_id,
         env={},
         broker=settings.broker,
+        broker_credentials=faust_credentials(settings),
         store=settings.store,
         datadir=str(settings.data_dir / "worker" / "{conf.id}"),
         autodiscover=False,
@@ -68,6 +71,7 @@ def create_app(settings: Settings) -> faust.App:
                       options=ROCKSDB_OPTIONS if settings.store == "rocksdb://" else None)
     processor = agents.register(app, settings, state)
     web.register(app, settings, processor)
+    offsets.register(app, processor.kinds)
     if settings.notify_config:
         notifier = Notifier(settings, notify_config.load(Path(settings.notify_config)))
 

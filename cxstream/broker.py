@@ -26,7 +26,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -333,11 +333,20 @@ class LocalBroker:
     ``controller_port`` defaults to ``port + 1`` and both ports are stored in the data dir on
     first start: the KRaft quorum records the controller's endpoint when storage is formatted,
     so later starts must reuse it.
+
+    Optional hooks, empty by default (the broker is then exactly the template's): ``listeners``
+    adds listeners on 127.0.0.1, named by their security protocol (``{"SASL_SSL": 9094}``);
+    ``properties`` sets or overrides server properties (TLS, SASL, authorizer...);
+    ``format_args`` are extra ``kafka-storage format`` arguments, applied on first start only
+    (e.g. ``["--add-scram", "SCRAM-SHA-512=[name=u,password=p]"]``).
     """
 
     port: int = 9092
     data_dir: Path = field(default_factory=lambda: Path(".cxstream/kafka"))
     controller_port: int | None = None
+    listeners: Mapping[str, int] = field(default_factory=dict)
+    properties: Mapping[str, str] = field(default_factory=dict, repr=False)
+    format_args: Sequence[str] = field(default_factory=tuple, repr=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False,
                                                    compare=False)
 
@@ -409,8 +418,8 @@ class LocalBroker:
         logs = self.data_dir / "data"
         (self.data_dir / "ports").write_text(f"{self.port} {controller}\n")
         template = (kafka_dir() / "server.properties.template").read_text()
-        self.props_path.write_text(template.format(port=self.port, controller_port=controller,
-                                                   log_dirs=logs))
+        self.props_path.write_text(self._customise(template.format(
+            port=self.port, controller_port=controller, log_dirs=logs)))
         if (logs / "meta.properties").is_file():
             return
         progress(f"formatting Kafka storage in {logs}")
@@ -422,12 +431,34 @@ class LocalBroker:
             raise BrokerError(f"Kafka's StorageTool random-uuid failed (exit {uuid.returncode}):\n"
                               f"{(uuid.stdout + uuid.stderr)[-3000:]}")
         fmt = subprocess.run([java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t",
-                              cluster_id, "-c", str(self.props_path), "--standalone"],
+                              cluster_id, "-c", str(self.props_path), "--standalone",
+                              *self.format_args],
                              capture_output=True, text=True, check=False)
         if fmt.returncode != 0:
             raise BrokerError(f"formatting Kafka storage in {logs} failed (exit {fmt.returncode}); "
                               f"delete {self.data_dir} to start afresh:\n"
                               f"{(fmt.stdout + fmt.stderr)[-3000:]}")
+
+    def _customise(self, text: str) -> str:
+        """Apply ``listeners`` and ``properties`` to the rendered template (no-op when empty)."""
+        extra: dict[str, str] = {}
+        if self.listeners:
+            current = dict(line.split("=", 1) for line in text.splitlines()
+                           if "=" in line and not line.lstrip().startswith("#"))
+            urls = ",".join(f"{name}://127.0.0.1:{port}" for name, port in self.listeners.items())
+            names = ",".join(f"{name}:{name}" for name in self.listeners)
+            extra = {"listeners": f"{current['listeners']},{urls}",
+                     "advertised.listeners": f"{current['advertised.listeners']},{urls}",
+                     "listener.security.protocol.map":
+                         f"{current['listener.security.protocol.map']},{names}"}
+        extra.update(self.properties)
+        if not extra:
+            return text
+        lines = [line for line in text.splitlines()
+                 if line.split("=", 1)[0].strip() not in extra or line.lstrip().startswith("#")]
+        lines.append("# -- set by the caller (LocalBroker listeners/properties)")
+        lines.extend(f"{key}={value}" for key, value in extra.items())
+        return "\n".join(lines) + "\n"
 
     def start(self, wait_s: float = 60.0, progress: Progress = _silent) -> StartResult:
         """Start the broker unless one from this data dir already runs; return once it is ready.
@@ -445,7 +476,8 @@ class LocalBroker:
             if pid is not None:
                 return self._already_running(pid, wait_s, t0)
             self.pid_path.unlink(missing_ok=True)
-            for what, port in (("port", self.port), ("controller port", controller)):
+            for what, port in (("port", self.port), ("controller port", controller),
+                               *((f"{name} port", p) for name, p in self.listeners.items())):
                 if _port_in_use(port):
                     raise BrokerError(
                         f"{what} {port} is already in use by another process (not a broker from "

@@ -195,13 +195,15 @@ def simulate(seed: int, customers: int, rate: float, duration: float,
 @friendly
 def deadletters(follow: bool, as_json: bool) -> None:
     """Print dead-lettered input with its error code, reason and source position."""
+    from cxstream.kafka_security import client_kwargs
     from cxstream.tail import read_topic
 
     cfg = settings()
 
     async def go() -> int:
         n = 0
-        async for rec in read_topic(cfg.bootstrap, Topics(cfg.topic_prefix).deadletter, follow=follow):
+        async for rec in read_topic(cfg.bootstrap, Topics(cfg.topic_prefix).deadletter, follow=follow,
+                                    security=client_kwargs(cfg)):
             n += 1
             if as_json:
                 click.echo(rec.value.decode("utf-8", "replace"))
@@ -229,16 +231,18 @@ def scores(segment: str | None, window: str, as_of: str | None, url: str | None,
     """Print NPS, CSAT and CES per segment from a worker's API."""
     import aiohttp
 
+    from cxstream.auth import auth_headers, resolve_token
     from cxstream.render import score_table
 
     cfg = settings()
+    headers = auth_headers(resolve_token(cfg))  # the API token, when one is configured
     base = url or f"http://{cfg.web_host}:{cfg.web_port}"
     path = f"/scores/{segment}" if segment else "/scores"
     params = {"window": window, **({"as_of": as_of} if as_of else {})}
 
     async def fetch() -> tuple[int, dict]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
-            async with s.get(base + path, params=params) as resp:
+            async with s.get(base + path, params=params, headers=headers) as resp:
                 return resp.status, await resp.json(content_type=None)
 
     try:
@@ -248,7 +252,10 @@ def scores(segment: str | None, window: str, as_of: str | None, url: str | None,
                    "`cxstream worker` or pass --url", err=True)
         sys.exit(2)
     if status != 200:
-        click.echo(f"error: {body.get('message', body)}", err=True)
+        message = body.get("message", body) if isinstance(body, dict) else body
+        if status == 401:
+            message = f"{message} (set CXSTREAM_API_TOKEN or CXSTREAM_API_TOKEN_FILE to the workers' token)"
+        click.echo(f"error: {message}", err=True)
         sys.exit(1)
     if as_json:
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
@@ -265,6 +272,7 @@ def scores(segment: str | None, window: str, as_of: str | None, url: str | None,
 @friendly
 def alerts(follow: bool, from_beginning: bool, as_json: bool) -> None:
     """Print detractor / recovered alerts from the alert topic."""
+    from cxstream.kafka_security import client_kwargs
     from cxstream.render import alert_line
     from cxstream.tail import read_topic
 
@@ -274,7 +282,8 @@ def alerts(follow: bool, from_beginning: bool, as_json: bool) -> None:
         n = 0
         start = from_beginning or not follow
         async for rec in read_topic(cfg.bootstrap, Topics(cfg.topic_prefix).alerts,
-                                    from_beginning=start, follow=follow):
+                                    from_beginning=start, follow=follow,
+                                    security=client_kwargs(cfg)):
             n += 1
             click.echo(rec.value.decode() if as_json else alert_line(orjson.loads(rec.value)))
         return n

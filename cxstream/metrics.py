@@ -2,12 +2,24 @@
 
 Counters are per process and monotonic; with one scrape target per worker,
 ``sum(rate(...))`` across workers is correct. Labels are bounded: topics, outcomes and error
-codes come from closed lists.
+codes come from closed lists; segments are capped per dimension (`CXSTREAM_SEGMENT_VALUE_CAP`);
+windows and partitions are configured.
+
+Metrics updated as things happen are registered below. Metrics read from the live worker at
+each scrape (segment counts and scores, consumer lag, recovery, assignment) are declared in
+`SCRAPED` and collected by `cxstream.observe`, so they can never be stale.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from cxstream import __version__
+from cxstream.core.timefmt import parse_rfc3339
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -55,3 +67,110 @@ STREAM_TIME = Gauge(
     ["partition"],
     registry=REGISTRY,
 )
+OFFSET_GAPS = Counter(
+    "cxstream_offset_gaps_total",
+    "Holes found below acknowledged input offsets: messages fetched but never processed, "
+    "which stop the committed offset (each is also logged as an error). Should stay 0.",
+    ["topic"],
+    registry=REGISTRY,
+)
+
+ALERT_KINDS = ("detractor", "recovered")
+ALERT_DELAY_FROM_EVENT = Histogram(
+    "cxstream_alert_delay_from_event_seconds",
+    "Seconds from the response's occurred_at to the alert's acknowledgement by the broker, by "
+    "kind; replays of old data land in the day buckets.",
+    ["kind"],
+    buckets=(1, 5, 15, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
+             2 * 86400, 3 * 86400, 7 * 86400, 14 * 86400, 31 * 86400),
+    registry=REGISTRY,
+)
+ALERT_DELAY_FROM_RECEIPT = Histogram(
+    "cxstream_alert_delay_from_receipt_seconds",
+    "Seconds from the worker's receipt of the response (consumer fetch) to the alert's "
+    "acknowledgement by the broker, by kind.",
+    ["kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+for _kind in ALERT_KINDS:  # both series exist from the start, so rate() has a baseline
+    ALERT_DELAY_FROM_EVENT.labels(_kind)
+    ALERT_DELAY_FROM_RECEIPT.labels(_kind)
+BUILD_INFO = Gauge(
+    "cxstream_build_info",
+    "Always 1; the label carries the cxstream version of this worker.",
+    ["version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(__version__).set(1)
+
+
+def alert_acknowledged(alert: dict[str, Any], received_monotonic: float | None) -> None:
+    """Observe an alert's delays right after the broker acknowledged it: from its response's
+    `occurred_at` (wall clock) and, when known, from the message's receipt by this worker
+    (`time.monotonic()` at fetch). Clock skew never gives a negative delay."""
+    kind = alert["kind"]
+    occurred_ms = parse_rfc3339(alert["occurred_at"])
+    if occurred_ms is not None:
+        ALERT_DELAY_FROM_EVENT.labels(kind).observe(max(0.0, time.time() - occurred_ms / 1000))
+    if received_monotonic is not None:
+        ALERT_DELAY_FROM_RECEIPT.labels(kind).observe(
+            max(0.0, time.monotonic() - received_monotonic))
+
+
+@dataclass(frozen=True, slots=True)
+class Scraped:
+    """A gauge computed at scrape time by `cxstream.observe`."""
+
+    name: str
+    labels: tuple[str, ...]
+    help: str
+
+
+_SEG = ("segment", "window")
+_PER_WORKER = (" Per worker, from its owned partitions only: exact with one worker; aggregate "
+               "with the recording rules (sums of the count gauges).")
+#: Every scrape-time metric, in exposition order (all gauges).
+SCRAPED: tuple[Scraped, ...] = (
+    Scraped("cxstream_segment_nps_promoters", _SEG,
+            "NPS promoters (9-10) in the window, from this worker's owned partitions "
+            "(additive: sum by (segment, window) across workers)."),
+    Scraped("cxstream_segment_nps_passives", _SEG,
+            "NPS passives (7-8) in the window, from this worker's owned partitions (additive)."),
+    Scraped("cxstream_segment_nps_detractors", _SEG,
+            "NPS detractors (0-6) in the window, from this worker's owned partitions (additive)."),
+    Scraped("cxstream_segment_nps_responses", _SEG,
+            "NPS responses in the window, from this worker's owned partitions (additive)."),
+    Scraped("cxstream_segment_csat_responses", _SEG,
+            "CSAT responses in the window, from this worker's owned partitions (additive)."),
+    Scraped("cxstream_segment_csat_satisfied", _SEG,
+            "CSAT responses of 4 or 5 in the window, from this worker's owned partitions "
+            "(additive)."),
+    Scraped("cxstream_segment_ces_responses", _SEG,
+            "CES responses in the window, from this worker's owned partitions (additive)."),
+    Scraped("cxstream_segment_ces_effort_points", _SEG,
+            "Sum of the CES scores (1-5 effort points) in the window, from this worker's owned "
+            "partitions (additive; mean = points / responses)."),
+    Scraped("cxstream_segment_ces_high_effort", _SEG,
+            "CES responses of 4 or 5 in the window, from this worker's owned partitions "
+            "(additive)."),
+    Scraped("cxstream_segment_nps", _SEG,
+            "NPS score -100..100 in the window; only with >= 1 NPS response." + _PER_WORKER),
+    Scraped("cxstream_segment_csat_percent", _SEG,
+            "CSAT score 0..100 (% satisfied) in the window; only with >= 1 CSAT response."
+            + _PER_WORKER),
+    Scraped("cxstream_segment_ces_effort_mean", _SEG,
+            "CES mean effort 1..5 in the window; only with >= 1 CES response." + _PER_WORKER),
+    Scraped("cxstream_consumer_lag_messages", ("topic", "partition"),
+            "Messages not yet processed per owned input partition: high watermark minus the next "
+            "offset to process (absent while rebalancing or restoring state)."),
+    Scraped("cxstream_recovery_in_progress", (),
+            "1 while this worker restores table state from the changelog, else 0."),
+    Scraped("cxstream_recovery_remaining_messages", (),
+            "Changelog records still to restore for this worker's active partitions (0 when not "
+            "recovering)."),
+    Scraped("cxstream_assigned_partitions", (),
+            "Input partitions this worker owns as active (each covers the surveys, interactions "
+            "and customers partition of that number)."),
+)
+SCRAPED_BY_NAME = {m.name: m for m in SCRAPED}

@@ -27,7 +27,8 @@ from aiokafka.errors import KafkaError
 from cxstream import metrics
 from cxstream.core.notification import NotifyConfig, backoff_s, in_cooldown, redact, route
 from cxstream.core.timefmt import format_rfc3339, parse_rfc3339
-from cxstream.senders import Attempt, send_email, send_slack, send_webhook
+from cxstream.kafka_security import client_kwargs
+from cxstream.senders import Attempt, new_session, send_email, send_slack, send_webhook
 from cxstream.settings import Settings
 from cxstream.topics import Topics
 
@@ -56,7 +57,8 @@ class Notifier:
         self.rng = random.Random(seed)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.session: aiohttp.ClientSession | None = None  # public addresses only
+        self.lab_session: aiohttp.ClientSession | None = None  # channels with allow_private
 
     # -- state ------------------------------------------------------------------------------
     def forget(self, partitions: set[int]) -> None:
@@ -70,7 +72,8 @@ class Notifier:
         self.owned |= partitions
         if not new:
             return
-        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False)
+        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False,
+                                  **client_kwargs(self.settings))
         await reader.start()
         try:
             tps = [TopicPartition(self.topics.notifications_sent, p) for p in sorted(new)]
@@ -94,9 +97,11 @@ class Notifier:
             enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=int(s.session_timeout * 1000),
             heartbeat_interval_ms=int(max(0.5, min(3.0, s.session_timeout / 4)) * 1000),
-            isolation_level="read_committed")
-        self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, acks="all", enable_idempotence=True)
-        self.session = aiohttp.ClientSession()
+            isolation_level="read_committed", **client_kwargs(s))
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, acks="all", enable_idempotence=True,
+                                         **client_kwargs(s))
+        self.session = new_session(allow_private=False)
+        self.lab_session = new_session(allow_private=True)
         await self.producer.start()
         await self.consumer.start()
         self.consumer.subscribe([self.topics.alerts], listener=_Rebalance(self))
@@ -111,6 +116,7 @@ class Notifier:
             await self.consumer.stop()
             await self.producer.stop()
             await self.session.close()
+            await self.lab_session.close()
 
     async def handle(self, rec: Any) -> None:
         try:
@@ -163,12 +169,13 @@ class Notifier:
         return False
 
     async def _attempt(self, kind: str, channel: Any, doc: dict[str, Any]) -> Attempt:
-        assert self.session is not None
+        assert self.session is not None and self.lab_session is not None
         timeout = self.cfg.timeout_s
+        session = self.lab_session if channel.allow_private else self.session
         if kind == "webhook":
-            return await send_webhook(self.session, channel, doc, timeout)
+            return await send_webhook(session, channel, doc, timeout)
         if kind == "slack":
-            return await send_slack(self.session, channel, doc, timeout)
+            return await send_slack(session, channel, doc, timeout)
         return await send_email(channel, doc, timeout)
 
     async def _dead_letter(self, alert: dict[str, Any], channel: str | None, reason: str, attempts: int) -> None:

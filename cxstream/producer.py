@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from cxstream.admin import ensure_topics
 from cxstream.core.decode import decode_interaction, decode_profile, decode_survey
 from cxstream.core.errors import Rejection
+from cxstream.kafka_security import client_kwargs
 from cxstream.progress import Progress
 from cxstream.settings import Settings
 from cxstream.topics import Topics
@@ -73,7 +74,8 @@ async def produce(settings: Settings, short: str, stream: BinaryIO, *, total: in
     await ensure_topics(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all",
                                 enable_idempotence=True, linger_ms=5,
-                                max_batch_size=256 * 1024, max_request_size=2 * 1024 * 1024)
+                                max_batch_size=256 * 1024, max_request_size=2 * 1024 * 1024,
+                                **client_kwargs(settings))
     await producer.start()
     report = ProduceReport()
     progress = Progress(f"produce {topic}", total) if show_progress else None

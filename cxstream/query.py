@@ -15,6 +15,7 @@ import aiohttp
 import faust
 
 from cxstream.agents import Processor
+from cxstream.auth import auth_headers
 from cxstream.core import keys
 from cxstream.core.buckets import window_counts
 from cxstream.core.scoring import merge, zero
@@ -83,8 +84,10 @@ def owners(app: faust.App, processor: Processor) -> dict[str, list[int]]:
 
 
 async def gather(app: faust.App, processor: Processor, segments: list[str] | None,
-                 start: int, end: int, *, timeout_s: float = 10.0) -> Partial:
-    """Partials of every partition, local ones read here, remote ones asked of their owner."""
+                 start: int, end: int, *, timeout_s: float = 10.0,
+                 token: str | None = None) -> Partial:
+    """Partials of every partition, local ones read here, remote ones asked of their owner
+    (with the API token, when one is configured: peers check it like any client)."""
     me = str(app.conf.canonical_url).rstrip("/")
     dist = owners(app, processor)
     covered = {p for parts in dist.values() for p in parts}
@@ -98,7 +101,7 @@ async def gather(app: faust.App, processor: Processor, segments: list[str] | Non
         if url == me:
             jobs.append(asyncio.sleep(0, local_partial(processor, parts, segments, start, end)))
         else:
-            jobs.append(_remote(url, parts, segments, start, end, timeout_s))
+            jobs.append(_remote(url, parts, segments, start, end, timeout_s, token))
     merged_counts: dict[str, list[int]] = {}
     merged_st: dict[int, int | None] = {}
     for part in await asyncio.gather(*jobs):
@@ -109,16 +112,18 @@ async def gather(app: faust.App, processor: Processor, segments: list[str] | Non
 
 
 async def _remote(url: str, parts: list[int], segments: list[str] | None, start: int, end: int,
-                  timeout_s: float) -> Partial:
+                  timeout_s: float, token: str | None = None) -> Partial:
     params = {"partitions": ",".join(map(str, parts)), "start": str(start), "end": str(end)}
     if segments is not None:
         params["segments"] = "\n".join(segments)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as s:
-            async with s.get(f"{url}/_cx/partials", params=params) as resp:
+            async with s.get(f"{url}/_cx/partials", params=params,
+                             headers=auth_headers(token), allow_redirects=False) as resp:
                 if resp.status != 200:
+                    hint = " (do the workers share one CXSTREAM_API_TOKEN?)" if resp.status == 401 else ""
                     raise QueryError(502, "peer_error",
-                                     f"worker {url} answered {resp.status} for its partitions")
+                                     f"worker {url} answered {resp.status} for its partitions{hint}")
                 return partial_from_json(await resp.json())
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise QueryError(502, "peer_unreachable",

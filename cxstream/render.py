@@ -1,8 +1,16 @@
-"""Human-readable text for the CLI and the demo: score tables and alert lines."""
+"""Human-readable output for the CLI and the demo: plain score tables and alert lines, and the
+rich renderables of the demo's live terminal view. No I/O here."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from rich import box
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -30,3 +38,138 @@ def alert_line(a: dict[str, Any]) -> str:
     comment = f' "{a["comment"]}"' if a.get("comment") else ""
     return (f"{a['detected_at']}  {a['kind'].upper():<9} {a['customer_id']}  score {a['score']} "
             f"(was {a['previous_category'] or 'no answer'})  owner: {owner}{comment}")
+
+
+# -- the demo's live terminal view (rich) ------------------------------------------------------
+# Pure: these build rich renderables from the /scores JSON body and alert dicts; the demo puts
+# them in a rich.live.Live. Scores the API reports as null show as an en dash.
+
+DASH = "–"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoStatus:
+    """What the header of the demo's live view shows."""
+
+    broker: str
+    worker_url: str
+    window: str = "1h"
+    elapsed_s: float = 0.0
+    duration_s: float = 0.0  # <= 0: until Ctrl+C
+    events_sent: int = 0
+    alerts: int = 0
+    state: str = "running"
+    error: str | None = None  # the last failed /scores refresh, if the latest one failed
+
+    @property
+    def scores_url(self) -> str:
+        return f"{self.worker_url}/scores?window={self.window}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.worker_url}/metrics"
+
+
+def fmt(value: float | None, digits: int = 1, *, dash: str = DASH) -> str:
+    return dash if value is None else f"{value:.{digits}f}"
+
+
+def truncate(text: str | None, width: int) -> str:
+    """`text` on one line, at most `width` characters (an ellipsis marks a cut)."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[:max(width - 1, 0)] + "…"
+
+
+def _clock(seconds: float) -> str:
+    s = max(int(seconds), 0)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def demo_header(st: DemoStatus) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("broker", st.broker)
+    grid.add_row("worker", st.worker_url)
+    grid.add_row("scores API", st.scores_url)
+    grid.add_row("metrics", st.metrics_url)
+    total = f" / {_clock(st.duration_s)}" if st.duration_s > 0 else "  (until Ctrl+C)"
+    grid.add_row("elapsed", f"{_clock(st.elapsed_s)}{total}")
+    grid.add_row("events sent", f"{st.events_sent:,}    alerts: {st.alerts:,}")
+    if st.error:
+        grid.add_row(Text("scores", style="bold red"), Text(truncate(st.error, 100), style="red"))
+    return Panel(grid, title=f"cxstream demo — {st.state}", title_align="left", border_style="cyan")
+
+
+def _flagged(text: str, part: dict[str, Any]) -> Text:
+    return Text(text + ("*" if part.get("low_sample") else " "),
+                style="dim" if part.get("low_sample") else "")
+
+
+def _nps_style(score: float | None) -> str:
+    if score is None:
+        return ""
+    return "green" if score >= 30 else "red" if score < 0 else "yellow"
+
+
+def scores_renderable(body: dict[str, Any] | None) -> Panel:
+    """The /scores body as a table: one row per segment (NPS ± margin, CSAT, CES, responses)."""
+    body = body or {}
+    rows = body.get("segments") or []
+    table = Table(expand=False, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("segment", overflow="ellipsis", no_wrap=True, min_width=12, max_width=34)
+    table.add_column("NPS", justify="right", no_wrap=True, min_width=7)
+    table.add_column("±", justify="right", no_wrap=True, min_width=4)
+    table.add_column("CSAT%", justify="right", no_wrap=True, min_width=6)
+    table.add_column("CES", justify="right", no_wrap=True, min_width=5)
+    table.add_column("effort", justify="right", no_wrap=True, min_width=6)
+    table.add_column("responses", justify="right", no_wrap=True, min_width=11)
+    for r in rows:
+        nps, csat, ces = r.get("nps") or {}, r.get("csat") or {}, r.get("ces") or {}
+        share = ces.get("high_effort_share")
+        nps_cell = _flagged(fmt(nps.get("score")), nps)
+        nps_cell.stylize(_nps_style(nps.get("score")))
+        table.add_row(
+            str(r.get("segment", "?")), nps_cell, fmt(nps.get("margin_of_error")),
+            _flagged(fmt(csat.get("score")), csat), _flagged(fmt(ces.get("mean"), 2), ces),
+            DASH if share is None else f"{100 * share:.0f}%",
+            f"{nps.get('responses', 0)}/{csat.get('responses', 0)}/{ces.get('responses', 0)}")
+    if not rows:
+        table.add_row(Text("(no segment has responses in this window yet)", style="dim"),
+                      "", "", "", "", "", "")
+    where = f"window {body.get('window', '?')}, as of {body.get('as_of', '?')}"
+    return Panel(table, title=f"scores per segment — {where}", title_align="left", padding=(0, 0),
+                 subtitle="effort: share of CES 4-5   responses: NPS/CSAT/CES   * = below the minimum",
+                 subtitle_align="left", border_style="blue")
+
+
+def alerts_renderable(alerts: Sequence[dict[str, Any]], *, limit: int = 10,
+                      comment_width: int = 48) -> Panel:
+    """The latest alerts, newest first."""
+    table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("detected", no_wrap=True, min_width=8)
+    table.add_column("kind", no_wrap=True, min_width=9)
+    table.add_column("customer", no_wrap=True, overflow="ellipsis", min_width=9, max_width=24)
+    table.add_column("score", justify="right", no_wrap=True, min_width=5)
+    table.add_column("owner", no_wrap=True, overflow="ellipsis", min_width=8, max_width=22)
+    table.add_column("comment", no_wrap=True, overflow="ellipsis", ratio=1, min_width=10)
+    latest = list(alerts)[-limit:][::-1] if limit > 0 else []
+    for a in latest:
+        kind = str(a.get("kind") or "?")
+        owner = (a.get("owner") or {}).get("name") or "no owner"
+        detected = str(a.get("detected_at") or "")
+        table.add_row(detected[11:19] if len(detected) >= 19 else detected,
+                      Text(kind.upper(), style="bold red" if kind == "detractor" else "bold green"),
+                      str(a.get("customer_id", "?")), fmt(a.get("score"), 0), owner,
+                      truncate(a.get("comment"), comment_width) or DASH)
+    if not latest:
+        table.add_row(Text("(no alert yet)", style="dim"), "", "", "", "", "")
+    return Panel(table, title="latest alerts, newest first", title_align="left", padding=(0, 0),
+                 border_style="magenta")
+
+
+def demo_view(status: DemoStatus, scores: dict[str, Any] | None,
+              alerts: Sequence[dict[str, Any]], *, alert_limit: int = 10) -> Group:
+    """The whole live view: header, score table, latest alerts."""
+    return Group(demo_header(status), scores_renderable(scores),
+                 alerts_renderable(alerts, limit=alert_limit))

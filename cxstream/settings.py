@@ -62,9 +62,58 @@ def _store(raw: str) -> str:
     return value
 
 
+def _opt_duration(raw: str) -> int | None:
+    return parse_duration(raw) if raw.strip() else None
+
+
 def _dimensions(raw: str) -> frozenset[str] | None:
     names = frozenset(part.strip() for part in raw.split(",") if part.strip())
     return names or None
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _file(raw: str) -> str:
+    """A path, checked later (with the other security settings); empty means unset."""
+    return str(Path(raw.strip()).expanduser()) if raw.strip() else ""
+
+
+class Secret:
+    """A value that never shows in a repr, str or log line; ``reveal()`` gives it to a client."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str = "") -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +133,26 @@ class Spec:
 SETTINGS: tuple[Spec, ...] = (
     Spec("broker", "kafka://127.0.0.1:9092", _broker,
          "Kafka bootstrap servers (`host:port`, comma-separated; `kafka://` optional)."),
+    Spec("security_protocol", "PLAINTEXT", _choice(SECURITY_PROTOCOLS),
+         "Kafka connection security: `PLAINTEXT`, `SSL` (TLS, optionally with a client "
+         "certificate), `SASL_PLAINTEXT` or `SASL_SSL` (see Kafka security)."),
+    Spec("sasl_mechanism", "SCRAM-SHA-512", _choice(SASL_MECHANISMS),
+         "SASL mechanism with `SASL_*` protocols: `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`."),
+    Spec("sasl_username", "", str, "Kafka user for SASL (required with `SASL_*` protocols)."),
+    Spec("sasl_password", "", Secret,
+         "SASL password; prefer `CXSTREAM_SASL_PASSWORD_FILE` (setting both is an error)."),
+    Spec("sasl_password_file", "", _file,
+         "File holding the SASL password (one trailing newline is ignored), e.g. a mounted secret."),
+    Spec("ssl_cafile", "", _file,
+         "PEM file with the CA certificate(s) that signed the brokers' certificates; empty: "
+         "the system's trust store."),
+    Spec("ssl_certfile", "", _file,
+         "PEM client certificate (chain) for mutual TLS; may also hold the key."),
+    Spec("ssl_keyfile", "", _file, "PEM private key of `CXSTREAM_SSL_CERTFILE`."),
+    Spec("ssl_key_password_file", "", _file, "File holding the password of an encrypted key."),
+    Spec("ssl_check_hostname", "true", _bool,
+         "Check that the broker's certificate names the host connected to (keep `true` "
+         "outside labs)."),
     Spec("topic_prefix", "cx.", str,
          "Prefix of every topic, the consumer group and internal (changelog) topics; two "
          "deployments with different prefixes never mix."),
@@ -91,12 +160,23 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("partitions", "4", _pos_int,
          "Partitions of the topics cxstream creates (inputs must be co-partitioned: same count)."),
     Spec("replication", "1", _pos_int, "Replication factor of the topics cxstream creates."),
+    Spec("deadletter_retention", "", _opt_duration,
+         "`retention.ms` given to the dead-letter topics cxstream creates (e.g. `14d`); empty: the "
+         "broker's default. They keep raw payloads: see Personal data."),
     Spec("web_bind", "127.0.0.1", str,
          "Address the worker's HTTP server binds to (`0.0.0.0` to expose it, e.g. in a container)."),
     Spec("web_port", "6066", _port, "Port of the worker's HTTP server (`/healthz`, `/readyz`, API)."),
     Spec("web_host", "", str,
          "Host name other workers use to reach this one (query routing); default: `web_bind`, "
          "or the machine's host name when binding 0.0.0.0."),
+    Spec("api_token", "", str,
+         "Bearer token the HTTP API requires (`/scores…` and the peer endpoint `/_cx/partials`; "
+         "every worker of a group needs the same one); empty: no authentication. See HTTP API security."),
+    Spec("api_token_file", "", str,
+         "File holding the API token (e.g. a mounted secret), instead of `CXSTREAM_API_TOKEN`."),
+    Spec("metrics_auth", "false", _bool, "Whether `/metrics` also requires the API token."),
+    Spec("health_auth", "false", _bool,
+         "Whether `/healthz` and `/readyz` also require the API token (off: probes need no secret)."),
     Spec("data_dir", ".cxstream", Path,
          "Local state: the worker's table store and the local broker's data (`<dir>/kafka`)."),
     Spec("store", "memory://", _store,
@@ -125,13 +205,28 @@ class Settings:
     """The whole configuration of one cxstream process (see the README table)."""
 
     broker: str
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: Secret
+    sasl_password_file: str
+    ssl_cafile: str
+    ssl_certfile: str
+    ssl_keyfile: str
+    ssl_key_password_file: str
+    ssl_check_hostname: bool
     topic_prefix: str
     app_id: str
     partitions: int
     replication: int
+    deadletter_retention: int | None
     web_bind: str
     web_port: int
     web_host: str
+    api_token: str = field(repr=False)
+    api_token_file: str
+    metrics_auth: bool
+    health_auth: bool
     data_dir: Path
     store: str
     windows: tuple[Window, ...]
@@ -166,6 +261,7 @@ class Settings:
                     f"{spec.env}={raw!r} is not valid: {exc}. {spec.help}"
                 ) from None
         values.update(overrides)
+        _check_kafka_security(values, source)
         if not values["web_host"]:
             bind = values["web_bind"]
             values["web_host"] = bind if bind not in {"0.0.0.0", "::"} else _hostname()
@@ -188,6 +284,69 @@ class Settings:
 
     def window(self, name: str) -> Window | None:
         return next((w for w in self.windows if w.name == name), None)
+
+
+def _check_kafka_security(values: dict[str, Any], source: Mapping[str, str]) -> None:
+    """Cross-check the Kafka security settings (and read the password file) at load time, so
+    a misconfiguration stops the process before any connection with a message naming the fix."""
+    protocol = values["security_protocol"]
+    sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    env = {spec.attr: spec.env for spec in SETTINGS}
+    proto = f"CXSTREAM_SECURITY_PROTOCOL={protocol}"
+    unused = [env[a] for a in ("sasl_username", "sasl_password", "sasl_password_file")
+              if values[a]] + (["CXSTREAM_SASL_MECHANISM"]
+                               if source.get("CXSTREAM_SASL_MECHANISM") else [])
+    if unused and not sasl:
+        raise SettingsError(f"{', '.join(unused)} set, but {proto} does not use SASL: set "
+                            "CXSTREAM_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT), or unset them")
+    unused = [env[a] for a in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password_file")
+              if values[a]] + (["CXSTREAM_SSL_CHECK_HOSTNAME"]
+                               if source.get("CXSTREAM_SSL_CHECK_HOSTNAME") else [])
+    if unused and not tls:
+        raise SettingsError(f"{', '.join(unused)} set, but {proto} does not use TLS: set "
+                            "CXSTREAM_SECURITY_PROTOCOL=SSL or SASL_SSL, or unset them")
+    if sasl:
+        if not values["sasl_username"].strip():
+            raise SettingsError(f"{proto} needs CXSTREAM_SASL_USERNAME (the Kafka user cxstream "
+                                "logs in as)")
+        if values["sasl_password"] and values["sasl_password_file"]:
+            raise SettingsError("CXSTREAM_SASL_PASSWORD and CXSTREAM_SASL_PASSWORD_FILE are both "
+                                "set; keep only one (the file is preferred: environment "
+                                "variables are easier to leak)")
+        if values["sasl_password_file"]:
+            text = _read_secret("CXSTREAM_SASL_PASSWORD_FILE", values["sasl_password_file"])
+            values["sasl_password"] = Secret(text)
+        if not values["sasl_password"]:
+            raise SettingsError(f"{proto} needs a password: set CXSTREAM_SASL_PASSWORD_FILE to a "
+                                "file holding it (or CXSTREAM_SASL_PASSWORD)")
+    if values["ssl_keyfile"] and not values["ssl_certfile"]:
+        raise SettingsError("CXSTREAM_SSL_KEYFILE is set without CXSTREAM_SSL_CERTFILE: set the "
+                            "client certificate too (mutual TLS needs both)")
+    if values["ssl_key_password_file"] and not values["ssl_certfile"]:
+        raise SettingsError("CXSTREAM_SSL_KEY_PASSWORD_FILE is set without CXSTREAM_SSL_CERTFILE "
+                            "and CXSTREAM_SSL_KEYFILE")
+    for attr in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password_file"):
+        if values[attr]:
+            _read_secret(env[attr], values[attr])  # readable, not empty
+    if tls:
+        from cxstream.kafka_security import build_ssl_context
+
+        build_ssl_context(values)  # parses CA, certificate and key now: errors name the setting
+
+
+def _read_secret(variable: str, path: str) -> str:
+    """The file's text without one trailing newline; errors name the variable, never the content."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise SettingsError(f"{variable}={path} cannot be read ({reason}): check the path and that "
+                            "this user may read it") from None
+    text = text[:-1] if text.endswith("\n") else text
+    text = text[:-1] if text.endswith("\r") else text
+    if not text.strip():
+        raise SettingsError(f"{variable}={path} is empty")
+    return text
 
 
 #: Variables read elsewhere that are not worker settings (the test suite's broker override).

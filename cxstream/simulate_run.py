@@ -10,6 +10,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from cxstream.admin import ensure_topics
+from cxstream.kafka_security import client_kwargs
 from cxstream.progress import Progress
 from cxstream.settings import Settings
 from cxstream.simulator import Simulator
@@ -68,7 +69,7 @@ async def _emit(settings: Settings, output: Path | None, items: list, counts: di
 async def _producer(settings: Settings) -> AIOKafkaProducer:
     await ensure_topics(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all",
-                                enable_idempotence=True, linger_ms=5)
+                                enable_idempotence=True, linger_ms=5, **client_kwargs(settings))
     await producer.start()
     return producer
 

@@ -6,16 +6,19 @@ offsets, and without `--follow` it stops at the end offsets seen when it started
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 
 async def read_topic(bootstrap: str, topic: str, *, from_beginning: bool = True,
-                     follow: bool = False) -> AsyncIterator[ConsumerRecord]:
+                     follow: bool = False, security: Mapping[str, Any] | None = None
+                     ) -> AsyncIterator[ConsumerRecord]:
+    """``security``: TLS/SASL client arguments, ``kafka_security.client_kwargs(settings)``."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                group_id=None, isolation_level="read_committed")
+                                group_id=None, isolation_level="read_committed",
+                                **(security or {}))
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)

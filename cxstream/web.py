@@ -11,10 +11,12 @@ from typing import Any
 
 import faust
 from aiohttp import web as aiohttp_web
+from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cxstream import metrics
+from cxstream import metrics, observe
+from cxstream import auth
 from cxstream.agents import Processor
 from cxstream.core.scoring import summary
 from cxstream.core.segments import parse_segment_key
@@ -25,19 +27,33 @@ from cxstream.settings import Settings
 
 
 def readiness(app: faust.App) -> tuple[bool, list[str]]:
-    """Ready = joined the group, not rebalancing, tables recovered."""
+    """Ready = joined the group, not rebalancing, tables recovered, broker reachable."""
     reasons: list[str] = []
-    if not app.consumer or not app.consumer.assignment():
+    try:
+        assigned = bool(app.consumer and app.consumer.assignment())
+    except ConsumerNotStarted:  # the web server starts before the consumer
+        assigned = False
+    if not assigned:
         reasons.append("no partitions assigned yet")
     if app.rebalancing:
         reasons.append("rebalancing")
     if not app.tables.recovery.completed.is_set():
         reasons.append("recovering state from the changelog")
+    # In touch with the broker: the consumer knows its group coordinator. aiokafka forgets it
+    # as soon as a heartbeat or commit cannot reach it and finds it again once the broker is
+    # back. Faust's consumer runs in its own thread (reading one attribute is safe); read
+    # defensively, so a Faust/aiokafka that renames these cannot break /readyz.
+    client = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
+    coordinator = getattr(client, "_coordinator", None)
+    if coordinator is not None and getattr(coordinator, "coordinator_id", 0) is None:
+        reasons.append("not connected to the Kafka broker (group coordinator unknown)")
     return not reasons, reasons
 
 
 def register(app: faust.App, settings: Settings, processor: Processor) -> None:
     """Declare cxstream's views on the Faust app's web server."""
+    # Bearer-token check, JSON 401/404/405 and the JSON 500 safety net (see cxstream.auth).
+    token = auth.install(app.web.web_app, settings)
 
     def err(view: View, exc: QueryError) -> Response:
         return view.json(exc.body(), status=exc.status)
@@ -86,6 +102,8 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
             return self.json({"ready": ok, "reasons": reasons, "partitions": owned},
                              status=200 if ok else 503)
 
+    observe.install(app, processor, ready=lambda: readiness(app)[0])
+
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
@@ -99,7 +117,7 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
             try:
                 window, as_of = window_and_as_of(request)
                 start = as_of - window.ms
-                partial = await gather(app, processor, None, start, as_of)
+                partial = await gather(app, processor, None, start, as_of, token=token)
                 check_retention(partial, start, window)
             except QueryError as exc:
                 return err(self, exc)
@@ -119,7 +137,7 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
                     raise QueryError(400, "bad_segment", str(exc)) from None
                 window, as_of = window_and_as_of(request)
                 start = as_of - window.ms
-                partial = await gather(app, processor, [seg], start, as_of)
+                partial = await gather(app, processor, [seg], start, as_of, token=token)
                 if seg not in partial.counts:
                     raise QueryError(404, "unknown_segment",
                                      f"no responses for segment {seg!r} within retention")

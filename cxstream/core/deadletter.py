@@ -1,15 +1,26 @@
 """Dead-letter records: the original bytes plus where they came from and why they failed.
 
 The payload is kept (base64) so a fixed upstream can replay it; see the README on retention.
+Its copy is capped so the dead letter always fits in a Kafka request (base64 grows it by a
+third, and the input may be as large as the broker allows): a dead letter that cannot be
+written would stop the stream on that message for good. A capped copy says so and carries
+the original's size and SHA-256; the original stays at its source position.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 from cxstream.core.errors import ErrorCode, Rejection
 from cxstream.core.timefmt import format_rfc3339
+
+#: Largest payload copied whole (bytes): base64 makes it ~683 KiB, well under the 1 MiB
+#: default request size of Kafka producers, with room for the key and the other fields.
+MAX_PAYLOAD_BYTES = 512 * 1024
+#: Largest key copied whole (bytes); keys are customer ids, so only garbage is ever cut.
+MAX_KEY_BYTES = 16 * 1024
 
 
 def dead_letter(
@@ -23,16 +34,27 @@ def dead_letter(
     now_ms: int,
 ) -> dict[str, Any]:
     """The dead-letter document (schemas/dead-letter.schema.json)."""
-    return {
+    raw = payload or b""
+    doc: dict[str, Any] = {
         "error_code": rejection.code.value,
         "reason": rejection.reason,
         "source_topic": topic,
         "source_partition": partition,
         "source_offset": offset,
-        "source_key": None if key is None else base64.b64encode(key).decode("ascii"),
-        "payload": base64.b64encode(payload or b"").decode("ascii"),
+        "source_key": None if key is None else _b64(key[:MAX_KEY_BYTES]),
+        "payload": _b64(raw[:MAX_PAYLOAD_BYTES]),
         "dead_lettered_at": format_rfc3339(now_ms),
     }
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        doc.update(payload_truncated=True, payload_bytes=len(raw),
+                   payload_sha256=hashlib.sha256(raw).hexdigest())
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        doc.update(source_key_truncated=True, source_key_bytes=len(key))
+    return doc
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def processing_error(exc: BaseException) -> Rejection:

@@ -16,6 +16,7 @@ import pytest
 from cxstream.broker import BrokerError, LocalBroker, wait_ready
 
 from .harness import Worker, free_port, unique_prefix
+from .prom import PrometheusServer
 
 T = TypeVar("T")
 
@@ -89,3 +90,22 @@ def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..
     yield make
     for w in made:
         w.kill()
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
+    """Real Prometheus servers (Debian's `prometheus`) scraping the given ``host:port``
+    targets every second, on free ports with their TSDB under the test's ``tmp_path``; all
+    stopped at teardown. A missing binary fails the test (`make system-deps`), never skips."""
+    made: list[PrometheusServer] = []
+
+    def make(targets: list[str], **kwargs: object) -> PrometheusServer:
+        server = PrometheusServer(data_dir=tmp_path / f"prometheus{len(made)}", targets=targets,
+                                  **kwargs)  # type: ignore[arg-type]
+        made.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in made:
+        server.stop()

@@ -201,13 +201,330 @@ async def wait_drained(bootstrap: str, group: str, topics: list[str], timeout_s:
             await consumer._client.force_metadata_update()  # noqa: SLF001
             tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
 
+        lagging: dict[str, str] = {}
+
         async def drained() -> bool:
             end = await consumer.end_offsets(tps)
             committed = await admin.list_consumer_group_offsets(group)
-            lag = {tp: end[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps}
-            return all(v <= 0 for v in lag.values())
+            lagging.clear()
+            for tp in tps:
+                done = committed[tp].offset if tp in committed else 0
+                if done < end[tp]:
+                    lagging[f"{tp.topic}[{tp.partition}]"] = f"committed {done} of {end[tp]}"
+            return not lagging
 
-        await wait_for(drained, timeout_s, f"group {group} to commit every offset of {topics}", 0.5)
+        try:
+            await wait_for(drained, timeout_s, f"group {group} to commit every offset of {topics}", 0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; still lagging: {lagging}") from None
     finally:
         await consumer.stop()
         await admin.close()
+
+
+# -- shared by the acceptance and chaos tests: a mixed input stream and its oracle checks ------
+# (appended; tests/chaos builds on these, and test_scores/test_alerts follow the same rules)
+
+import random  # noqa: E402
+
+from cxstream.core.alert import alert_id as _alert_id  # noqa: E402
+from cxstream.core.scoring import category as _category  # noqa: E402
+from cxstream.core.timefmt import format_rfc3339 as _fmt  # noqa: E402
+from cxstream.core.windows import DAY as _DAY  # noqa: E402
+from cxstream.core.windows import HOUR as _HOUR  # noqa: E402
+from cxstream.core.windows import MINUTE as _MINUTE  # noqa: E402
+
+from ..unit.core import oracle as _oracle  # noqa: E402
+
+#: Largest default window (30 d) + default grace (1 h): what "too late" is measured against.
+HORIZON_MS = 30 * _DAY + _HOUR
+WINDOW_MS = {"1h": _HOUR, "24h": _DAY, "7d": 7 * _DAY, "30d": 30 * _DAY}
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One input message a test sends, and what the worker must make of it."""
+
+    topic: str  #: short input topic name: surveys, customers or interactions
+    key: bytes | None
+    value: bytes
+    bad: str | None = None  #: the dead-letter code the decoder must give; None: valid
+    doc: dict[str, Any] | None = None  #: the document, when valid
+
+
+def _bad_surveys(rng: Any, cid: str, other: str, i: int, at: int) -> list[Sent]:
+    """One bad survey message per decoder rule a producer can plausibly break."""
+    ok = {"event_id": f"bad{i}", "customer_id": cid, "survey": "nps", "score": 3,
+          "occurred_at": _fmt(at)}
+    k = cid.encode()
+
+    def doc(**over: Any) -> bytes:
+        return orjson.dumps({**ok, **over})
+
+    options = [
+        (k, bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60))) + b"\xff", "not_json"),
+        (k, b'{"event_id": "x", "score": NaN}', "not_json"),
+        (k, doc()[:-3], "not_json"),
+        (k, b'{"event_id": "caf\xe9"}', "not_json"),
+        (k, b"[1, 2, 3]", "not_object"),
+        (k, orjson.dumps({k2: v for k2, v in ok.items() if k2 != "score"}), "missing_field"),
+        (k, doc(score="9"), "wrong_type"),
+        (k, doc(score=7.5), "wrong_type"),
+        (k, doc(event_id=""), "invalid_value"),
+        (k, doc(survey="eNPS"), "unknown_survey"),
+        (k, doc(score=11), "score_out_of_range"),
+        (k, doc(score=1e300), "score_out_of_range"),
+        (k, doc(occurred_at="yesterday"), "bad_timestamp"),
+        (other.encode(), doc(), "key_mismatch"),
+        (None, doc(), "key_mismatch"),
+        (k, doc(comment="x" * 70_000), "too_large"),
+    ]
+    key, value, code = rng.choice(options)
+    return [Sent("surveys", key, value, code)]
+
+
+def mixed_stream(seed: int, responses: int, *, customers: int = 250, now_ms: int | None = None,
+                 bad_share: float = 0.05, late_share: float = 0.03, retry_share: float = 0.04,
+                 profile_updates: int = 100) -> tuple[list[Sent], list[Sent]]:
+    """(profiles, surveys): NPS/CSAT/CES responses over 42 days ending 2 h ago, roughly in time
+    order with ±3 h jitter (out of order), producer retries (duplicates), responses far too
+    late once stream time has moved on, and bad messages of every decoder rule; plus a
+    profile per customer (owner, segment), later owner updates and a few bad profiles."""
+    rng = random.Random(seed)
+    end = (now_ms if now_ms is not None else int(time.time() * 1000)) - 2 * _HOUR
+    start = end - 42 * _DAY
+    ids = [f"cust-{i:04d}" for i in range(customers)]
+    seg = {c: {"plan": rng.choice(["free", "pro", "enterprise"]),
+               "region": rng.choice(["na", "eu", "br", "apac"])} for c in ids}
+
+    def profile(c: str, owner: str, at: int) -> Sent:
+        d = {"customer_id": c, "segment": seg[c], "updated_at": _fmt(at),
+             "owner": {"name": owner, "email": f"{owner}@example.com"}}
+        return Sent("customers", c.encode(), orjson.dumps(d), None, d)
+
+    profiles = [profile(c, rng.choice(["ana", "ben"]), start) for c in ids]
+    for j in range(profile_updates):
+        profiles.append(profile(rng.choice(ids), rng.choice(["cleo", "dan"]), start + j * _HOUR))
+        if rng.random() < 0.1:
+            c = rng.choice(ids)
+            bad = rng.choice([(c.encode(), b"\x00\x01garbage", "not_json"),
+                              (c.encode(), orjson.dumps({"customer_id": c}), "missing_field"),
+                              (b"someone-else", orjson.dumps({"customer_id": c, "segment": {},
+                                                              "updated_at": _fmt(start)}),
+                               "key_mismatch")])
+            profiles.append(Sent("customers", *bad))
+
+    surveys: list[Sent] = []
+    for i in range(responses):
+        cid = rng.choice(ids)
+        if rng.random() < bad_share:
+            surveys.extend(_bad_surveys(rng, cid, rng.choice(ids), i, end - rng.randrange(_DAY)))
+            continue
+        kind = rng.choices(["nps", "csat", "ces"], weights=[3, 1, 1])[0]
+        at = start + (end - start) * i // responses + rng.randrange(-3 * _HOUR, 3 * _HOUR)
+        if rng.random() < late_share:
+            at -= 36 * _DAY  # too late once stream time has moved on
+        d = {"event_id": f"r{i}", "customer_id": cid, "survey": kind,
+             "score": rng.randrange(11) if kind == "nps" else rng.randrange(1, 6),
+             "occurred_at": _fmt(min(at, end)), "segment": seg[cid],
+             "touchpoint": rng.choice(["support", "billing", "product"]),
+             "channel": rng.choice(["email", "chat", "phone", "web"]), "comment": "why"}
+        surveys.append(Sent("surveys", cid.encode(), orjson.dumps(d), None, d))
+        if rng.random() < retry_share:  # a producer retry of a recent valid message
+            recent = [s for s in surveys[-200:] if s.bad is None]
+            surveys.append(rng.choice(recent))
+    return profiles, surveys
+
+
+async def produce_sent(bootstrap: str, prefix: str, items: list[Sent], *, chunks: int = 1,
+                       pause_s: tuple[float, float] = (0.0, 0.0), seed: int = 0
+                       ) -> list[tuple[int, int]]:
+    """Send `items` in order (each to `<prefix><topic>`), in `chunks` with a random pause in
+    `pause_s` between them (pacing, so a stream is still flowing while a test breaks things);
+    returns each item's (partition, offset)."""
+    rng = random.Random(seed)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                max_request_size=2 * 1024 * 1024)
+    await producer.start()
+    positions: list[tuple[int, int]] = []
+    try:
+        size = max(1, -(-len(items) // chunks))
+        for n in range(0, len(items), size):
+            futures = [await producer.send(f"{prefix}{s.topic}", s.value, key=s.key)
+                       for s in items[n:n + size]]
+            positions.extend((m.partition, m.offset) for m in [await f for f in futures])
+            if n + size < len(items) and pause_s[1] > 0:
+                await asyncio.sleep(rng.uniform(*pause_s))
+    finally:
+        await producer.stop()
+    return positions
+
+
+@dataclass
+class Expected:
+    """What a worker must have made of everything sent: the oracle's view."""
+
+    events: list[_oracle.Ev] = field(default_factory=list)  #: valid responses, with positions
+    dead: dict[tuple[str, int, int], str] = field(default_factory=dict)  #: position → code
+    alerts: dict[str, tuple[str, str]] = field(default_factory=dict)  #: alert_id → (kind, customer)
+
+    def add(self, prefix: str, items: list[Sent], positions: list[tuple[int, int]]) -> None:
+        assert len(items) == len(positions)
+        for s, (p, o) in zip(items, positions):
+            if s.bad is not None:
+                self.dead[(f"{prefix}{s.topic}", p, o)] = s.bad
+            elif s.topic == "surveys":
+                assert s.doc is not None
+                self.events.append(_oracle.Ev.of(s.doc, p, o))
+
+    def finish(self, prefix: str, horizon: int = HORIZON_MS) -> "Expected":
+        """Add the too-late dead letters and the alerts implied by the events."""
+        for p, o in _oracle.too_late(self.events, horizon):
+            self.dead[(f"{prefix}surveys", p, o)] = "too_late"
+        self.alerts = alert_oracle(self.events, horizon)
+        return self
+
+    @property
+    def accepted(self) -> list[_oracle.Ev]:
+        return _oracle.accepted(self.events, HORIZON_MS)
+
+
+def alert_oracle(events: list[_oracle.Ev], horizon: int = HORIZON_MS) -> dict[str, tuple[str, str]]:
+    """alert_id → (kind, customer): each customer's latest NPS response by (occurred_at,
+    event_id), recomputed from scratch after every accepted response in log order (too-late
+    responses and duplicates are never applied)."""
+    out: dict[str, tuple[str, str]] = {}
+    mine: dict[str, dict[str, tuple[int, int]]] = {}
+    latest: dict[str, str] = {}
+    for e in _oracle.accepted(events, horizon):  # log order; one customer is one partition
+        if e.survey != "nps":
+            continue
+        seen = mine.setdefault(e.customer_id, {})
+        seen[e.event_id] = (e.score, e.at)
+        now = max(seen, key=lambda eid: (seen[eid][1], eid))
+        before = latest.get(e.customer_id)
+        if now != before:
+            b = _category(seen[before][0]) if before else None
+            c = _category(seen[now][0])
+            if c == "detractor" and b != "detractor":
+                out[_alert_id(e.customer_id, now)] = ("detractor", e.customer_id)
+            elif b == "detractor" and c != "detractor":
+                out[_alert_id(e.customer_id, now)] = ("recovered", e.customer_id)
+        latest[e.customer_id] = now
+    return out
+
+
+async def assert_scores_match_oracle(w: Worker, events: list[_oracle.Ev],
+                                     horizon: int = HORIZON_MS) -> int:
+    """Every segment, every default window, several whole-minute instants: the worker's
+    `/scores` equals the brute-force oracle exactly. Returns the number of rows compared."""
+    good = _oracle.accepted(events, horizon)
+    stream_time = max(_oracle.stream_times(events, horizon).values())
+    top = stream_time - stream_time % _MINUTE
+    instants = {
+        "1h": [top + _MINUTE, top - 3 * _DAY - 17 * _MINUTE, top - 20 * _DAY + 41 * _MINUTE],
+        "24h": [top + _MINUTE, top - 5 * _DAY + 7 * _MINUTE, top + 3 * _HOUR],
+        "7d": [top + _MINUTE, top - 9 * _DAY - 59 * _MINUTE],
+        "30d": [top + _MINUTE, top - 37 * _MINUTE],
+    }
+    segments = sorted(_oracle.all_segments(good))
+    checked = 0
+    for window, ts in instants.items():
+        for t in ts:
+            status, body = await w.get("/scores", window=window, as_of=_fmt(t))
+            assert status == 200, (w.url, window, t, body)
+            got = {row["segment"]: row for row in body["segments"]}
+            for segment in segments:
+                want = _oracle.scores(good, segment, t - WINDOW_MS[window], t)
+                if segment not in got:
+                    assert sum(want[s]["responses"] for s in ("nps", "csat", "ces")) == 0, \
+                        (w.url, segment, window, t, want)
+                    continue
+                try:
+                    _oracle.assert_matches(got[segment], want)
+                except AssertionError as exc:
+                    raise AssertionError(f"{w.url} {segment} {window} as of {_fmt(t)}: {exc}") from None
+                checked += 1
+    return checked
+
+
+def _doc(rec: Any) -> dict[str, Any]:
+    return orjson.loads(rec.value)
+
+
+async def assert_alerts_match_oracle(bootstrap: str, prefix: str,
+                                     expected: dict[str, tuple[str, str]]) -> int:
+    """The alert topic holds exactly the oracle's alerts by alert_id; a repeated alert_id
+    (allowed after a crash) is the same alert (kind, customer, response). Returns the number
+    of repeated records."""
+    docs = [_doc(r) for r in await read_all(bootstrap, f"{prefix}alerts")]
+    by_id: dict[str, tuple[Any, ...]] = {}
+    for d in docs:
+        what = (d["kind"], d["customer_id"], d["survey_event_id"], d["score"],
+                d["previous_category"], d["occurred_at"])
+        assert by_id.setdefault(d["alert_id"], what) == what, ("one alert_id, two alerts", d)
+    got = {aid: (what[0], what[1]) for aid, what in by_id.items()}
+    missing = {a: v for a, v in expected.items() if a not in got}
+    extra = {a: v for a, v in got.items() if a not in expected}
+    assert not missing and not extra and got == expected, \
+        f"{len(missing)} missing (e.g. {list(missing.items())[:3]}), {len(extra)} unexpected " \
+        f"(e.g. {list(extra.items())[:3]}), {sum(got[a] != v for a, v in expected.items() if a in got)} wrong kind"
+    return len(docs) - len(by_id)
+
+
+async def dead_letter_counts(bootstrap: str, prefix: str) -> tuple[dict[tuple[str, int, int], int],
+                                                                   dict[tuple[str, int, int], dict[str, Any]]]:
+    """(position → number of dead letters for it, position → one of them)."""
+    counts: dict[tuple[str, int, int], int] = {}
+    one: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for rec in await read_all(bootstrap, f"{prefix}deadletter"):
+        d = _doc(rec)
+        pos = (d["source_topic"], d["source_partition"], d["source_offset"])
+        counts[pos] = counts.get(pos, 0) + 1
+        one.setdefault(pos, d)
+    return counts, one
+
+
+async def assert_dead_letters_match(bootstrap: str, prefix: str,
+                                    expected: dict[tuple[str, int, int], str], *,
+                                    max_repeats_each: int) -> int:
+    """Every bad input is dead-lettered with its code and a reason, at its own position; no
+    other position is; one position is dead-lettered at most 1 + `max_repeats_each` times
+    (0 without crashes). Returns the number of repeated records."""
+    counts, one = await dead_letter_counts(bootstrap, prefix)
+    missing = sorted(set(expected) - set(counts))
+    extra = sorted(set(counts) - set(expected))
+    assert not missing and not extra, \
+        f"{len(missing)} bad inputs not dead-lettered (e.g. {missing[:5]}), {len(extra)} " \
+        f"unexpected dead letters (e.g. {[one[p] for p in extra[:3]]})"
+    wrong = {p: (one[p]["error_code"], code) for p, code in expected.items()
+             if one[p]["error_code"] != code}
+    assert not wrong, f"{len(wrong)} dead letters with another code (got, want): {list(wrong.items())[:5]}"
+    assert all(one[p]["reason"] for p in expected)
+    over = {p: n for p, n in counts.items() if n > 1 + max_repeats_each}
+    assert not over, f"positions dead-lettered more than {1 + max_repeats_each} times: {over}"
+    return sum(counts.values()) - len(counts)
+
+
+async def wait_inputs_drained(w: Worker, timeout_s: float = 240.0) -> None:
+    """Until the worker's group has committed every input message."""
+    t = w.prefix
+    await wait_drained(w.bootstrap, f"{t}cxstream", [f"{t}surveys", f"{t}customers", f"{t}interactions"],
+                       timeout_s=timeout_s)
+
+
+async def readyz(w: Worker, timeout_s: float = 2.0) -> int | None:
+    """HTTP status of `/readyz`, or None when the worker does not answer."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as s:
+            async with s.get(f"{w.url}/readyz") as r:
+                await r.read()
+                return r.status
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return None
+
+
+def metric_samples(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
+                   ) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of one metric from `Worker.metrics()`, by label set."""
+    return {labels: v for (n, labels), v in metrics.items() if n == name}

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from cxstream.core.alert import alert_id
 from cxstream.core.scoring import category
-from cxstream.core.timefmt import format_rfc3339
+from cxstream.core.timefmt import format_rfc3339, parse_rfc3339
 
 from .harness import produce, read_all, wait_drained
 
@@ -27,14 +27,15 @@ def oracle(arrivals: list[dict]) -> dict[str, tuple[str, str]]:
     """alert_id -> (kind, customer) by recomputing each customer's latest response from
     scratch after every arrival (arrivals in the order the worker sees them)."""
     out: dict[str, tuple[str, str]] = {}
-    seen: dict[str, dict[str, tuple[int, str]]] = {}
+    seen: dict[str, dict[str, tuple[int, int]]] = {}
     latest: dict[str, str | None] = {}
     for d in arrivals:
         cid, eid = d["customer_id"], d["event_id"]
         mine = seen.setdefault(cid, {})
         if eid in mine:
             continue
-        mine[eid] = (d["score"], d["occurred_at"])
+        # Compare instants, not strings: "…00Z" sorts after "…00.500Z" as text.
+        mine[eid] = (d["score"], parse_rfc3339(d["occurred_at"]))
         now = max(mine, key=lambda e: (mine[e][1], e))
         before = latest.get(cid)
         if now != before:

@@ -66,3 +66,17 @@ def test_readme_dead_letter_codes_match_the_enum() -> None:
     section = README.split("## Dead letters", 1)[1].split("\n## ", 1)[0]
     codes = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
     assert codes == [c.value for c in ErrorCode]
+
+
+def test_deadletter_retention_is_given_to_the_dead_letter_topics_only() -> None:
+    from cxstream.admin import topic_configs
+
+    s = Settings.from_env({"CXSTREAM_DEADLETTER_RETENTION": "14d"})
+    assert s.deadletter_retention == 14 * 86_400_000
+    assert topic_configs(s, "cx.deadletter") == {"retention.ms": str(14 * 86_400_000)}
+    assert topic_configs(s, "cx.notifications.deadletter") == {"retention.ms": str(14 * 86_400_000)}
+    assert topic_configs(s, "cx.surveys") == {}
+    assert topic_configs(s, "cx.customers") == {"cleanup.policy": "compact"}
+    assert topic_configs(Settings.from_env({}), "cx.deadletter") == {}
+    with pytest.raises(SettingsError, match="CXSTREAM_DEADLETTER_RETENTION"):
+        Settings.from_env({"CXSTREAM_DEADLETTER_RETENTION": "forever"})

@@ -4,6 +4,7 @@ decoder accepts exactly what they accept (and names the same rule when it reject
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, ValidationError
 
-from cxstream.core.deadletter import dead_letter
+from cxstream.core.deadletter import MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, dead_letter
 from cxstream.core.decode import MAX_VALUE_BYTES, decode_interaction, decode_profile, decode_survey
 from cxstream.core.errors import ErrorCode as E
 from cxstream.core.errors import Rejection
@@ -324,3 +325,25 @@ def documents(draw: st.DrawFn, name: str) -> dict[str, Any]:
 @given(data=st.data())
 def test_decoder_accepts_exactly_what_the_schema_accepts(name: str, data: st.DataObject) -> None:
     assert_agree(name, data.draw(documents(name)))
+
+
+@pytest.mark.parametrize("size", [MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES + 1, 1_048_000, 10_000_000])
+def test_a_dead_letter_always_fits_in_a_kafka_request(size: int) -> None:
+    """Base64 grows a payload by a third: an input just under the broker's limit would make a
+    dead letter over the producer's 1 MiB request limit, and stop the stream on it."""
+    payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    key = b"k" * (MAX_KEY_BYTES + 5) if size > 1_000_000 else b"cust-1"
+    doc = dead_letter(Rejection(E.TOO_LARGE, "why"), topic="cx.surveys", partition=0, offset=5,
+                      key=key, payload=payload, now_ms=1_793_448_000_123)
+    encoded = orjson.dumps(doc)
+    assert len(encoded) + len(key[:MAX_KEY_BYTES]) < 1_000_000
+    assert not [e.message for e in validator("dead-letter").iter_errors(json.loads(encoded))]
+    kept = base64.b64decode(doc["payload"])
+    assert payload.startswith(kept)
+    if size > MAX_PAYLOAD_BYTES:
+        assert doc["payload_truncated"] is True and doc["payload_bytes"] == size
+        assert doc["payload_sha256"] == hashlib.sha256(payload).hexdigest()
+        assert len(kept) == MAX_PAYLOAD_BYTES
+    else:
+        assert kept == payload and "payload_truncated" not in doc
+    assert ("source_key_truncated" in doc) == (len(key) > MAX_KEY_BYTES)

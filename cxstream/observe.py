@@ -1,0 +1,195 @@
+"""Metrics read from the live worker at scrape time (a Prometheus custom Collector).
+
+Per segment and window: the additive counts and the derived scores, computed exactly as the
+scores API computes them (`query.local_partial` over the same buckets, `scoring.summary` for
+the scores, `as_of` = now floored to the whole minute, the API's default), but **only from the
+input partitions this worker owns as active**. So after a rebalance the series of revoked
+partitions disappear at the next scrape: nothing is stale, and no partition is counted by
+two workers. Counts are additive (`sum by (segment, window)` across workers is exact); the
+derived gauges are per worker (exact with one worker; aggregate with the recording rules).
+
+Also consumer lag per owned input partition, recovery progress and the number of owned
+partitions. While the worker rebalances or restores state, the segment and lag series are
+left out (their inputs are incomplete then; the recovery gauges say why), and the bucket
+index of a partition is never built from a half-restored table.
+
+`generate_latest` runs in the `/metrics` view, i.e. on the event loop thread that also
+processes messages, so the table and consumer bookkeeping read here are never mid-update.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from cxstream import metrics
+from cxstream.agents import Processor
+from cxstream.core.scoring import CES_HIGH, CES_SUM, summary
+from cxstream.core.windows import Window, floor_minute
+from cxstream.query import local_partial
+
+log = logging.getLogger(__name__)
+
+#: Scrape-time gauge → its value from (counts, summary); None leaves the series out.
+_SEGMENT_VALUES: dict[str, Callable[[list[int], dict[str, Any]], float | None]] = {
+    "cxstream_segment_nps_promoters": lambda c, s: s["nps"]["promoters"],
+    "cxstream_segment_nps_passives": lambda c, s: s["nps"]["passives"],
+    "cxstream_segment_nps_detractors": lambda c, s: s["nps"]["detractors"],
+    "cxstream_segment_nps_responses": lambda c, s: s["nps"]["responses"],
+    "cxstream_segment_csat_responses": lambda c, s: s["csat"]["responses"],
+    "cxstream_segment_csat_satisfied": lambda c, s: s["csat"]["satisfied"],
+    "cxstream_segment_ces_responses": lambda c, s: s["ces"]["responses"],
+    "cxstream_segment_ces_effort_points": lambda c, s: c[CES_SUM],
+    "cxstream_segment_ces_high_effort": lambda c, s: c[CES_HIGH],
+    # Scores are None without responses: the series is omitted, never NaN.
+    "cxstream_segment_nps": lambda c, s: s["nps"]["score"],
+    "cxstream_segment_csat_percent": lambda c, s: s["csat"]["score"],
+    "cxstream_segment_ces_effort_mean": lambda c, s: s["ces"]["mean"],
+}
+
+
+def _family(name: str) -> GaugeMetricFamily:
+    spec = metrics.SCRAPED_BY_NAME[name]
+    return GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
+
+
+def segment_families(processor: Processor, partitions: Iterable[int],
+                     windows: Iterable[Window], as_of: int) -> list[GaugeMetricFamily]:
+    """The per-segment gauges over `partitions`, every window ending at `as_of` (ms)."""
+    fams = {name: _family(name) for name in _SEGMENT_VALUES}
+    parts = sorted(partitions)
+    if parts:
+        for window in windows:
+            partial = local_partial(processor, parts, None, as_of - window.ms, as_of)
+            for segment in sorted(partial.counts):
+                counts = partial.counts[segment]
+                scores = summary(counts, min_responses=processor.settings.min_responses)
+                for name, value_of in _SEGMENT_VALUES.items():
+                    value = value_of(counts, scores)
+                    if value is not None:
+                        fams[name].add_metric([segment, window.name], value)
+    return list(fams.values())
+
+
+def next_offset(consumer: Any, tp: Any) -> int:
+    """The next offset of `tp` this worker will process: one past the highest processed
+    (acknowledged) message, or the committed offset, whichever is higher; 0 when neither is
+    known yet (a group that never committed reads from the start: auto_offset_reset=earliest).
+    Faust keeps these per owned partition and drops them on revoke."""
+    best = 0
+    committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust has no public accessor
+    if committed is not None:
+        best = max(best, committed)
+    acked = consumer._acked.get(tp)  # noqa: SLF001
+    if acked:
+        best = max(best, max(acked) + 1)
+    return best
+
+
+def lag_family(consumer: Any, tps: Iterable[Any], short_names: dict[str, str]
+               ) -> GaugeMetricFamily:
+    """Lag per owned input partition: high watermark (the offset the next produced message
+    gets, from the consumer's last fetch) minus `next_offset`. A partition whose high
+    watermark is not known yet (not fetched since assignment) is left out."""
+    fam = _family("cxstream_consumer_lag_messages")
+    assigned = consumer.assignment()
+    for tp in sorted(tps):
+        if tp not in assigned:
+            continue
+        try:
+            high = consumer.highwater(tp)
+        except (AssertionError, KeyError, RuntimeError):  # unassigned in the client right now
+            continue
+        if high is None:
+            continue
+        fam.add_metric([short_names[tp.topic], str(tp.partition)],
+                       max(0, high - next_offset(consumer, tp)))
+    return fam
+
+
+def recovery_families(recovery: Any) -> list[GaugeMetricFamily]:
+    """In progress (0/1) and changelog records still to restore for active partitions."""
+    active = bool(recovery.in_recovery)
+    remaining = (sum(max(0, n) for n in recovery.active_remaining().values()) if active else 0)
+    progress = _family("cxstream_recovery_in_progress")
+    progress.add_metric([], 1 if active else 0)
+    left = _family("cxstream_recovery_remaining_messages")
+    left.add_metric([], remaining)
+    return [progress, left]
+
+
+class WorkerCollector(Collector):
+    """The scrape-time metrics of one worker (registered once per process by `install`)."""
+
+    def __init__(self, app: Any, processor: Processor, *, ready: Callable[[], bool],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.app = app
+        self.processor = processor
+        self.ready = ready
+        self.clock = clock
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        # Names only: registering must not read the (not yet started) worker.
+        return [_family(spec.name) for spec in metrics.SCRAPED]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        processor = self.processor
+        try:
+            actives = set(self.app.assignor.assigned_actives())
+        except Exception:  # noqa: BLE001 - no assignment to read: nothing owned
+            log.exception("reading the assignment failed; exporting no owned partitions")
+            actives = set()
+        inputs = {tp for tp in actives if tp.topic in processor.kinds}
+        owned = sorted({tp.partition for tp in inputs if tp.topic == processor.topics.surveys})
+        try:
+            ready = bool(self.ready())
+        except Exception:  # noqa: BLE001 - e.g. the consumer has not started yet
+            ready = False
+        # As the scores API's default as_of: now, floored to the whole minute.
+        as_of = floor_minute(int(self.clock() * 1000))
+        yield from _guarded(
+            lambda: segment_families(processor, owned if ready else (),
+                                     processor.settings.windows, as_of),
+            list(_SEGMENT_VALUES))
+        yield from _guarded(
+            lambda: [lag_family(self.app.consumer, inputs, processor.kinds) if ready
+                     else _family("cxstream_consumer_lag_messages")],
+            ["cxstream_consumer_lag_messages"])
+        yield from _guarded(lambda: recovery_families(self.app.tables.recovery),
+                            ["cxstream_recovery_in_progress",
+                             "cxstream_recovery_remaining_messages"])
+        assigned = _family("cxstream_assigned_partitions")
+        assigned.add_metric([], len(owned))
+        yield assigned
+
+
+def _guarded(make: Callable[[], list[GaugeMetricFamily]], names: list[str]
+             ) -> list[GaugeMetricFamily]:
+    """`make()`, or the same families without samples if it fails: one broken reading must
+    not turn the whole scrape (and every other metric) into an HTTP 500."""
+    try:
+        return make()
+    except Exception:  # noqa: BLE001
+        log.exception("scrape-time metrics %s failed; left out of this scrape", ", ".join(names))
+        return [_family(name) for name in names]
+
+
+_installed: dict[int, WorkerCollector] = {}
+
+
+def install(app: Any, processor: Processor, *, ready: Callable[[], bool],
+            registry: CollectorRegistry = metrics.REGISTRY) -> WorkerCollector:
+    """Register the worker's collector on `registry` (replacing one installed before, so a
+    process that builds a second app does not export the first app's state)."""
+    old = _installed.pop(id(registry), None)
+    if old is not None:
+        registry.unregister(old)
+    collector = WorkerCollector(app, processor, ready=ready)
+    registry.register(collector)
+    _installed[id(registry)] = collector
+    return collector

@@ -1,0 +1,73 @@
+"""The rebalance-completion patch: deliveries wait until Faust has cleared its queues."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from faust.tables.recovery import Recovery
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+from cxstream import faust_patches
+
+
+async def test_completion_runs_with_flow_suspended_so_nothing_is_cleared_unseen() -> None:
+    flow = FlowControlEvent(initially_suspended=False)
+    queue: FlowControlQueue[int] = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+    seen: dict[str, Any] = {}
+
+    async def original(self: Any, generation_id: int = 0) -> str:
+        # What Faust does: seek (deliveries may arrive meanwhile), then resume flow.
+        seen["active_during_seek"] = flow.is_active()
+        if flow.is_active():
+            queue.put_nowait(42)  # a delivery racing the seek
+        flow.resume()  # clears every managed queue
+        return "done"
+
+    fake = SimpleNamespace(app=SimpleNamespace(flow_control=flow))
+    assert await faust_patches._suspending(original)(fake, 7) == "done"  # noqa: SLF001
+    assert seen["active_during_seek"] is False  # a delivery would have waited, not been cleared
+    assert flow.is_active()
+
+
+def test_apply_patches_both_completion_paths_once() -> None:
+    faust_patches.apply()
+    first = (Recovery.on_recovery_completed, Recovery._resume_streams)  # noqa: SLF001
+    faust_patches.apply()
+    assert (Recovery.on_recovery_completed, Recovery._resume_streams) == first  # noqa: SLF001
+    assert all(getattr(f, faust_patches._PATCHED) for f in first)  # noqa: SLF001
+
+
+class _FakeConsumer:
+    """The bookkeeping Faust's `_commit_offsets` and `_new_offset` work on."""
+
+    def __init__(self, assigned: set[str]) -> None:
+        from collections import defaultdict
+
+        self._committed_offset: dict[str, int | None] = defaultdict(lambda: None)
+        self._acked: dict[str, list[int]] = defaultdict(list)
+        self._acked_index: dict[str, set[int]] = defaultdict(set)
+        self.assigned = assigned
+
+    def assignment(self) -> set[str]:
+        return self.assigned
+
+
+async def test_a_failed_commit_is_retried_instead_of_recorded_as_done() -> None:
+    attempts: list[dict[str, int]] = []
+
+    async def original(self: _FakeConsumer, offsets: dict[str, int], start: bool = True) -> bool:
+        attempts.append(dict(offsets))
+        self._committed_offset.update(offsets)  # what Faust does, success or not
+        return len(attempts) > 1  # the broker is away for the first attempt
+
+    consumer = _FakeConsumer({"surveys-0"})
+    consumer._committed_offset["surveys-0"] = 100
+    commit = faust_patches._rearming(original)  # noqa: SLF001
+    assert await commit(consumer, {"surveys-0": 292, "revoked-1": 50}) is False
+    # Re-armed for the next tick: 291 acknowledged again, so `_new_offset` yields 292.
+    assert consumer._committed_offset["surveys-0"] == 291
+    assert consumer._acked["surveys-0"] == [291] and 291 in consumer._acked_index["surveys-0"]
+    assert "revoked-1" not in consumer._acked  # no longer ours: left alone
+    assert await commit(consumer, {"surveys-0": 292}) is True
+    assert consumer._committed_offset["surveys-0"] == 292
