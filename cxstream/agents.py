@@ -54,6 +54,7 @@ class Processor:
         self.alerts = app.topic(self.topics.alerts, **raw)
         self.deadletters = app.topic(self.topics.deadletter, **raw)
         self.indexes: dict[int, ExpiryIndex] = {}
+        self.pending: list[asyncio.Future[None]] = []
         self.source = f"cxstream/{settings.group_id}"
 
     # -- expiry index ---------------------------------------------------------------------
@@ -150,8 +151,40 @@ class Processor:
         # Buffered: Faust flushes the producer before it commits the input offset. The key is
         # capped like the copy in the document, so the record always fits in a request.
         key = msg.key if msg.key is None else msg.key[:MAX_KEY_BYTES]
-        await self.deadletters.send(key=key, value=orjson.dumps(doc))
+        value = orjson.dumps(doc)
+        fut = await self.deadletters.send(key=key, value=value)
+        # Not awaited here (a stream of garbage must not wait a round trip per message), but
+        # the input message is acknowledged only once this is confirmed (see `register`): a
+        # send that fails later must never let the commit pass a message it lost.
+        self.pending.append(asyncio.ensure_future(self._confirm(fut, key, value)))
         metrics.DEADLETTERS.labels(rejection.code.value).inc()
+
+    async def _confirm(self, fut: Any, key: bytes | None, value: bytes) -> None:
+        """Wait for the broker to acknowledge a dead letter; send it again until it does."""
+        delay = 0.5
+        while True:
+            try:
+                await fut
+                return
+            except KafkaError as exc:
+                log.warning("dead letter not acknowledged (%s); sending it again in %.1fs",
+                            type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                fut = await self.deadletters.send(key=key, value=value)
+
+    def take_pending(self) -> list[asyncio.Future[None]]:
+        """Confirmations the current message's acknowledgement must wait for."""
+        pending, self.pending = self.pending, []
+        return pending
+
+
+async def _ack_when_confirmed(stream: faust.StreamT, event: faust.EventT,
+                              pending: list[asyncio.Future[None]]) -> None:
+    # Faust commits only the contiguous run of acknowledged offsets, so acknowledging this
+    # message late holds the commit at it until its dead letter is safely written.
+    await asyncio.gather(*pending)
+    await stream.ack(event)
 
 
 def register(app: faust.App, settings: Settings, state: faust.Table) -> Processor:
@@ -170,7 +203,11 @@ def register(app: faust.App, settings: Settings, state: faust.Table) -> Processo
         manual = stream.noack()
         async for event in manual.events():
             await processor.handle(event)
-            await manual.ack(event)
+            pending = processor.take_pending()
+            if pending:
+                asyncio.ensure_future(_ack_when_confirmed(manual, event, pending))
+            else:
+                await manual.ack(event)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:

@@ -1,16 +1,40 @@
 """`cxstream bench`: measurements reported as ratios from one run on this machine.
 
-Phase `windows` (pure, in-process): the per-response cost of the processing step with only
-a 1 h window versus 1 h + 24 h + 7 d + 30 d, on the same simulated responses spread over 40
-days. Buckets make the write count per response independent of window length, so the ratio
-should be ~1. Kafka phases (baseline consumer, Faust floor, full pipeline, alert latency)
-are the performance issue's work and not here yet.
+Phases (each a function returning a dict; `run_bench` chains them and the CLI prints a table):
+
+* `windows` (pure, in-process): the per-response cost of the processing step with only a 1 h
+  window versus 1 h + 24 h + 7 d + 30 d, on the same simulated responses spread over 40 days.
+  Buckets make the write count per response independent of window length: the ratio should be ~1.
+* `baseline`: a plain aiokafka consumer (assigned partitions, no group) that fetches and
+  orjson-decodes every message of the produced inputs.
+* `faust`: the Faust floor, a do-nothing agent (`floor_main`, run in a subprocess) on the
+  same topics; from its first event until its group's committed offsets reach
+  the end offsets.
+* `cxstream`: a real `cxstream worker` subprocess (RocksDB store when available) on the same
+  topics; from its first event (`cxstream_events_total` > 0) until its group's committed
+  offsets reach the end offsets. Also peak RSS (VmHWM) and the state's size on disk.
+* `latency`: with that worker still running, live events at half the measured cxstream rate;
+  time from just before `send()` of a response to receiving its alert on the alert topic.
+
+Every run writes under its own topic prefix (`<CXSTREAM_TOPIC_PREFIX>bench-<id>.`), so runs and
+phases never mix; the topics are deleted at the end unless asked to keep them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
-from typing import Any
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
@@ -21,7 +45,129 @@ from cxstream.core.windows import DAY, HOUR, cover, horizon_ms, parse_windows
 from cxstream.progress import Progress
 from cxstream.simulator import Simulator
 
+PHASES = ("windows", "baseline", "faust", "cxstream", "latency")
+RATE_PHASES = ("baseline", "faust", "cxstream")
 
+
+# -- pure helpers (unit-tested) -----------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks; None if empty."""
+    if not values:
+        return None
+    if not 0 <= q <= 100:
+        raise ValueError("q must be within 0..100")
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float | int | None]:
+    return {"count": len(latencies_ms),
+            **{f"p{q}_ms": percentile(latencies_ms, q) for q in (50, 95, 99)},
+            "max_ms": max(latencies_ms) if latencies_ms else None}
+
+
+def add_ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """Set `ratio_to_baseline` (rate / baseline rate) on every rate phase present, in place;
+    None when there is no usable baseline."""
+    base = (results.get("baseline") or {}).get("events_per_s")
+    for name in RATE_PHASES:
+        r = results.get(name)
+        if isinstance(r, dict) and "events_per_s" in r:
+            r["ratio_to_baseline"] = (r["events_per_s"] / base) if base and r["events_per_s"] else None
+    return results
+
+
+def _fmt(v: Any, spec: str = ",.0f") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and spec:
+        return format(v, spec)
+    return str(v)
+
+
+def render_table(results: dict[str, Any]) -> str:
+    """The human-readable report: rates with their ratio to the baseline first (the headline),
+    then alert latency, resources and the windows comparison; phases not run are left out."""
+    lines: list[str] = []
+    rows = [(n, results[n]) for n in RATE_PHASES if isinstance(results.get(n), dict)]
+    if rows:
+        lines.append(f"{'phase':<10} {'events':>9} {'seconds':>9} {'events/s':>11} {'vs baseline':>12}")
+        for name, r in rows:
+            ratio = r.get("ratio_to_baseline")
+            lines.append(f"{name:<10} {r.get('events', 0):>9} {_fmt(r.get('seconds'), '.2f'):>9} "
+                         f"{_fmt(r.get('events_per_s')):>11} "
+                         f"{('-' if ratio is None else f'{ratio:.1%}'):>12}")
+    lat = results.get("latency")
+    if isinstance(lat, dict):
+        lines.append("")
+        lines.append(f"alert latency at {_fmt(lat.get('offered_events_per_s'))} events/s offered "
+                     f"({_fmt(lat.get('sent_events_per_s'))} sent, {lat.get('alerts', 0)} alerts): "
+                     f"p50 {_fmt(lat.get('p50_ms'), '.0f')} ms, p95 {_fmt(lat.get('p95_ms'), '.0f')} ms, "
+                     f"p99 {_fmt(lat.get('p99_ms'), '.0f')} ms, max {_fmt(lat.get('max_ms'), '.0f')} ms")
+        if "backlog_at_send_end" in lat:
+            lines.append(f"  worker fetch-to-alert-ack mean "
+                         f"{_fmt(lat.get('worker_receipt_to_ack_mean_ms'), '.0f')} ms; backlog when "
+                         f"sending stopped {_fmt(lat.get('backlog_at_send_end'), '.0f')} events, "
+                         f"drained {_fmt(lat.get('drain_after_send_s'), '.1f')} s later")
+    cx = results.get("cxstream")
+    if isinstance(cx, dict) and cx.get("peak_rss_mb") is not None:
+        lines.append(f"worker peak RSS (VmHWM): {cx['peak_rss_mb']:.0f} MB "
+                     f"({cx.get('customers')} customers, store {cx.get('store')})")
+    if isinstance(cx, dict) and cx.get("state_bytes_on_disk") is not None:
+        lines.append(f"state on disk: {cx['state_bytes_on_disk'] / 1024**2:.1f} MB, "
+                     f"{_fmt(cx.get('state_bytes_per_response'))} bytes per response, "
+                     f"{_fmt(cx.get('state_bytes_per_customer'))} bytes per customer")
+    w = results.get("windows")
+    if isinstance(w, dict):
+        lines.append("")
+        lines.append(f"{'windows':<16} {'µs/response':>12} {'writes/response':>16} {'buckets/query':>14}")
+        for label in ("1h", "1h,24h,7d,30d"):
+            row = w[label]
+            lines.append(f"{label:<16} {row['us_per_response']:>12.1f} "
+                         f"{row['writes_per_response']:>16.2f} {row['buckets_per_query_max']:>14}")
+        lines.append(f"cost ratio (up to 30 d) / (1 h only): {w['ratio_30d_vs_1h']:.2f}")
+    for name, err in (results.get("errors") or {}).items():
+        lines.append(f"{name}: FAILED: {err}")
+    return "\n".join(lines)
+
+
+def parse_phases(raw: str) -> list[str]:
+    """A comma list of phases in run order; `latency` needs `cxstream` and adds it."""
+    wanted = [p.strip() for p in raw.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in PHASES]
+    if unknown or not wanted:
+        raise ValueError(f"unknown phase(s) {', '.join(unknown) or '(none)'}; "
+                         f"expected a comma list of {', '.join(PHASES)}")
+    if "latency" in wanted and "cxstream" not in wanted:
+        wanted.append("cxstream")
+    return [p for p in PHASES if p in wanted]
+
+
+def vm_hwm_kb(pid: int) -> int | None:
+    """Peak resident set size of a process in kB (Linux /proc), or None."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def dir_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+# -- phase: windows (pure) --------------------------------------------------------------------
 def _responses(n: int, seed: int) -> list[tuple[bytes, bytes]]:
     sim = Simulator(seed=seed, customers=2000)
     end = int(time.time() * 1000) - HOUR
@@ -75,3 +221,597 @@ def windows_phase(n: int = 20_000, seed: int = 7) -> dict[str, Any]:
                                   / results["1h"]["us_per_response"])
     results["responses"] = n
     return results
+
+
+# -- Kafka phases -----------------------------------------------------------------------------
+class BenchError(RuntimeError):
+    """A phase could not measure; the message says why (and where the log is)."""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rocksdb_available() -> bool:
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    data_dir: Path
+    headers: dict[str, str]
+
+
+@dataclass
+class Run:
+    """One bench run against one broker: its own topic prefix, data and subprocesses."""
+
+    settings: Any  # cxstream.settings.Settings with the run's topic prefix
+    env: dict[str, str]  # environment for subprocesses (CXSTREAM_BROKER set)
+    workdir: Path
+    events: int
+    customers: int
+    seed: int
+    sim: Simulator | None = None
+    responses: int = 0
+    customers_with_events: int = 0
+    end: dict[Any, int] = field(default_factory=dict)  # input TopicPartition -> end offset
+    worker: _Worker | None = None
+    cx_rate: float | None = None
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.topic_prefix
+
+    @property
+    def inputs(self) -> list[str]:
+        from cxstream.topics import Topics
+
+        t = Topics(self.prefix)
+        return [t.surveys, t.interactions, t.customers]
+
+    def timeout_s(self) -> float:
+        return 120.0 + self.events / 200
+
+    def security(self) -> dict[str, Any]:
+        from cxstream.kafka_security import client_kwargs
+
+        return client_kwargs(self.settings)
+
+
+async def _partitions(run: Run, topics: Iterable[str]) -> list[Any]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=run.settings.bootstrap, **run.security())
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topic metadata
+        return [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+    finally:
+        await consumer.stop()
+
+
+async def _end_offsets(run: Run, tps: list[Any]) -> dict[Any, int]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=run.settings.bootstrap, **run.security())
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def produce_inputs(run: Run) -> dict[str, Any]:
+    """N simulated interactions and survey responses (about 30 %), keyed by customer_id, with
+    occurred_at spread in order over the last 7 days, to the run's input topics."""
+    from aiokafka import AIOKafkaProducer
+
+    from cxstream.admin import ensure_topics
+
+    await ensure_topics(run.settings)
+    sim = Simulator(seed=run.seed, customers=run.customers)
+    producer = AIOKafkaProducer(bootstrap_servers=run.settings.bootstrap, acks="all",
+                                enable_idempotence=True, linger_ms=10,
+                                max_batch_size=512 * 1024, **run.security())
+    await producer.start()
+    end_ms = int(time.time() * 1000) - HOUR
+    start_ms = end_ms - 7 * DAY
+    counts = {"surveys": 0, "interactions": 0}
+    seen: set[str] = set()
+    progress = Progress("bench produce", run.events, unit="events")
+    started = time.time()
+    try:
+        pending = []
+        for i in range(run.events):
+            short, doc = sim.event(start_ms + (end_ms - start_ms) * i // run.events)
+            counts[short] += 1
+            seen.add(doc["customer_id"])
+            pending.append(await producer.send(f"{run.prefix}{short}", orjson.dumps(doc),
+                                               key=doc["customer_id"].encode()))
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                progress.update(len(pending))
+                pending.clear()
+        await asyncio.gather(*pending)
+        progress.update(len(pending))
+    finally:
+        await producer.stop()
+        progress.close()
+    elapsed = time.time() - started
+    run.sim, run.responses, run.customers_with_events = sim, counts["surveys"], len(seen)
+    run.end = await _end_offsets(run, await _partitions(run, run.inputs))
+    if sum(run.end.values()) != run.events:
+        raise BenchError(f"expected {run.events} messages on the input topics, found "
+                         f"{sum(run.end.values())} (topics not empty?)")
+    return {"events": run.events, "responses": counts["surveys"],
+            "interactions": counts["interactions"], "customers": run.customers,
+            "customers_with_events": len(seen), "seconds": elapsed,
+            "events_per_s": run.events / elapsed}
+
+
+def _rate(events: int, first: float, last: float) -> dict[str, Any]:
+    seconds = max(last - first, 1e-6)
+    return {"events": events, "seconds": seconds, "events_per_s": events / seconds}
+
+
+async def baseline_phase(run: Run) -> dict[str, Any]:
+    """A plain aiokafka consumer: assign every input partition, fetch from the beginning and
+    orjson-decode every value, until the end offsets measured after producing."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=run.settings.bootstrap, enable_auto_commit=False,
+                                group_id=None, **run.security())
+    await consumer.start()
+    progress = Progress("bench baseline", run.events, unit="events")
+    try:
+        tps = list(run.end)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        remaining = {tp for tp in tps if run.end[tp] > 0}
+        n = 0
+        first = time.time()
+        deadline = first + run.timeout_s()
+        while remaining:
+            if time.time() > deadline:
+                raise BenchError(f"baseline consumer read {n} of {run.events} events in time")
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for tp, records in batch.items():
+                for rec in records:
+                    orjson.loads(rec.value)
+                n += len(records)
+                progress.update(len(records))
+                if records and records[-1].offset + 1 >= run.end[tp]:
+                    remaining.discard(tp)
+        last = time.time()
+    finally:
+        await consumer.stop()
+        progress.close()
+    return _rate(n, first, last)
+
+
+async def _committed_done(run: Run, group: str, progress: Progress,
+                          alive: Callable[[], str | None], what: str) -> float:
+    """Poll `group`'s committed offsets until they reach the input end offsets; returns the
+    wall time when they did. `alive()` returns an error text once the process died."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=run.settings.bootstrap, **run.security())
+    await admin.start()
+    try:
+        deadline = time.time() + run.timeout_s()
+        while True:
+            committed = await admin.list_consumer_group_offsets(group)
+            done = 0
+            for tp, end in run.end.items():
+                meta = committed.get(tp)
+                done += min(meta.offset, end) if meta is not None and meta.offset > 0 else 0
+            progress.update(done - progress.done)
+            if done >= run.events:
+                return time.time()
+            problem = alive()
+            if problem:
+                raise BenchError(problem)
+            if time.time() > deadline:
+                raise BenchError(f"{what}: group {group} committed {done} of {run.events} in time")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+async def _wait_until(check: Callable[[], Any], timeout_s: float, what: str,
+                      alive: Callable[[], str | None], interval_s: float = 0.1) -> Any:
+    deadline = time.time() + timeout_s
+    while True:
+        got = await check()
+        if got:
+            return got
+        problem = alive()
+        if problem:
+            raise BenchError(problem)
+        if time.time() > deadline:
+            raise BenchError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        await asyncio.sleep(interval_s)
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def floor_main(group: str, topics: str, data_dir: str, marker: str) -> None:
+    """The Faust floor process: a do-nothing agent on `topics` (raw bytes, no decoding), with
+    the worker's consumer settings; writes the wall time of its first event to `marker`."""
+    import faust
+
+    from cxstream.kafka_security import faust_credentials
+    from cxstream.settings import Settings
+
+    cfg = Settings.from_env()
+    app = faust.App(group, env={}, broker=cfg.broker, broker_credentials=faust_credentials(cfg),
+                    store="memory://", datadir=data_dir, autodiscover=False,
+                    topic_replication_factor=cfg.replication, key_serializer="raw",
+                    value_serializer="raw", consumer_auto_offset_reset="earliest",
+                    broker_session_timeout=cfg.session_timeout, broker_commit_every=1000,
+                    broker_commit_interval=1.0, stream_buffer_maxsize=1024, web_enabled=False)
+    source = app.topic(*topics.split(","), key_serializer="raw", value_serializer="raw")
+
+    @app.agent(source, concurrency=1)
+    async def floor(stream: Any) -> None:
+        first = True
+        async for _ in stream:
+            if first:
+                first = False
+                Path(marker).write_text(repr(time.time()))
+
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+async def faust_phase(run: Run) -> dict[str, Any]:
+    """The Faust floor in a subprocess; from its first event until its group committed every
+    input offset."""
+    group = f"{run.prefix}floor"
+    d = run.workdir / "floor"
+    d.mkdir(parents=True, exist_ok=True)
+    marker, log_path = d / "first-event", d / "floor.log"
+    code = "import sys; from cxstream.bench import floor_main; floor_main(*sys.argv[1:])"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-c", code, group, ",".join(run.inputs), str(d / "data"),
+                                 str(marker)], env=run.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    progress = Progress("bench faust floor", run.events, unit="events")
+
+    def alive() -> str | None:
+        if proc.poll() is not None:
+            return f"the Faust floor process exited with {proc.returncode}; see {log_path}"
+        return None
+
+    spawned = time.time()
+    try:
+        async def first_event() -> float | None:
+            try:
+                return float(marker.read_text())
+            except (OSError, ValueError):
+                return None
+
+        first = await _wait_until(first_event, 120, "the Faust floor's first event", alive)
+        last = await _committed_done(run, group, progress, alive, "faust floor")
+    finally:
+        progress.close()
+        _stop(proc)
+    return {**_rate(run.events, first, last), "startup_s": first - spawned}
+
+
+async def _scrape(w: _Worker) -> dict[str, float] | None:
+    """The worker's /metrics, each sample name summed over its labels; None if unanswered."""
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2),
+                                         headers=w.headers) as s:
+            async with s.get(f"{w.url}/metrics") as r:
+                if r.status != 200:
+                    return None
+                text = await r.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return None
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
+async def _events_total(w: _Worker) -> float | None:
+    m = await _scrape(w)
+    return None if m is None else m.get("cxstream_events_total", 0.0)
+
+
+def _start_worker(run: Run) -> _Worker:
+    from cxstream.auth import auth_headers, resolve_token
+
+    port = _free_port()
+    data_dir = run.workdir / "worker"
+    env = {**run.env, "CXSTREAM_TOPIC_PREFIX": run.prefix, "CXSTREAM_WEB_PORT": str(port),
+           "CXSTREAM_WEB_BIND": "127.0.0.1", "CXSTREAM_WEB_HOST": "127.0.0.1",
+           "CXSTREAM_DATA_DIR": str(data_dir), "CXSTREAM_NOTIFY_CONFIG": "",
+           "CXSTREAM_LOG_LEVEL": "warn"}
+    if _rocksdb_available():
+        env["CXSTREAM_STORE"] = "rocksdb://"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run.workdir / "worker.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "cxstream", "worker"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return _Worker(proc, f"http://127.0.0.1:{port}", log_path, data_dir,
+                   auth_headers(resolve_token(run.settings)))
+
+
+async def cxstream_phase(run: Run, *, measure_resources: bool = True) -> dict[str, Any]:
+    """A real `cxstream worker` on the run's topics: from its first event processed
+    (`cxstream_events_total` > 0) until its group committed every input offset. The worker
+    keeps running for the latency phase; `finish_worker` stops it."""
+    w = run.worker = _start_worker(run)
+    progress = Progress("bench cxstream", run.events, unit="events")
+
+    def alive() -> str | None:
+        if w.proc.poll() is not None:
+            why = " (a clean stop: something sent it SIGTERM or SIGINT)" if w.proc.returncode == 0 else ""
+            return f"the cxstream worker exited with {w.proc.returncode}{why}; see {w.log}"
+        return None
+
+    spawned = time.time()
+    try:
+        async def started() -> float | None:
+            n = await _events_total(w)
+            return time.time() if n else None
+
+        first = await _wait_until(started, 180, "the worker's first event", alive)
+        last = await _committed_done(run, run.settings.group_id, progress, alive, "cxstream worker")
+    finally:
+        progress.close()
+    processed = await _events_total(w)
+    out: dict[str, Any] = {**_rate(run.events, first, last), "startup_s": first - spawned,
+                           "events_total_metric": processed, "customers": run.customers,
+                           "customers_with_events": run.customers_with_events,
+                           "responses": run.responses,
+                           "store": "rocksdb://" if _rocksdb_available() else "memory://"}
+    if measure_resources and out["store"] == "rocksdb://":
+        size = dir_bytes(w.data_dir / "worker")
+        out.update(state_bytes_on_disk=size,
+                   state_bytes_per_response=size / max(run.responses, 1),
+                   state_bytes_per_customer=size / max(run.customers_with_events, 1))
+    run.cx_rate = out["events_per_s"]
+    return out
+
+
+async def latency_phase(run: Run, seconds: float = 30.0, rate: float | None = None) -> dict[str, Any]:
+    """Live events (occurred_at = now) at a fixed offered rate, half the measured cxstream rate
+    unless given; latency = alert received on the alert topic − just before send() of its
+    response (both clocks of this machine)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from cxstream.topics import Topics
+
+    w, sim = run.worker, run.sim
+    if w is None or sim is None or (rate is None and not run.cx_rate):
+        raise BenchError("the latency phase needs the cxstream phase's worker and rate")
+    if w.proc.poll() is not None:
+        raise BenchError(f"the cxstream worker exited with {w.proc.returncode}; see {w.log}")
+    offered = rate if rate is not None else run.cx_rate / 2  # type: ignore[operator]
+    total = max(1, int(offered * seconds))
+    alerts_topic = Topics(run.prefix).alerts
+    consumer = AIOKafkaConsumer(bootstrap_servers=run.settings.bootstrap, enable_auto_commit=False,
+                                group_id=None, fetch_max_wait_ms=5, isolation_level="read_committed",
+                                **run.security())
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=run.settings.bootstrap, acks="all",
+                                enable_idempotence=True, **run.security())
+    await producer.start()
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    alerts = [0]
+    stop = asyncio.Event()
+
+    async def collect() -> None:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=50)
+            now = time.time()
+            for records in batch.values():
+                for rec in records:
+                    alerts[0] += 1
+                    t = sent_at.get(orjson.loads(rec.value).get("survey_event_id"))
+                    if t is not None:
+                        latencies.append((now - t) * 1000)
+
+    progress = Progress(f"bench latency at {offered:,.0f}/s", total, unit="events")
+    tps = await _partitions(run, [alerts_topic])
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)  # resolve "end" now, before anything is sent
+    before = await _scrape(w) or {}
+    collector = asyncio.create_task(collect())
+    try:
+        t0 = time.time()
+        sent = 0
+        pending = []
+        while sent < total:
+            due = min(total, int((time.time() - t0) * offered) + 1)
+            while sent < due:
+                short, doc = sim.event(int(time.time() * 1000))
+                if short == "surveys":
+                    sent_at[doc["event_id"]] = time.time()
+                pending.append(await producer.send(f"{run.prefix}{short}", orjson.dumps(doc),
+                                                   key=doc["customer_id"].encode()))
+                sent += 1
+            progress.update(due - progress.done)
+            if len(pending) > 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*pending)
+        send_s = time.time() - t0
+        processed_at_send_end = (await _events_total(w) or 0.0) - (before.get("cxstream_events_total") or 0.0)
+        # Let the worker finish: every input offset processed, then a moment for the alerts.
+        tps_in = await _partitions(run, run.inputs)
+        run.end = await _end_offsets(run, tps_in)
+        run.events = sum(run.end.values())
+        import io
+
+        quiet = Progress("bench latency drain", run.events, stream=io.StringIO())
+        drained = await _committed_done(
+            run, run.settings.group_id, quiet,
+            lambda: None if w.proc.poll() is None else f"worker died; see {w.log}", "latency drain")
+        quiet.close()
+        await asyncio.sleep(2.0)
+        after = await _scrape(w) or {}
+    finally:
+        stop.set()
+        await collector
+        progress.close()
+        await producer.stop()
+        await consumer.stop()
+    return {"offered_events_per_s": offered, "sent_events_per_s": total / send_s,
+            "events": total, "responses": len(sent_at), "alerts": len(latencies),
+            "alerts_on_topic": alerts[0],
+            "seconds": send_s, **latency_summary(latencies),
+            # Where the time goes: behind at the end of sending (events not yet handled), how long
+            # the worker needed after the last send to commit everything, and the worker's own
+            # mean from fetching a response to the broker acknowledging its alert.
+            "backlog_at_send_end": total - processed_at_send_end,
+            "drain_after_send_s": drained - (t0 + send_s),
+            "worker_receipt_to_ack_mean_ms": _delta_mean(before, after,
+                                                         "cxstream_alert_delay_from_receipt_seconds")}
+
+
+def _delta_mean(before: dict[str, float], after: dict[str, float], histogram: str) -> float | None:
+    n = after.get(f"{histogram}_count", 0.0) - before.get(f"{histogram}_count", 0.0)
+    total = after.get(f"{histogram}_sum", 0.0) - before.get(f"{histogram}_sum", 0.0)
+    return total / n * 1000 if n > 0 else None
+
+
+def finish_worker(run: Run, measure_rss: bool) -> dict[str, Any]:
+    """Peak RSS over the worker's whole life (both phases), then a clean stop."""
+    w = run.worker
+    if w is None:
+        return {}
+    out: dict[str, Any] = {}
+    if measure_rss:
+        kb = vm_hwm_kb(w.proc.pid) if w.proc.poll() is None else None
+        out["peak_rss_mb"] = kb / 1024 if kb is not None else None
+    _stop(w.proc)
+    run.worker = None
+    return out
+
+
+async def _delete_topics(run: Run) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=run.settings.bootstrap, **run.security())
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(run.prefix)]
+        if mine:
+            await admin.delete_topics(mine, timeout_ms=30_000)
+        return len(mine)
+    finally:
+        await admin.close()
+
+
+async def run_bench(settings: Any, *, phases: Sequence[str], events: int = 200_000,
+                    customers: int = 100_000, responses: int = 20_000, seed: int = 7,
+                    latency_s: float = 30.0, measure_rss: bool = True, keep: bool = False,
+                    echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the chosen phases in order on one data set; returns every phase's dict, the ratios
+    and `errors` (phase → why it could not measure)."""
+    import dataclasses
+    import platform
+
+    results: dict[str, Any] = {
+        "config": {"phases": list(phases), "events": events, "customers": customers,
+                   "windows_responses": responses, "seed": seed, "latency_seconds": latency_s},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+    }
+    errors: dict[str, str] = {}
+    if "windows" in phases:
+        results["windows"] = windows_phase(responses, seed)
+    kafka = [p for p in phases if p != "windows"]
+    if kafka:
+        from cxstream.broker import LocalBroker
+        from cxstream.settings import Settings
+
+        env = dict(os.environ)
+        started_broker = None
+        if "CXSTREAM_BROKER" not in os.environ:
+            b = LocalBroker(port=9092, data_dir=settings.data_dir / "kafka")
+            res = await asyncio.to_thread(b.start, 90.0, echo)
+            echo(f"broker {'already running' if res.already_running else 'started'} at {res.bootstrap}")
+            started_broker = None if res.already_running else b
+            env["CXSTREAM_BROKER"] = res.bootstrap
+            settings = Settings.from_env(env)
+        prefix = f"{settings.topic_prefix}bench-{uuid.uuid4().hex[:8]}."
+        workdir = Path(tempfile.mkdtemp(prefix="cxstream-bench-"))
+        run = Run(settings=dataclasses.replace(settings, topic_prefix=prefix), env=env,
+                  workdir=workdir, events=events, customers=customers, seed=seed)
+        results["config"].update(broker=run.settings.bootstrap, topic_prefix=prefix)
+        try:
+            try:
+                results["produce"] = await produce_inputs(run)
+            except BenchError as exc:
+                errors["produce"] = str(exc)
+                kafka = []
+            for name in kafka:
+                try:
+                    if name == "baseline":
+                        results[name] = await baseline_phase(run)
+                    elif name == "faust":
+                        results[name] = await faust_phase(run)
+                    elif name == "cxstream":
+                        results[name] = await cxstream_phase(run, measure_resources=measure_rss)
+                    elif name == "latency":
+                        results[name] = await latency_phase(run, latency_s)
+                except BenchError as exc:
+                    errors[name] = str(exc)
+            if isinstance(results.get("cxstream"), dict):
+                results["cxstream"].update(finish_worker(run, measure_rss))
+        finally:
+            if run.worker is not None:
+                _stop(run.worker.proc)
+            if not keep:
+                try:
+                    await _delete_topics(run)
+                except Exception as exc:  # noqa: BLE001 - cleanup must not hide the results
+                    echo(f"could not delete the bench topics {prefix}*: {type(exc).__name__}")
+            if started_broker is not None:
+                await asyncio.to_thread(started_broker.stop)
+            if errors or keep:
+                echo(f"bench files (logs) kept in {workdir}")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+    if errors:
+        results["errors"] = errors
+    return add_ratios(results)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m cxstream.bench floor ...`
+    if sys.argv[1:2] == ["floor"]:
+        floor_main(*sys.argv[2:])

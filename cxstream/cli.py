@@ -293,23 +293,45 @@ def alerts(follow: bool, from_beginning: bool, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--responses", type=int, default=20_000, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--events", type=int, default=200_000, show_default=True,
+              help="Interactions and survey responses produced for the Kafka phases.")
+@click.option("--customers", type=int, default=100_000, show_default=True,
+              help="Simulated customers the events are spread over.")
+@click.option("--phases", default="windows,baseline,faust,cxstream,latency", show_default=True,
+              help="Comma list of: windows, baseline, faust, cxstream, latency (needs cxstream).")
+@click.option("--responses", type=int, default=20_000, show_default=True,
+              help="Responses of the pure `windows` phase.")
+@click.option("--latency-seconds", type=float, default=30.0, show_default=True,
+              help="How long the latency phase offers events (at half the cxstream rate).")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--skip-rss", is_flag=True, help="Skip the worker's peak RSS and state size on disk.")
+@click.option("--keep", is_flag=True, help="Keep the bench topics and the logs (default: deleted).")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results as JSON to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @friendly
-def bench(responses: int, as_json: bool) -> None:
-    """Measure per-response cost with a 1 h window versus windows up to 30 d (ratios)."""
-    from cxstream.bench import windows_phase
+def bench(events: int, customers: int, phases: str, responses: int, latency_seconds: float,
+          seed: int, skip_rss: bool, keep: bool, json_out: Path | None, as_json: bool) -> None:
+    """Measure throughput against a plain consumer (ratios), alert latency, memory and state
+    size on one data set, on the configured broker (or a local one it starts)."""
+    from cxstream.bench import parse_phases, render_table, run_bench
 
-    r = windows_phase(responses)
-    if as_json:
-        click.echo(orjson.dumps(r, option=orjson.OPT_INDENT_2).decode())
-        return
-    click.echo(f"{'windows':<16} {'µs/response':>12} {'writes/response':>16} {'buckets/query':>14}")
-    for label in ("1h", "1h,24h,7d,30d"):
-        row = r[label]
-        click.echo(f"{label:<16} {row['us_per_response']:>12.1f} {row['writes_per_response']:>16.2f} "
-                   f"{row['buckets_per_query_max']:>14}")
-    click.echo(f"cost ratio (up to 30 d) / (1 h only): {r['ratio_30d_vs_1h']:.2f}")
+    try:
+        chosen = parse_phases(phases)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--phases") from None
+    if events < 1 or customers < 1 or responses < 1:
+        raise click.BadParameter("--events, --customers and --responses must be positive")
+    r = run(run_bench(settings(), phases=chosen, events=events, customers=customers,
+                      responses=responses, seed=seed, latency_s=latency_seconds,
+                      measure_rss=not skip_rss, keep=keep,
+                      echo=lambda line: click.echo(line, err=True)))
+    text = orjson.dumps(r, option=orjson.OPT_INDENT_2).decode()
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    click.echo(text if as_json else render_table(r))
+    if r.get("errors"):
+        sys.exit(1)
 
 
 @main.command()

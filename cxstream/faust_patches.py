@@ -22,16 +22,30 @@ tries again. If no newer message is acknowledged afterwards (the stream had drai
 group's committed offset stays behind for good: lag never reaches 0 and a restart re-reads
 those messages. The fix re-arms a failed commit for partitions still assigned, so the next
 commit tick retries it.
+
+3. Flushing the producer buffer gives up after 0.1 s without progress, and never counts the
+message its sender is handing to the client at that moment. Faust flushes before committing
+offsets and before leaving the group, so under load a commit could cover table (changelog)
+writes and dead letters that were still in the buffer; a stop or crash then lost them for
+good (seen as stale customer state after a SIGTERM handover, and as missing dead letters).
+The fix makes a flush wait until the buffer is empty and nothing is in flight; a buffer that
+makes no progress for `FLUSH_STALL_S` raises instead of letting a commit through.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
+from faust.transport.producer import ProducerBuffer
 
-_PATCHED = "_cxstream_flow_suspended_during_completion"
+_PATCHED = "_cxstream_patched"
+#: Seconds a producer-buffer flush waits without any message leaving before it gives up
+#: with an error (the commit that needed it does not happen).
+FLUSH_STALL_S = 60.0
 
 
 def _suspending(original: Any) -> Any:
@@ -71,12 +85,49 @@ def _rearming(original: Any) -> Any:
     return patched
 
 
+def _counting_send(original: Any) -> Any:
+    async def patched(self: ProducerBuffer, fut: Any) -> None:
+        self._cx_in_flight = getattr(self, "_cx_in_flight", 0) + 1
+        try:
+            await original(self, fut)
+        finally:
+            self._cx_in_flight -= 1
+
+    setattr(patched, _PATCHED, True)
+    return patched
+
+
+async def _flush_all(self: ProducerBuffer) -> None:
+    """Drain the buffer: return only when no message is queued or being handed over."""
+    last_progress = time.monotonic()
+    while self.size or getattr(self, "_cx_in_flight", 0):
+        if self.state != "running":
+            raise RuntimeError("Cannot flush: Producer not Running")
+        self.message_sent.clear()
+        try:
+            await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
+            last_progress = time.monotonic()
+        except asyncio.TimeoutError:
+            if time.monotonic() - last_progress > FLUSH_STALL_S:
+                raise RuntimeError(
+                    f"the producer buffer has not sent a message for {FLUSH_STALL_S:.0f}s "
+                    f"({self.size} waiting): is the broker reachable? Offsets are not "
+                    "committed past unsent writes.") from None
+
+
+setattr(_flush_all, _PATCHED, True)
+
+
 def apply() -> None:
-    """Patch both ways Faust ends a rebalance (with and without table recovery), and its
-    commit of acknowledged offsets."""
+    """Patch both ways Faust ends a rebalance (with and without table recovery), its commit
+    of acknowledged offsets, and its producer-buffer flush."""
     for name in ("on_recovery_completed", "_resume_streams"):
         original = getattr(Recovery, name)
         if not getattr(original, _PATCHED, False):
             setattr(Recovery, name, _suspending(original))
     if not getattr(Consumer._commit_offsets, _PATCHED, False):  # noqa: SLF001
         Consumer._commit_offsets = _rearming(Consumer._commit_offsets)  # type: ignore[method-assign]  # noqa: SLF001
+    if not getattr(ProducerBuffer._send_pending, _PATCHED, False):  # noqa: SLF001
+        ProducerBuffer._send_pending = _counting_send(ProducerBuffer._send_pending)  # type: ignore[method-assign]  # noqa: SLF001
+    if not getattr(ProducerBuffer.flush, _PATCHED, False):
+        ProducerBuffer.flush = _flush_all  # type: ignore[method-assign]

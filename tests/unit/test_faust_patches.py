@@ -71,3 +71,43 @@ async def test_a_failed_commit_is_retried_instead_of_recorded_as_done() -> None:
     assert "revoked-1" not in consumer._acked  # no longer ours: left alone
     assert await commit(consumer, {"surveys-0": 292}) is True
     assert consumer._committed_offset["surveys-0"] == 292
+
+
+class _SlowBuffer:
+    """A producer buffer whose sender takes 0.3 s per message (a loaded machine)."""
+
+    state = "running"
+
+    def __init__(self, n: int) -> None:
+        import asyncio
+
+        self.items = list(range(n))
+        self.message_sent = asyncio.Event()
+        self._cx_in_flight = 0
+        self.sent: list[int] = []
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+    async def run(self) -> None:
+        import asyncio
+
+        while self.items:
+            item = self.items.pop(0)
+            self._cx_in_flight += 1  # taken off the queue, not yet handed over
+            await asyncio.sleep(0.3)
+            self.sent.append(item)
+            self._cx_in_flight -= 1
+            self.message_sent.set()
+
+
+async def test_a_flush_waits_for_every_message_including_the_one_in_flight() -> None:
+    import asyncio
+
+    buf = _SlowBuffer(3)
+    sender = asyncio.create_task(buf.run())
+    await asyncio.sleep(0.01)
+    await faust_patches._flush_all(buf)  # noqa: SLF001  # Faust's own gave up after 0.1 s
+    assert buf.sent == [0, 1, 2] and buf.size == 0
+    await sender
