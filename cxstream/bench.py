@@ -26,7 +26,6 @@ import asyncio
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from typing import Any, Callable, Iterable, Sequence
 import orjson
 
 from cxstream.core import keys
+from cxstream.demo import stop_process
 from cxstream.core.expiry import ExpiryIndex
 from cxstream.core.step import StepConfig, plan
 from cxstream.core.windows import DAY, HOUR, cover, horizon_ms, parse_windows
@@ -445,16 +445,6 @@ async def _wait_until(check: Callable[[], Any], timeout_s: float, what: str,
         await asyncio.sleep(interval_s)
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def floor_main(group: str, topics: str, data_dir: str, marker: str) -> None:
     """The Faust floor process: a do-nothing agent on `topics` (raw bytes, no decoding), with
     the worker's consumer settings; writes the wall time of its first event to `marker`."""
@@ -514,7 +504,7 @@ async def faust_phase(run: Run) -> dict[str, Any]:
         last = await _committed_done(run, group, progress, alive, "faust floor")
     finally:
         progress.close()
-        _stop(proc)
+        stop_process(proc)
     return {**_rate(run.events, first, last), "startup_s": first - spawned}
 
 
@@ -717,7 +707,7 @@ def finish_worker(run: Run, measure_rss: bool) -> dict[str, Any]:
     if measure_rss:
         kb = vm_hwm_kb(w.proc.pid) if w.proc.poll() is None else None
         out["peak_rss_mb"] = kb / 1024 if kb is not None else None
-    _stop(w.proc)
+    stop_process(w.proc)
     run.worker = None
     return out
 
@@ -795,7 +785,7 @@ async def run_bench(settings: Any, *, phases: Sequence[str], events: int = 200_0
                 results["cxstream"].update(finish_worker(run, measure_rss))
         finally:
             if run.worker is not None:
-                _stop(run.worker.proc)
+                stop_process(run.worker.proc)
             if not keep:
                 try:
                     await _delete_topics(run)

@@ -24,6 +24,7 @@ from tests.integration.harness import (
     metric_samples,
     mixed_stream,
     produce_sent,
+    split_between,
     wait_for,
     wait_inputs_drained,
 )
@@ -61,7 +62,7 @@ async def test_a_worker_leaves_and_rejoins_mid_stream(worker_factory: Any) -> No
     await asyncio.gather(a.wait_ready(180), b.wait_ready(180))
     await feeding
     await wait_inputs_drained(a)
-    await wait_for(lambda: _split(a, b), 60, "both workers to own partitions, ready")
+    await wait_for(lambda: split_between(a, b), 60, "both workers to own partitions, ready")
     expected.finish(t)
 
     # Both answer the same, and it is the oracle's answer (each asks its peer for the
@@ -113,15 +114,6 @@ async def _owns(w: Worker, n: int) -> bool:
     except Exception:  # noqa: BLE001
         return False
     return status == 200 and len(body["partitions"]) == n
-
-
-async def _split(a: Worker, b: Worker) -> bool:
-    try:
-        (sa, ba), (sb, bb) = await a.get("/readyz"), await b.get("/readyz")
-    except Exception:  # noqa: BLE001
-        return False
-    return sa == sb == 200 and bool(ba["partitions"]) and bool(bb["partitions"]) and \
-        sorted(ba["partitions"] + bb["partitions"]) == [0, 1, 2, 3]
 
 
 MISMATCH: list[Any] = []

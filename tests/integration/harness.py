@@ -506,6 +506,16 @@ async def assert_dead_letters_match(bootstrap: str, prefix: str,
     return sum(counts.values()) - len(counts)
 
 
+async def split_between(a: Worker, b: Worker, partitions: int = 4) -> bool:
+    """Both workers ready and owning some input partitions, all of them between the two."""
+    try:
+        (sa, ba), (sb, bb) = await a.get("/readyz"), await b.get("/readyz")
+    except Exception:  # noqa: BLE001 - a worker still (re)starting is just not split yet
+        return False
+    return (sa == sb == 200 and bool(ba["partitions"]) and bool(bb["partitions"])
+            and sorted(ba["partitions"] + bb["partitions"]) == list(range(partitions)))
+
+
 async def wait_inputs_drained(w: Worker, timeout_s: float = 240.0) -> None:
     """Until the worker's group has committed every input message."""
     t = w.prefix

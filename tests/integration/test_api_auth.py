@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .harness import Worker, wait_drained, wait_for
+from .harness import Worker, split_between, wait_drained, wait_for
 from .test_scores import HORIZON, generate, oracle_events, produce_cli
 from ..unit.core import oracle
 from cxstream.core.timefmt import format_rfc3339
@@ -42,12 +42,7 @@ async def test_scatter_gather_with_a_token(worker_factory: Any, tmp_path: Path) 
     b.start()
     await asyncio.gather(a.wait_ready(), b.wait_ready())  # /readyz needs no token by default
 
-    async def both_own_partitions() -> bool:
-        (sa, ra), (sb, rb) = await a.get("/readyz"), await b.get("/readyz")
-        return (sa == sb == 200 and ra["partitions"] and rb["partitions"]
-                and sorted(ra["partitions"] + rb["partitions"]) == [0, 1, 2, 3])
-
-    await wait_for(both_own_partitions, 120, "the group to settle on two members")
+    await wait_for(lambda: split_between(a, b), 120, "the group to settle on two members")
     path = tmp_path / "surveys.jsonl"
     generate(path, 400, seed=11)
     proc = produce_cli(a, path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from .harness import wait_drained, wait_for
+from .harness import split_between, wait_drained, wait_for
 from .test_scores import HORIZON, generate, oracle_events, produce_cli
 from ..unit.core import oracle
 from cxstream.core.timefmt import format_rfc3339
@@ -19,12 +19,7 @@ async def test_scores_answer_the_same_from_any_worker(worker_factory, tmp_path: 
     b.start()
     await asyncio.gather(a.wait_ready(), b.wait_ready())
 
-    async def both_own_partitions() -> bool:
-        (sa, ra), (sb, rb) = await a.get("/readyz"), await b.get("/readyz")
-        return (sa == sb == 200 and ra["partitions"] and rb["partitions"]
-                and sorted(ra["partitions"] + rb["partitions"]) == [0, 1, 2, 3])
-
-    await wait_for(both_own_partitions, 120, "the group to settle on two members")
+    await wait_for(lambda: split_between(a, b), 120, "the group to settle on two members")
     path = tmp_path / "surveys.jsonl"
     generate(path, 1500, seed=5)
     proc = produce_cli(a, path)
