@@ -1,4 +1,4 @@
-"""Fixes for two Faust 0.15 flaws that leave input offsets behind; applied once per process.
+"""Fixes for Faust 0.15 flaws that lose or leave behind input messages; applied once per process.
 
 1. A race that leaves input messages unprocessed after a rebalance.
 
@@ -30,6 +30,17 @@ writes and dead letters that were still in the buffer; a stop or crash then lost
 good (seen as stale customer state after a SIGTERM handover, and as missing dead letters).
 The fix makes a flush wait until the buffer is empty and nothing is in flight; a buffer that
 makes no progress for `FLUSH_STALL_S` raises instead of letting a commit through.
+
+4. "Seek to committed" does nothing for a partition the group never committed. Faust throws
+fetched records away in several places (a rebalance began while a fetch was under way, the
+generation changed, the partition is not active yet) and relies on seeking back to the
+committed offset afterwards. aiokafka's `seek_to_committed` skips partitions without a
+committed offset (and those committed at 0), so the client's position stays past the dropped
+records: the first messages of a partition that changed hands before its first commit were
+never processed (seen as the first 20-40 messages of two partitions missing after a second
+worker joined mid-stream). The fix seeks such input partitions to their beginning, which is
+what `consumer_auto_offset_reset="earliest"` promises for a group without offsets; at worst
+messages already processed are read again, and every step is idempotent by offset.
 """
 
 from __future__ import annotations
@@ -38,8 +49,9 @@ import asyncio
 import time
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.tables.recovery import Recovery
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.transport.producer import ProducerBuffer
 
 _PATCHED = "_cxstream_patched"
@@ -118,9 +130,27 @@ async def _flush_all(self: ProducerBuffer) -> None:
 setattr(_flush_all, _PATCHED, True)
 
 
+def _rewinding(original: Any) -> Any:
+    async def patched(self: ThreadDelegateConsumer) -> Any:
+        committed = await original(self)
+        changelogs = self.app.tables.changelog_topics
+        never = [tp for tp, offset in committed.items()
+                 if not offset and tp.topic not in changelogs]
+        if never:
+            try:
+                await self._thread.seek_to_beginning(*never)  # noqa: SLF001
+            except IllegalStateError:
+                pass  # no longer assigned: the next generation seeks again
+        return committed
+
+    setattr(patched, _PATCHED, True)
+    patched.__doc__ = original.__doc__
+    return patched
+
+
 def apply() -> None:
     """Patch both ways Faust ends a rebalance (with and without table recovery), its commit
-    of acknowledged offsets, and its producer-buffer flush."""
+    of acknowledged offsets, its producer-buffer flush, and its seek to committed offsets."""
     for name in ("on_recovery_completed", "_resume_streams"):
         original = getattr(Recovery, name)
         if not getattr(original, _PATCHED, False):
@@ -131,3 +161,6 @@ def apply() -> None:
         ProducerBuffer._send_pending = _counting_send(ProducerBuffer._send_pending)  # type: ignore[method-assign]  # noqa: SLF001
     if not getattr(ProducerBuffer.flush, _PATCHED, False):
         ProducerBuffer.flush = _flush_all  # type: ignore[method-assign]
+    if not getattr(ThreadDelegateConsumer.seek_to_committed, _PATCHED, False):
+        ThreadDelegateConsumer.seek_to_committed = _rewinding(  # type: ignore[method-assign]
+            ThreadDelegateConsumer.seek_to_committed)

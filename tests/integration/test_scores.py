@@ -171,6 +171,33 @@ async def test_sigkill_mid_stream_gives_the_same_exact_results(worker_factory, t
     assert "never processed" not in w.log_path.read_text(errors="replace")
 
 
+DROPPED_FETCH = Path(__file__).parent / "dropped_fetch"
+
+
+async def test_records_dropped_before_the_first_commit_are_read_again(worker_factory,
+                                                                      tmp_path: Path) -> None:
+    """Faust drops records that arrive while its flow is stopped and seeks back to the
+    committed offsets; with nothing committed yet that seek used to do nothing, so the first
+    batch of each partition was never processed (seen when a second worker joined
+    mid-stream). `dropped_fetch` makes the first fetch land in that state."""
+    path = tmp_path / "surveys.jsonl"
+    total = generate(path, 1000, seed=5)
+    w = worker_factory(extra_env={"PYTHONPATH": os.pathsep.join(
+        [str(DROPPED_FETCH), os.environ.get("PYTHONPATH", "")])})
+    # Produced before the worker starts: its first fetch returns records of every partition.
+    proc = produce_cli(w, path)
+    out, _ = await asyncio.to_thread(proc.communicate)
+    assert proc.returncode == 0, out
+    w.start()
+    await w.wait_ready()
+    # Lost records leave the partition lagging for good: 90 s is ample for 1 000 messages.
+    await wait_drained(w.bootstrap, f"{w.prefix}cxstream", [f"{w.prefix}surveys"], timeout_s=90)
+    events = await oracle_events(w)
+    assert len(events) == total
+    assert await check_against_oracle(w, events) > 100
+    await check_dead_letters(w, events)
+
+
 async def _past(w: Worker, n: float) -> bool:
     try:
         return await w.events_total() >= n

@@ -111,3 +111,53 @@ async def test_a_flush_waits_for_every_message_including_the_one_in_flight() -> 
     await faust_patches._flush_all(buf)  # noqa: SLF001  # Faust's own gave up after 0.1 s
     assert buf.sent == [0, 1, 2] and buf.size == 0
     await sender
+
+
+async def test_seek_to_committed_rewinds_input_partitions_the_group_never_committed() -> None:
+    from aiokafka import TopicPartition
+
+    never, zero, done = (TopicPartition("t.surveys", p) for p in (0, 1, 2))
+    changelog = TopicPartition("t.cxstream-state-changelog", 0)
+    rewound: list[TopicPartition] = []
+
+    class Thread:
+        async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+            rewound.extend(tps)
+
+    async def original(self: Any) -> dict[TopicPartition, int | None]:
+        # aiokafka's seek_to_committed: seeks only partitions committed above 0.
+        return {never: None, zero: 0, done: 7, changelog: None}
+
+    fake = SimpleNamespace(_thread=Thread(), app=SimpleNamespace(
+        tables=SimpleNamespace(changelog_topics={changelog.topic})))
+    result = await faust_patches._rewinding(original)(fake)  # noqa: SLF001
+    assert result == {never: None, zero: 0, done: 7, changelog: None}  # callers see the same
+    # Records Faust dropped before the first commit are read again; a changelog's position
+    # is Faust's recovery's business, and a committed partition was already sought.
+    assert sorted(rewound) == [never, zero]
+
+
+async def test_a_partition_revoked_meanwhile_is_left_to_the_next_generation() -> None:
+    from aiokafka import TopicPartition
+    from aiokafka.errors import IllegalStateError
+
+    class Thread:
+        async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+            raise IllegalStateError("Partitions {...} are not assigned")
+
+    async def original(self: Any) -> dict[TopicPartition, int | None]:
+        return {TopicPartition("t.surveys", 0): None}
+
+    fake = SimpleNamespace(_thread=Thread(), app=SimpleNamespace(
+        tables=SimpleNamespace(changelog_topics=set())))
+    assert await faust_patches._rewinding(original)(fake) == {TopicPartition("t.surveys", 0): None}  # noqa: SLF001
+
+
+def test_apply_patches_the_seek_once() -> None:
+    from faust.transport.consumer import ThreadDelegateConsumer
+
+    faust_patches.apply()
+    first = ThreadDelegateConsumer.seek_to_committed
+    faust_patches.apply()
+    assert ThreadDelegateConsumer.seek_to_committed is first
+    assert getattr(first, faust_patches._PATCHED)  # noqa: SLF001
