@@ -1,7 +1,10 @@
 """Topic creation: cxstream creates the topics it needs, with the right shape, before use.
 
-Faust only creates its internal (changelog) topics; the input and output topics must exist
-with co-partitioned input topics, so the worker and `cxstream produce` call `ensure_topics`.
+The input and output topics must exist with co-partitioned input topics, so the worker and
+`cxstream produce` call `ensure_topics`. The worker also creates Faust's internal topics up
+front: created by Faust at start-up, a fresh changelog can be missing from its consumer's
+first metadata, and the first table write then fails (`PartitionsMismatch`, "changelog has
+0 partitions") and keeps the agent crashing.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from cxstream.kafka_security import KafkaAuthError, client_kwargs, connection_problem, describe
 from cxstream.settings import Settings
-from cxstream.topics import Topics
+from cxstream.topics import STATE_TABLE, Topics
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +26,22 @@ class TopicError(RuntimeError):
     """The topics exist but cannot be used as they are; the message says what to change."""
 
 
-async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> dict[str, int]:
-    """Create the missing external topics; return each topic's partition count.
+def internal_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    """Faust's topics for this app, with the partition count and configs Faust gives them:
+    the state table's changelog (co-partitioned with the inputs, compacted) and the
+    assignor's leader topic."""
+    group = settings.group_id
+    return {f"{group}-{STATE_TABLE}-changelog": (settings.partitions, {"cleanup.policy": "compact"}),
+            f"{group}-__assignor-__leader": (1, {})}
 
-    Fails when the input topics are not co-partitioned (same partition count): per-customer
-    state would then be split across workers.
+
+async def ensure_topics(settings: Settings, timeout_s: float = 60.0,
+                        internal: bool = False) -> dict[str, int]:
+    """Create the missing external topics (and, with `internal`, Faust's: the worker);
+    return each topic's partition count.
+
+    Fails when the input topics, or the state changelog, are not co-partitioned (same
+    partition count): per-customer state would then be split across workers.
     """
     topics = Topics(settings.topic_prefix)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000,
@@ -50,13 +64,14 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> dict[str
             await asyncio.sleep(1.0)
     try:
         existing = await _partition_counts(admin)
-        missing = [name for name in topics.all_external() if name not in existing]
+        shapes = {name: (settings.partitions, topic_configs(settings, name))
+                  for name in topics.all_external()}
+        if internal:
+            shapes.update(internal_topics(settings))
+        missing = [name for name in shapes if name not in existing]
         if missing:
-            new = [
-                NewTopic(name, settings.partitions, settings.replication,
-                         topic_configs=topic_configs(settings, name))
-                for name in missing
-            ]
+            new = [NewTopic(name, shapes[name][0], settings.replication,
+                            topic_configs=shapes[name][1]) for name in missing]
             response = await admin.create_topics(new, timeout_ms=30000)
             errors = {
                 err[0]: f"{err[1]} {err[2] if len(err) > 2 else ''}".strip()
@@ -77,7 +92,14 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> dict[str
             raise TopicError(
                 "input topics must have the same number of partitions (co-partitioned by "
                 f"customer_id), found {inputs}; recreate or repartition them")
-        return {name: existing[name] for name in topics.all_external() if name in existing}
+        changelog = f"{settings.group_id}-{STATE_TABLE}-changelog"
+        if internal and existing.get(changelog) not in (None, *inputs.values()):
+            raise TopicError(
+                f"the state changelog {changelog} has {existing[changelog]} partitions but the "
+                f"input topics have {inputs[topics.surveys]}; they must match (one changelog "
+                "partition per input partition). Use a new CXSTREAM_APP_ID (a new group and "
+                "changelog, rebuilt from the inputs still retained)")
+        return {name: existing[name] for name in shapes if name in existing}
     finally:
         await admin.close()
 

@@ -11,24 +11,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 import orjson
 from aiokafka.errors import KafkaError
+from faust.streams import _current_event
 from faust.types import TP
 
 from cxstream import metrics
 from cxstream.core import keys
+from cxstream.core.batch import PendingWrites
 from cxstream.core.alert import cloudevent_headers
 from cxstream.core.deadletter import MAX_KEY_BYTES, dead_letter, processing_error
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
-from cxstream.core.step import Plan, StepConfig, plan
+from cxstream.core.step import StepConfig, plan
 from cxstream.settings import Settings
 from cxstream.topics import Topics
 
 log = logging.getLogger(__name__)
+
+BUCKET_PREFIX = keys.BUCKET + "|"
+STREAM_TIME_PREFIX = keys.STREAM_TIME + "|"
 
 
 class Processor:
@@ -82,13 +89,41 @@ class Processor:
             except KeyError:
                 pass
 
-    # -- per message ----------------------------------------------------------------------
-    async def handle(self, event: faust.EventT) -> None:
-        msg = event.message
-        kind = self.kinds[msg.topic]
+    # -- per batch ------------------------------------------------------------------------
+    async def handle(self, event: faust.EventT) -> list[asyncio.Future[None]]:
+        """One message on its own (see `handle_batch`)."""
+        return (await self.handle_batch([event]))[0]
+
+    async def handle_batch(self, events: Sequence[faust.EventT]) -> list[list[asyncio.Future[None]]]:
+        """Plan every message in order against the batch's pending writes, send the alerts
+        and wait for the broker's acknowledgements, then write the state, each key once (see
+        `cxstream.core.batch` for why the result is the same as one message at a time, also
+        after a crash). Returns, per message, the dead-letter confirmations its
+        acknowledgement must wait for."""
         now_ms = int(time.time() * 1000)
+        pending = PendingWrites(self.state)
+        alerts: list[tuple[dict[str, Any], float | None]] = []
+        confirmations: list[list[asyncio.Future[None]]] = []
+        last_of: dict[int, faust.EventT] = {}
+        advanced: dict[int, int] = {}
+        for event in events:
+            msg = event.message
+            last_of[msg.partition] = event
+            await self._plan_one(msg, now_ms, pending, alerts, advanced)
+            confirmations.append(self.take_pending())
+        await self._send_alerts(alerts)
+        for partition in pending.partitions():
+            self._write(partition, last_of[partition], pending)
+        for partition, stream_time in advanced.items():
+            metrics.STREAM_TIME.labels(str(partition)).set(stream_time / 1000)
+        return confirmations
+
+    async def _plan_one(self, msg: Any, now_ms: int, pending: PendingWrites,
+                        alerts: list[tuple[dict[str, Any], float | None]],
+                        advanced: dict[int, int]) -> None:
+        kind = self.kinds[msg.topic]
         try:
-            p = plan(kind, self.state, self.cfg, partition=msg.partition, offset=msg.offset,
+            p = plan(kind, pending, self.cfg, partition=msg.partition, offset=msg.offset,
                      key=msg.key, value=msg.value, now_ms=now_ms)
         except Exception as exc:  # noqa: BLE001 - one bad event must never stop the stream
             # Type only at ERROR: the message and traceback may quote customer data (DEBUG only).
@@ -98,52 +133,75 @@ class Processor:
             await self._dead_letter(processing_error(exc), msg, now_ms)
             metrics.EVENTS.labels(kind, "deadlettered").inc()
             return
-        await self._carry_out(p, kind, msg, now_ms)
-
-    async def _carry_out(self, p: Plan, kind: str, msg: Any, now_ms: int) -> None:
         metrics.EVENTS.labels(kind, p.outcome).inc()
         if p.rejection is not None:
             await self._dead_letter(p.rejection, msg, now_ms)
             return
-        table = self.state
-        idx = self.index(msg.partition) if p.before_alert else None
-        for key, value in p.before_alert:
-            table[key] = value
-            if idx is not None and key.startswith("b|") and key not in idx:
-                _, res, start, segment = keys.parse_bucket_key(key)
-                idx.add(key, segment, start + res)
+        for key, value in (*p.before_alert, *p.after_alert):
+            pending.put(msg.partition, key, value)
         if p.alert is not None:
-            await self._send_alert(p.alert, received=getattr(msg, "time_in", None))
-        for key, value in p.after_alert:
-            table[key] = value
+            alerts.append((p.alert, getattr(msg, "time_in", None)))
         if p.outcome == "accepted" and p.survey is not None:
             metrics.RESPONSES.labels(p.survey, p.category or "none").inc()
             for dim in p.folded:
                 metrics.SEGMENT_FOLDS.labels(dim).inc()
         if p.stream_time is not None:
-            metrics.STREAM_TIME.labels(str(msg.partition)).set(p.stream_time / 1000)
-            for key in self.index(msg.partition).pop_expired(p.stream_time - self.cfg.horizon_ms):
-                del table[key]
+            advanced[msg.partition] = p.stream_time
 
-    async def _send_alert(self, alert: dict[str, Any], received: float | None = None) -> None:
-        """Produce the alert and wait for the broker's acknowledgement, retrying while the
-        broker is unavailable: the customer state that records the turn is written only after.
-        `received`: when the worker fetched the message (`time.monotonic()`, Faust's time_in)."""
-        headers = cloudevent_headers(alert, source=self.source)
-        delay = 0.5
-        while True:
-            try:
-                fut = await self.alerts.send(key=alert["customer_id"].encode(),
-                                             value=orjson.dumps(alert), headers=headers)
-                await fut
-                break
-            except KafkaError as exc:
-                log.warning("alert %s not acknowledged (%s); retrying in %.1fs",
-                            alert["alert_id"], type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        metrics.ALERTS.labels(alert["kind"]).inc()
-        metrics.alert_acknowledged(alert, received)
+    def _write(self, partition: int, event: faust.EventT, pending: PendingWrites) -> None:
+        """Write the partition's entries to the table, in the crash-safe order, then delete
+        the buckets the new stream time expired. Faust sends a table write to the changelog
+        partition of the *current event*, so it is set to one of this partition's events."""
+        table = self.state
+        idx = self.index(partition)
+        horizon_start: int | None = None
+        token = _current_event.set(weakref.ref(event))
+        try:
+            for key, value in pending.ordered(partition):
+                table[key] = value
+                if key.startswith(BUCKET_PREFIX) and key not in idx:
+                    _, res, start, segment = keys.parse_bucket_key(key)
+                    idx.add(key, segment, start + res)
+                elif key.startswith(STREAM_TIME_PREFIX):
+                    horizon_start = value["t"] - self.cfg.horizon_ms
+            if horizon_start is not None:
+                for key in idx.pop_expired(horizon_start):
+                    del table[key]
+        finally:
+            _current_event.reset(token)
+
+    async def _send_alerts(self, alerts: list[tuple[dict[str, Any], float | None]]) -> None:
+        """Produce the alerts (in order) and wait for the broker's acknowledgement of each,
+        sending again while the broker is unavailable: the customer state that records a turn
+        is written only after. `received`: when the worker fetched the message
+        (`time.monotonic()`, Faust's time_in)."""
+        sent = [(alert, received, await self._produce_alert(alert)) for alert, received in alerts]
+        for alert, received, fut in sent:
+            delay = 0.5
+            while True:
+                try:
+                    await fut
+                    break
+                except KafkaError as exc:
+                    log.warning("alert %s not acknowledged (%s); retrying in %.1fs",
+                                alert["alert_id"], type(exc).__name__, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    fut = await self._produce_alert(alert)
+            metrics.ALERTS.labels(alert["kind"]).inc()
+            metrics.alert_acknowledged(alert, received)
+
+    async def _produce_alert(self, alert: dict[str, Any]) -> Any:
+        """Hand one alert to the producer; returns the future of the broker's answer (a
+        failure to hand it over is returned as a failed future, retried by the caller)."""
+        try:
+            return await self.alerts.send(key=alert["customer_id"].encode(),
+                                          value=orjson.dumps(alert),
+                                          headers=cloudevent_headers(alert, source=self.source))
+        except KafkaError as exc:
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
 
     async def _dead_letter(self, rejection: Rejection, msg: Any, now_ms: int) -> None:
         doc = dead_letter(rejection, topic=msg.topic, partition=msg.partition, offset=msg.offset,
@@ -196,18 +254,18 @@ def register(app: faust.App, settings: Settings, state: faust.Table) -> Processo
 
     @app.agent(inputs, name=f"{settings.group_id}.process", concurrency=1)
     async def process(stream: faust.StreamT) -> None:
-        # Acknowledged only once handled. Faust's own acking also acknowledges the event in
-        # hand when the agent is cancelled (shutdown, rebalance), committing a half-carried-out
-        # plan (e.g. the alert sent, the customer state not yet written); unacknowledged, the
-        # event is read again and its plan completes (every step is idempotent by offset).
-        manual = stream.noack()
-        async for event in manual.events():
-            await processor.handle(event)
-            pending = processor.take_pending()
-            if pending:
-                asyncio.ensure_future(_ack_when_confirmed(manual, event, pending))
-            else:
-                await manual.ack(event)
+        # In batches (one table write per key per batch, see `Processor.handle_batch`), each
+        # message acknowledged only once its batch is handled. `noack_take`, not `take`: `take`
+        # acknowledges the batch in hand when the agent is cancelled (shutdown, rebalance),
+        # committing half-carried-out plans (e.g. the alert sent, the customer state not yet
+        # written); unacknowledged, they are read again and complete (idempotent by offset).
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_wait):
+            confirmations = await processor.handle_batch(events)
+            for event, pending in zip(events, confirmations):
+                if pending:
+                    asyncio.ensure_future(_ack_when_confirmed(stream, event, pending))
+                else:
+                    await stream.ack(event)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:

@@ -17,6 +17,7 @@ from cxstream import agents, faust_patches, notify_config, offsets, web
 from cxstream.kafka_security import faust_credentials
 from cxstream.notifier import Notifier
 from cxstream.settings import Settings
+from cxstream.topics import STATE_TABLE
 
 # Faust always mounts its index page at "/" in production mode; cxstream serves only its
 # own endpoints, so that blueprint goes too (the others have settings, used below).
@@ -66,7 +67,7 @@ def create_app(settings: Settings) -> faust.App:
         web_metrics_enabled=False,
     )
     # Keys are str, values JSON (the table's default codec when no model type is given).
-    state = app.Table("state", default=None, partitions=settings.partitions,
+    state = app.Table(STATE_TABLE, default=None, partitions=settings.partitions,
                       help="customers, segment buckets and stream time, per input partition",
                       options=ROCKSDB_OPTIONS if settings.store == "rocksdb://" else None)
     processor = agents.register(app, settings, state)

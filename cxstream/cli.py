@@ -74,7 +74,7 @@ def worker() -> None:
     cfg = settings()
     loop = asyncio.new_event_loop()
     try:
-        counts = loop.run_until_complete(ensure_topics(cfg))
+        counts = loop.run_until_complete(ensure_topics(cfg, internal=True))
     finally:
         loop.close()
     asyncio.set_event_loop(asyncio.new_event_loop())

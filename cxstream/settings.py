@@ -191,6 +191,12 @@ SETTINGS: tuple[Spec, ...] = (
          "Distinct values kept per dimension (per partition); further values fold into `<dim>:other`."),
     Spec("min_responses", "30", _pos_int, "Below this many responses a score is flagged `low_sample`."),
     Spec("journey_length", "10", _pos_int, "Recent interactions kept per customer as alert context."),
+    Spec("batch_size", "500", _pos_int,
+         "Most input messages handled together: each state entry is written once per batch, "
+         "so larger batches cost fewer changelog writes per message."),
+    Spec("batch_wait", "0.02", _seconds,
+         "Longest wait (seconds) for a batch to fill before it is handled anyway; adds at most "
+         "this much to the alert latency when input is sparse."),
     Spec("session_timeout", "30", _seconds,
          "Kafka consumer session timeout (seconds). Shorter: a killed worker's partitions move "
          "sooner; longer: fewer spurious rebalances on slow hosts or long GC pauses."),
@@ -235,6 +241,8 @@ class Settings:
     segment_value_cap: int
     min_responses: int
     journey_length: int
+    batch_size: int
+    batch_wait: float
     session_timeout: float
     notify_config: str
     log_level: str

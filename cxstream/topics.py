@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 #: Input topics that `cxstream produce` accepts, by short name.
 INPUTS = ("surveys", "interactions", "customers")
+#: Name of the worker's state table (its changelog is `<group>-state-changelog`).
+STATE_TABLE = "state"
 
 
 @dataclass(frozen=True, slots=True)

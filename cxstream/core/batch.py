@@ -1,0 +1,59 @@
+"""The state writes of a batch of input messages, coalesced per key.
+
+Why: every table write is one changelog record and costs tens of microseconds in Faust; a
+response touches about 18 entries (segment buckets, caps, customer, stream time), most of
+them shared with the other responses of the batch. Planning each message against this
+overlay and writing each key once per batch gives the same final state with far fewer
+records.
+
+Crash safety needs more than the final values: the changelog of a partition must be such
+that any *prefix* of it (a crash loses a suffix) is a state the replay repairs exactly. Per
+message, `cxstream.core.step` orders the writes caps → buckets → customer → stream time, and
+every bucket and customer entry is stamped with the offset it last applied. Writing the
+coalesced entries kind by kind in that same order keeps the property for the whole batch: a
+persisted customer entry implies that every bucket and cap (holding its message) persisted
+before it, and the stream time, written last, never runs ahead of the entries that justify
+it. Expired buckets are deleted after the stream time, as per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from cxstream.core import keys
+from cxstream.core.step import StateView
+
+#: Write order of the key kinds within one partition (see the module docstring).
+_RANK = {keys.CAP: 0, keys.BUCKET: 1, keys.CUSTOMER: 2, keys.STREAM_TIME: 3}
+
+
+class PendingWrites:
+    """Reads through to `table`; holds this batch's writes per partition until flushed."""
+
+    __slots__ = ("_table", "_all", "_by_partition")
+
+    def __init__(self, table: StateView) -> None:
+        self._table = table
+        self._all: dict[str, Any] = {}
+        self._by_partition: dict[int, dict[str, Any]] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self._all:
+            return self._all[key]
+        return self._table.get(key, default)
+
+    def put(self, partition: int, key: str, value: Any) -> None:
+        self._all[key] = value
+        self._by_partition.setdefault(partition, {})[key] = value
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self._by_partition.values())
+
+    def partitions(self) -> list[int]:
+        return sorted(self._by_partition)
+
+    def ordered(self, partition: int) -> Iterator[tuple[str, Any]]:
+        """The partition's coalesced writes, caps first and stream time last."""
+        writes = self._by_partition.get(partition, {})
+        return iter(sorted(writes.items(), key=lambda kv: _RANK[kv[0][:1]]))
