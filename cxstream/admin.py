@@ -26,13 +26,17 @@ class TopicError(RuntimeError):
     """The topics exist but cannot be used as they are; the message says what to change."""
 
 
+def state_changelog(settings: Settings) -> str:
+    """Name Faust gives the state table's changelog topic."""
+    return f"{settings.group_id}-{STATE_TABLE}-changelog"
+
+
 def internal_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     """Faust's topics for this app, with the partition count and configs Faust gives them:
     the state table's changelog (co-partitioned with the inputs, compacted) and the
     assignor's leader topic."""
-    group = settings.group_id
-    return {f"{group}-{STATE_TABLE}-changelog": (settings.partitions, {"cleanup.policy": "compact"}),
-            f"{group}-__assignor-__leader": (1, {})}
+    return {state_changelog(settings): (settings.partitions, {"cleanup.policy": "compact"}),
+            f"{settings.group_id}-__assignor-__leader": (1, {})}
 
 
 async def ensure_topics(settings: Settings, timeout_s: float = 60.0,
@@ -92,7 +96,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0,
             raise TopicError(
                 "input topics must have the same number of partitions (co-partitioned by "
                 f"customer_id), found {inputs}; recreate or repartition them")
-        changelog = f"{settings.group_id}-{STATE_TABLE}-changelog"
+        changelog = state_changelog(settings)
         if internal and existing.get(changelog) not in (None, *inputs.values()):
             raise TopicError(
                 f"the state changelog {changelog} has {existing[changelog]} partitions but the "

@@ -35,7 +35,6 @@ from cxstream.topics import Topics
 log = logging.getLogger(__name__)
 
 BUCKET_PREFIX = keys.BUCKET + "|"
-STREAM_TIME_PREFIX = keys.STREAM_TIME + "|"
 
 
 class Processor:
@@ -113,7 +112,7 @@ class Processor:
             confirmations.append(self.take_pending())
         await self._send_alerts(alerts)
         for partition in pending.partitions():
-            self._write(partition, last_of[partition], pending)
+            self._write(partition, last_of[partition], pending, advanced.get(partition))
         for partition, stream_time in advanced.items():
             metrics.STREAM_TIME.labels(str(partition)).set(stream_time / 1000)
         return confirmations
@@ -148,13 +147,14 @@ class Processor:
         if p.stream_time is not None:
             advanced[msg.partition] = p.stream_time
 
-    def _write(self, partition: int, event: faust.EventT, pending: PendingWrites) -> None:
+    def _write(self, partition: int, event: faust.EventT, pending: PendingWrites,
+               stream_time: int | None) -> None:
         """Write the partition's entries to the table, in the crash-safe order, then delete
-        the buckets the new stream time expired. Faust sends a table write to the changelog
-        partition of the *current event*, so it is set to one of this partition's events."""
+        the buckets that `stream_time` (the partition's new one, if it advanced) expired.
+        Faust sends a table write to the changelog partition of the *current event*, so it is
+        set to one of this partition's events."""
         table = self.state
         idx = self.index(partition)
-        horizon_start: int | None = None
         token = _current_event.set(weakref.ref(event))
         try:
             for key, value in pending.ordered(partition):
@@ -162,10 +162,8 @@ class Processor:
                 if key.startswith(BUCKET_PREFIX) and key not in idx:
                     _, res, start, segment = keys.parse_bucket_key(key)
                     idx.add(key, segment, start + res)
-                elif key.startswith(STREAM_TIME_PREFIX):
-                    horizon_start = value["t"] - self.cfg.horizon_ms
-            if horizon_start is not None:
-                for key in idx.pop_expired(horizon_start):
+            if stream_time is not None:
+                for key in idx.pop_expired(stream_time - self.cfg.horizon_ms):
                     del table[key]
         finally:
             _current_event.reset(token)

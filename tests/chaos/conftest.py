@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from cxstream.broker import LocalBroker, wait_ready
-from tests.integration.conftest import _require, local_broker_factory, worker_factory  # noqa: F401
+from tests.integration.conftest import _require, http, local_broker_factory, worker_factory  # noqa: F401
 from tests.integration.harness import free_port
 
 ENV = "CXSTREAM_TEST_BROKER"

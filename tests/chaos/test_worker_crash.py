@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.integration.harness import (
     Expected,
@@ -32,14 +29,6 @@ from tests.integration.receivers import SECRET, HttpReceiver
 
 KILLS = 3
 SEED = 101
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HttpReceiver]:
-    r = HttpReceiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 def notify_config(path: Path, http: HttpReceiver) -> Path:

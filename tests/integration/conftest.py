@@ -7,7 +7,7 @@ If it cannot start, every integration test fails with the reason: they are never
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,6 +17,7 @@ from cxstream.broker import BrokerError, LocalBroker, wait_ready
 
 from .harness import Worker, free_port, unique_prefix
 from .prom import PrometheusServer
+from .receivers import HttpReceiver
 
 T = TypeVar("T")
 
@@ -109,3 +110,12 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServe
     yield make
     for server in made:
         server.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[HttpReceiver]:
+    """A local webhook receiver (HTTP on loopback) that checks signatures and records deliveries."""
+    r = HttpReceiver()
+    await r.start()
+    yield r
+    await r.stop()

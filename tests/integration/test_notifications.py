@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -19,14 +19,6 @@ from .harness import Worker, produce, read_all, wait_drained, wait_for
 from .receivers import SECRET, HttpReceiver, SmtpReceiver
 
 NOW = int(time.time() * 1000)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HttpReceiver]:
-    r = HttpReceiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 @pytest.fixture
