@@ -1,9 +1,11 @@
-"""The processor agent: reads input messages, asks the core for a plan, carries it out.
+"""The processor: takes the input records of each fetch, asks the core for a plan per
+record, carries the plans out.
 
-One agent consumes the three co-partitioned input topics with concurrency 1, so everything
-about one customer happens in order, and all state of input partition *p* is written to
-changelog partition *p* (see `cxstream.core.step` for why that makes replays exact).
-No business rule lives here.
+One processor per worker handles the three co-partitioned input topics one batch at a time
+(`cxstream.batching` hands it the records below Faust's per-message streams), so
+everything about one customer happens in order, and all state of input partition *p* is
+written to changelog partition *p* (see `cxstream.core.step` for why that makes replays
+exact). No business rule lives here.
 """
 
 from __future__ import annotations
@@ -11,20 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
-from collections.abc import Sequence
+from collections import Counter
 from typing import Any
 
 import faust
 import orjson
 from aiokafka.errors import KafkaError
-from faust.streams import _current_event
 from faust.types import TP
 
 from cxstream import metrics
+from cxstream.batching import Batch, batching_consumer
+from cxstream.changelog import ChangelogWriter
 from cxstream.core import keys
-from cxstream.core.batch import PendingWrites
 from cxstream.core.alert import cloudevent_headers
+from cxstream.core.batch import PendingWrites
 from cxstream.core.deadletter import MAX_KEY_BYTES, dead_letter, processing_error
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
@@ -35,6 +37,7 @@ from cxstream.topics import Topics
 log = logging.getLogger(__name__)
 
 BUCKET_PREFIX = keys.BUCKET + "|"
+CUSTOMER_PREFIX = keys.CUSTOMER + "|"
 
 
 class Processor:
@@ -61,6 +64,11 @@ class Processor:
         self.deadletters = app.topic(self.topics.deadletter, **raw)
         self.indexes: dict[int, ExpiryIndex] = {}
         self.pending: list[asyncio.Future[None]] = []
+        self.reader = _PartitionReader(state)
+        #: Writes of the batch being completed, until they are in the store (`process`).
+        self.overlay: dict[str, Any] = {}
+        self.completing: asyncio.Future[None] | None = None
+        self.changelog = ChangelogWriter(app, state)
         self.source = f"cxstream/{settings.group_id}"
 
     # -- expiry index ---------------------------------------------------------------------
@@ -74,13 +82,18 @@ class Processor:
             if self.app.tables.recovery.completed.is_set() and not self.app.rebalancing:
                 self.indexes[partition] = idx
             prefix = keys.bucket_prefix(partition)
-            for key in list(self.state.keys()):
+            # The store, and the buckets of the batch still being written (`overlay`).
+            stored = [key for key in self.state.keys() if key not in self.overlay]
+            written = [key for key, value in self.overlay.items() if value is not None]
+            for key in (*stored, *written):
                 if key.startswith(prefix):
                     _, res, start, segment = keys.parse_bucket_key(key)
                     idx.add(key, segment, start + res)
         return idx
 
     def forget(self, partitions: set[int]) -> None:
+        """Called at every rebalance: what was read or indexed may change hands meanwhile."""
+        self.reader.clear()
         for p in partitions:
             self.indexes.pop(p, None)
             try:
@@ -89,38 +102,58 @@ class Processor:
                 pass
 
     # -- per batch ------------------------------------------------------------------------
-    async def handle(self, event: faust.EventT) -> list[asyncio.Future[None]]:
-        """One message on its own (see `handle_batch`)."""
-        return (await self.handle_batch([event]))[0]
-
-    async def handle_batch(self, events: Sequence[faust.EventT]) -> list[list[asyncio.Future[None]]]:
-        """Plan every message in order against the batch's pending writes, send the alerts
-        and wait for the broker's acknowledgements, then write the state, each key once (see
+    async def process(self, batch: Batch, fetched_at: float | None = None) -> asyncio.Future[None]:
+        """Plan the input records of one fetch (see `cxstream.batching`), partition by
+        partition and each in offset order, against the batch's pending writes; returns the
+        rest of the batch's work, under way: send the alerts and wait for the broker's
+        acknowledgements, then write the state, each key once, changelog first (see
         `cxstream.core.batch` for why the result is the same as one message at a time, also
-        after a crash). Returns, per message, the dead-letter confirmations its
-        acknowledgement must wait for."""
+        after a crash), and wait for the dead letters. The records may be acknowledged once
+        it is done. `fetched_at`: `time.monotonic()` when the records were fetched.
+
+        Why split: the broker's acknowledgements take milliseconds; the next batch is planned
+        meanwhile, reading this one's writes from `overlay` until they are in the store.
+        Batches complete one after another, in order."""
         now_ms = int(time.time() * 1000)
-        pending = PendingWrites(self.state)
-        alerts: list[tuple[dict[str, Any], float | None]] = []
-        confirmations: list[list[asyncio.Future[None]]] = []
-        last_of: dict[int, faust.EventT] = {}
+        tally = _Tally()
+        pending = PendingWrites(_Overlay(self.overlay, self.reader))
+        alerts: list[dict[str, Any]] = []
         advanced: dict[int, int] = {}
-        for event in events:
-            msg = event.message
-            last_of[msg.partition] = event
-            await self._plan_one(msg, now_ms, pending, alerts, advanced)
-            confirmations.append(self.take_pending())
-        await self._send_alerts(alerts)
-        for partition in pending.partitions():
-            self._write(partition, last_of[partition], pending, advanced.get(partition))
+        for tp, records in batch.items():
+            kind = self.kinds[tp.topic]
+            self.reader.partition = tp.partition
+            for record in records:
+                await self._plan_one(kind, record, now_ms, pending, alerts, advanced, tally)
+        writes = {p: self._entries(p, pending, advanced.get(p)) for p in pending.partitions()}
+        overlay = {k: v for entries in writes.values() for k, v in entries}
+        self.overlay = overlay
+        dead_letters, self.pending = self.pending, []
+        done = asyncio.ensure_future(self._complete(
+            self.completing, alerts, writes, overlay, advanced, tally, dead_letters, fetched_at))
+        self.completing = done
+        return done
+
+    async def _complete(self, previous: asyncio.Future[None] | None, alerts: list[dict[str, Any]],
+                        writes: dict[int, list[tuple[str, Any]]], overlay: dict[str, Any],
+                        advanced: dict[int, int], tally: _Tally,
+                        dead_letters: list[asyncio.Future[None]], fetched_at: float | None) -> None:
+        sent = [(alert, await self._produce_alert(alert)) for alert in alerts]
+        if previous is not None:
+            await previous  # its state first: the changelog keeps the batches' order
+        await self._await_alerts(sent, fetched_at)
+        await self.changelog.write(writes)
+        for entries in writes.values():
+            self.reader.written(entries)
+        if self.overlay is overlay:
+            self.overlay = {}  # in the store now; never serve it after a rebalance
         for partition, stream_time in advanced.items():
             metrics.STREAM_TIME.labels(str(partition)).set(stream_time / 1000)
-        return confirmations
+        tally.flush()
+        await asyncio.gather(*dead_letters)
 
-    async def _plan_one(self, msg: Any, now_ms: int, pending: PendingWrites,
-                        alerts: list[tuple[dict[str, Any], float | None]],
-                        advanced: dict[int, int]) -> None:
-        kind = self.kinds[msg.topic]
+    async def _plan_one(self, kind: str, msg: Any, now_ms: int, pending: PendingWrites,
+                        alerts: list[dict[str, Any]], advanced: dict[int, int],
+                        tally: _Tally) -> None:
         try:
             p = plan(kind, pending, self.cfg, partition=msg.partition, offset=msg.offset,
                      key=msg.key, value=msg.value, now_ms=now_ms)
@@ -130,51 +163,46 @@ class Processor:
                       msg.partition, msg.offset, type(exc).__name__)
             log.debug("details of the processing error", exc_info=exc)
             await self._dead_letter(processing_error(exc), msg, now_ms)
-            metrics.EVENTS.labels(kind, "deadlettered").inc()
+            tally.events[kind, "deadlettered"] += 1
             return
-        metrics.EVENTS.labels(kind, p.outcome).inc()
+        tally.events[kind, p.outcome] += 1
         if p.rejection is not None:
             await self._dead_letter(p.rejection, msg, now_ms)
             return
-        for key, value in (*p.before_alert, *p.after_alert):
-            pending.put(msg.partition, key, value)
+        partition = msg.partition
+        for key, value in p.before_alert:
+            pending.put(partition, key, value)
+        for key, value in p.after_alert:
+            pending.put(partition, key, value)
         if p.alert is not None:
-            alerts.append((p.alert, getattr(msg, "time_in", None)))
+            alerts.append(p.alert)
         if p.outcome == "accepted" and p.survey is not None:
-            metrics.RESPONSES.labels(p.survey, p.category or "none").inc()
+            tally.responses[p.survey, p.category or "none"] += 1
             for dim in p.folded:
-                metrics.SEGMENT_FOLDS.labels(dim).inc()
+                tally.folds[dim] += 1
         if p.stream_time is not None:
-            advanced[msg.partition] = p.stream_time
+            advanced[partition] = p.stream_time
 
-    def _write(self, partition: int, event: faust.EventT, pending: PendingWrites,
-               stream_time: int | None) -> None:
-        """Write the partition's entries to the table, in the crash-safe order, then delete
-        the buckets that `stream_time` (the partition's new one, if it advanced) expired.
-        Faust sends a table write to the changelog partition of the *current event*, so it is
-        set to one of this partition's events."""
-        table = self.state
+    def _entries(self, partition: int, pending: PendingWrites,
+                 stream_time: int | None) -> list[tuple[str, Any]]:
+        """The partition's entries in the crash-safe order, then deletions of the buckets
+        that `stream_time` (the partition's new one, if it advanced) expired."""
         idx = self.index(partition)
-        token = _current_event.set(weakref.ref(event))
-        try:
-            for key, value in pending.ordered(partition):
-                table[key] = value
-                if key.startswith(BUCKET_PREFIX) and key not in idx:
-                    _, res, start, segment = keys.parse_bucket_key(key)
-                    idx.add(key, segment, start + res)
-            if stream_time is not None:
-                for key in idx.pop_expired(stream_time - self.cfg.horizon_ms):
-                    del table[key]
-        finally:
-            _current_event.reset(token)
+        entries = list(pending.ordered(partition))
+        for key, _ in entries:
+            if key.startswith(BUCKET_PREFIX) and key not in idx:
+                _, res, start, segment = keys.parse_bucket_key(key)
+                idx.add(key, segment, start + res)
+        if stream_time is not None:
+            entries.extend((key, None) for key in idx.pop_expired(stream_time - self.cfg.horizon_ms))
+        return entries
 
-    async def _send_alerts(self, alerts: list[tuple[dict[str, Any], float | None]]) -> None:
-        """Produce the alerts (in order) and wait for the broker's acknowledgement of each,
-        sending again while the broker is unavailable: the customer state that records a turn
-        is written only after. `received`: when the worker fetched the message
-        (`time.monotonic()`, Faust's time_in)."""
-        sent = [(alert, received, await self._produce_alert(alert)) for alert, received in alerts]
-        for alert, received, fut in sent:
+    async def _await_alerts(self, sent: list[tuple[dict[str, Any], Any]],
+                            fetched_at: float | None) -> None:
+        """Wait for the broker's acknowledgement of each alert produced, sending it again
+        while the broker is unavailable: the customer state that records a turn is written
+        only after."""
+        for alert, fut in sent:
             delay = 0.5
             while True:
                 try:
@@ -187,7 +215,7 @@ class Processor:
                     delay = min(delay * 2, 10.0)
                     fut = await self._produce_alert(alert)
             metrics.ALERTS.labels(alert["kind"]).inc()
-            metrics.alert_acknowledged(alert, received)
+            metrics.alert_acknowledged(alert, fetched_at)
 
     async def _produce_alert(self, alert: dict[str, Any]) -> Any:
         """Hand one alert to the producer; returns the future of the broker's answer (a
@@ -204,14 +232,13 @@ class Processor:
     async def _dead_letter(self, rejection: Rejection, msg: Any, now_ms: int) -> None:
         doc = dead_letter(rejection, topic=msg.topic, partition=msg.partition, offset=msg.offset,
                           key=msg.key, payload=msg.value, now_ms=now_ms)
-        # Buffered: Faust flushes the producer before it commits the input offset. The key is
-        # capped like the copy in the document, so the record always fits in a request.
+        # The key is capped like the copy in the document, so the record always fits in a
+        # request.
         key = msg.key if msg.key is None else msg.key[:MAX_KEY_BYTES]
         value = orjson.dumps(doc)
         fut = await self.deadletters.send(key=key, value=value)
-        # Not awaited here (a stream of garbage must not wait a round trip per message), but
-        # the input message is acknowledged only once this is confirmed (see `register`): a
-        # send that fails later must never let the commit pass a message it lost.
+        # Not awaited here (a stream of garbage must not wait a round trip per message); the
+        # batch is complete only once every dead letter is acknowledged (`_complete`).
         self.pending.append(asyncio.ensure_future(self._confirm(fut, key, value)))
         metrics.DEADLETTERS.labels(rejection.code.value).inc()
 
@@ -229,41 +256,105 @@ class Processor:
                 delay = min(delay * 2, 10.0)
                 fut = await self.deadletters.send(key=key, value=value)
 
-    def take_pending(self) -> list[asyncio.Future[None]]:
-        """Confirmations the current message's acknowledgement must wait for."""
-        pending, self.pending = self.pending, []
-        return pending
+
+class _Tally:
+    """Metric increments of a batch, added once per label set (a labelled Prometheus
+    increment costs about as much as planning a message's cheap parts)."""
+
+    __slots__ = ("events", "responses", "folds")
+
+    def __init__(self) -> None:
+        self.events: Counter[tuple[str, str]] = Counter()
+        self.responses: Counter[tuple[str, str]] = Counter()
+        self.folds: Counter[str] = Counter()
+
+    def flush(self) -> None:
+        for (kind, outcome), n in self.events.items():
+            metrics.EVENTS.labels(kind, outcome).inc(n)
+        for (survey, cat), n in self.responses.items():
+            metrics.RESPONSES.labels(survey, cat).inc(n)
+        for dim, n in self.folds.items():
+            metrics.SEGMENT_FOLDS.labels(dim).inc(n)
 
 
-async def _ack_when_confirmed(stream: faust.StreamT, event: faust.EventT,
-                              pending: list[asyncio.Future[None]]) -> None:
-    # Faust commits only the contiguous run of acknowledged offsets, so acknowledging this
-    # message late holds the commit at it until its dead letter is safely written.
-    await asyncio.gather(*pending)
-    await stream.ack(event)
+class _Overlay:
+    """The previous batch's writes (None: deleted) over the store."""
+
+    __slots__ = ("top", "store")
+
+    def __init__(self, top: dict[str, Any], store: _PartitionReader) -> None:
+        self.top, self.store = top, store
+
+    def get(self, key: str, default: Any = None) -> Any:
+        top = self.top
+        if key in top:
+            value = top[key]
+            return default if value is None else value
+        return self.store.get(key, default)
+
+
+class _PartitionReader:
+    """Reads the state table's local store for the partition being planned, bypassing the
+    table (Faust's decoding and its current-event lookup cost more than the read itself).
+
+    The memory store is one dict; the RocksDB store keeps one database per partition,
+    holding keys and values as JSON (Faust's codec, which orjson reads and writes byte for
+    byte the same). With RocksDB, the entries that carry their partition in the key (segment
+    buckets, caps, stream time: few, and read by most messages) are also kept decoded in
+    memory, written through by `written` and dropped at every rebalance (`clear`); customer
+    records (one per customer, most read once a batch) are not. Values read are never
+    mutated (see `cxstream.core.journey`)."""
+
+    #: Most entries kept decoded (RocksDB); past it, the cache starts over.
+    CACHE_MAX = 20_000
+
+    def __init__(self, table: faust.Table) -> None:
+        self.partition = 0
+        # Faust has no public per-partition access to its stores. The memory store (or a
+        # plain dict standing in for the table) is one dict; the RocksDB store keeps one
+        # database per partition.
+        store: Any = getattr(table, "data", table)
+        self._db_for_partition = getattr(store, "_db_for_partition", None)
+        self._dict = None if self._db_for_partition is not None else getattr(store, "data", store)
+        self._cache: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._dict is not None:
+            return self._dict.get(key, default)
+        cache = self._cache
+        if key in cache:
+            value = cache[key]
+        else:
+            raw = self._db_for_partition(self.partition).get(orjson.dumps(key))
+            value = None if raw is None else orjson.loads(raw)
+            if not key.startswith(CUSTOMER_PREFIX):
+                if len(cache) >= self.CACHE_MAX:
+                    cache.clear()
+                cache[key] = value
+        return default if value is None else value
+
+    def written(self, entries: list[tuple[str, Any]]) -> None:
+        """Entries now in the store (None: deleted)."""
+        if self._dict is None:
+            cache = self._cache
+            for key, value in entries:
+                if not key.startswith(CUSTOMER_PREFIX):
+                    cache[key] = value
+
+    def clear(self) -> None:
+        self._cache.clear()
 
 
 def register(app: faust.App, settings: Settings, state: faust.Table) -> Processor:
-    """Declare the processor agent on `app`; returns the Processor (used by the web layer)."""
+    """Subscribe `app` to the input topics, with their records going to a Processor in
+    batches; returns the Processor (used by the web layer)."""
     topics = Topics(settings.topic_prefix)
     processor = Processor(app, settings, state)
     inputs = app.topic(topics.surveys, topics.interactions, topics.customers,
                        key_serializer="raw", value_serializer="raw")
-
-    @app.agent(inputs, name=f"{settings.group_id}.process", concurrency=1)
-    async def process(stream: faust.StreamT) -> None:
-        # In batches (one table write per key per batch, see `Processor.handle_batch`), each
-        # message acknowledged only once its batch is handled. `noack_take`, not `take`: `take`
-        # acknowledges the batch in hand when the agent is cancelled (shutdown, rebalance),
-        # committing half-carried-out plans (e.g. the alert sent, the customer state not yet
-        # written); unacknowledged, they are read again and complete (idempotent by offset).
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_wait):
-            confirmations = await processor.handle_batch(events)
-            for event, pending in zip(events, confirmations):
-                if pending:
-                    asyncio.ensure_future(_ack_when_confirmed(stream, event, pending))
-                else:
-                    await stream.ack(event)
+    # The consumer class must be in place before Faust creates the consumer (at start).
+    app.transport.Consumer = batching_consumer(inputs.topics, processor.process)
+    app.topics.add(inputs)  # subscribed like an agent's topic: assigned with the changelog
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:

@@ -1,9 +1,9 @@
-"""The Faust app factory: settings in, a wired app out (tables, agent, web views).
+"""The Faust app factory: settings in, a wired app out (table, processor, web views).
 
 Guardrails from the project's stream notes are applied here, in one place: Faust reads no
 environment variables (it gets an empty `env`), its built-in web views are off and the web
-server binds 127.0.0.1 unless configured, standby replicas are 0 for small clusters,
-stateful agents run with concurrency 1, and offsets are committed often.
+server binds 127.0.0.1 unless configured, standby replicas are 0 for small clusters, one
+processor handles the inputs in order (`cxstream.batching`), and offsets are committed often.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(0.5, min(3.0, settings.session_timeout / 4)),
         broker_commit_every=1000,
+        # One fetch is one batch of the processor (`cxstream.batching`).
+        broker_max_poll_records=settings.batch_size,
+        # A batch's state entries of a partition go out as few record batches as fit.
+        producer_max_batch_size=256 * 1024,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=1024,
         web_bind=settings.web_bind,

@@ -11,8 +11,11 @@ Phases (each a function returning a dict; `run_bench` chains them and the CLI pr
   same topics; from its first event until its group's committed offsets reach
   the end offsets.
 * `cxstream`: a real `cxstream worker` subprocess (RocksDB store when available) on the same
-  topics; from its first event (`cxstream_events_total` > 0) until its group's committed
-  offsets reach the end offsets. Also peak RSS (VmHWM) and the state's size on disk.
+  topics; from the moment it is ready (`/readyz`: partitions assigned, state recovered; the
+  input is already there, so it starts at once) until its group's committed offsets reach the
+  end offsets. Not from its first processed event: events are counted when their batch is
+  complete, which would leave the first batch out. Also peak RSS (VmHWM) and the state's
+  size on disk.
 * `latency`: with that worker still running, live events at half the measured cxstream rate;
   time from just before `send()` of a response to receiving its alert on the alert topic.
 
@@ -37,6 +40,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
+from cxstream import gc_tuning
 from cxstream.core import keys
 from cxstream.demo import stop_process
 from cxstream.core.expiry import ExpiryIndex
@@ -114,7 +118,8 @@ def render_table(results: dict[str, Any]) -> str:
     cx = results.get("cxstream")
     if isinstance(cx, dict) and cx.get("peak_rss_mb") is not None:
         lines.append(f"worker peak RSS (VmHWM): {cx['peak_rss_mb']:.0f} MB "
-                     f"({cx.get('customers')} customers, store {cx.get('store')})")
+                     f"({_fmt(cx.get('customers_with_events'))} customers with state, "
+                     f"store {cx.get('store')})")
     if isinstance(cx, dict) and cx.get("state_bytes_on_disk") is not None:
         lines.append(f"state on disk: {cx['state_bytes_on_disk'] / 1024**2:.1f} MB, "
                      f"{_fmt(cx.get('state_bytes_per_response'))} bytes per response, "
@@ -210,16 +215,25 @@ def _run(responses: list[tuple[bytes, bytes]], windows: str, progress: Progress)
                                          for t in range(60_000 * 10**7, 60_000 * 10**7 + DAY, 7 * 60_000))}
 
 
-def windows_phase(n: int = 20_000, seed: int = 7) -> dict[str, Any]:
+def windows_phase(n: int = 20_000, seed: int = 7, rounds: int = 3) -> dict[str, Any]:
+    """Both window sets on the same responses, alternately `rounds` times each, keeping each
+    one's fastest run (the slower ones measure this machine's other work), with the
+    worker's garbage-collector settings (`cxstream.gc_tuning`): the longer windows keep more buckets
+    alive, and how often the collector walks them is part of their cost."""
     responses = _responses(n, seed)
-    results = {}
-    for label, windows in (("1h", "1h"), ("1h,24h,7d,30d", "1h,24h,7d,30d")):
-        progress = Progress(f"bench windows={label}", n, unit="responses")
-        results[label] = _run(responses, windows, progress)
-        progress.close()
+    results: dict[str, Any] = {}
+    with gc_tuning.tuned():
+        for round_ in range(1, rounds + 1):
+            for label, windows in (("1h", "1h"), ("1h,24h,7d,30d", "1h,24h,7d,30d")):
+                progress = Progress(f"bench windows={label} ({round_}/{rounds})", n, unit="responses")
+                run = _run(responses, windows, progress)
+                progress.close()
+                if label not in results or run["us_per_response"] < results[label]["us_per_response"]:
+                    results[label] = run
     results["ratio_30d_vs_1h"] = (results["1h,24h,7d,30d"]["us_per_response"]
                                   / results["1h"]["us_per_response"])
     results["responses"] = n
+    results["rounds"] = rounds
     return results
 
 
@@ -529,6 +543,18 @@ async def _scrape(w: _Worker) -> dict[str, float] | None:
     return out
 
 
+async def _ready(w: _Worker) -> bool:
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2),
+                                         headers=w.headers) as s:
+            async with s.get(f"{w.url}/readyz") as r:
+                return r.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return False
+
+
 async def _events_total(w: _Worker) -> float | None:
     m = await _scrape(w)
     return None if m is None else m.get("cxstream_events_total", 0.0)
@@ -555,9 +581,9 @@ def _start_worker(run: Run) -> _Worker:
 
 
 async def cxstream_phase(run: Run, *, measure_resources: bool = True) -> dict[str, Any]:
-    """A real `cxstream worker` on the run's topics: from its first event processed
-    (`cxstream_events_total` > 0) until its group committed every input offset. The worker
-    keeps running for the latency phase; `finish_worker` stops it."""
+    """A real `cxstream worker` on the run's topics: from the moment it is ready until its
+    group committed every input offset (see the module docstring). The worker keeps running
+    for the latency phase; `finish_worker` stops it."""
     w = run.worker = _start_worker(run)
     progress = Progress("bench cxstream", run.events, unit="events")
 
@@ -569,11 +595,10 @@ async def cxstream_phase(run: Run, *, measure_resources: bool = True) -> dict[st
 
     spawned = time.time()
     try:
-        async def started() -> float | None:
-            n = await _events_total(w)
-            return time.time() if n else None
+        async def ready() -> float | None:
+            return time.time() if await _ready(w) else None
 
-        first = await _wait_until(started, 180, "the worker's first event", alive)
+        first = await _wait_until(ready, 180, "the worker to be ready", alive, interval_s=0.02)
         last = await _committed_done(run, run.settings.group_id, progress, alive, "cxstream worker")
     finally:
         progress.close()

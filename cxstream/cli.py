@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
+import gc
 import os
 import sys
 from pathlib import Path
@@ -68,6 +68,7 @@ def worker() -> None:
     """Run the stream processor (HTTP API and /healthz, /readyz, /metrics on CXSTREAM_WEB_PORT)."""
     import faust
 
+    from cxstream import gc_tuning
     from cxstream.admin import ensure_topics
     from cxstream.app import create_app
 
@@ -82,7 +83,14 @@ def worker() -> None:
                f"{counts.get(Topics(cfg.topic_prefix).surveys)} partitions, "
                f"API on http://{cfg.web_bind}:{cfg.web_port}", err=True)
     app = create_app(cfg)
-    faust.Worker(app, loglevel=cfg.log_level, quiet=True).execute_from_commandline()
+    gc_tuning.tune()
+    gc.freeze()  # what start-up created lives for the whole run: never scan it
+    w = faust.Worker(app, loglevel=cfg.log_level, quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG when the level is warn or above
+    # (it spins on every record), so every debug call in Faust and aiokafka would build a
+    # record only to drop it: the bench's worker spent a few % of its time on that.
+    w.spinner = None
+    w.execute_from_commandline()
 
 
 # -- broker -----------------------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """Fixes for Faust 0.15 flaws that lose or leave behind input messages; applied once per process.
 
+Since `cxstream.batching`, input records skip Faust's stream queues and state writes skip its
+producer buffer (`cxstream.changelog`), so fixes 1 and 3 no longer guard cxstream's own
+records; they stay for what still takes those paths (Faust's deliveries of other topics, its
+own buffered sends). Fixes 2 and 4 (commits, seeks) apply to the batches as before.
+
 1. A race that leaves input messages unprocessed after a rebalance.
 
 When recovery completes, Faust (0.15) resumes the input partitions, seeks them to their

@@ -1,4 +1,4 @@
-"""Offset-gap watch: report input messages Faust fetched but never handed to the agent.
+"""Offset-gap watch: report input messages fetched but never handed to the processor.
 
 Why: Faust 0.15 could throw away messages delivered while it completed recovery after a
 rebalance (see `cxstream.faust_patches`, which fixes the cause we found). Such messages are
@@ -10,9 +10,9 @@ It does not seek back: a re-read message whose customer already has a later resp
 applied is (correctly) taken for a replay, so re-reading cannot restore exact numbers; and
 seeking under Faust's running fetcher can make it skip further offsets.
 
-A gap is certain, not guessed: the agent processes each partition in order (one agent,
-concurrency 1), so once an offset above the committed one is acknowledged, every offset
-between them has either been acknowledged or was never delivered. The check still waits for
+A gap is certain, not guessed: the processor handles each partition in order (one per
+worker, batches completed in order), so once an offset above the committed one is
+acknowledged, every offset between them has either been acknowledged or was never delivered. The check still waits for
 the same gap on two consecutive looks, never while a commit is under way (Faust drops the
 offsets it commits from its list before it records them as committed), so it never races
 Faust's own bookkeeping.
@@ -40,7 +40,7 @@ def missing_range(committed: int | None, acked: Collection[int], in_flight: Iter
     """[first, last] offsets never acknowledged below the lowest acknowledged one, or None.
 
     `committed` is the next offset to process as committed to Kafka; `acked` the offsets
-    acknowledged since; `in_flight` the offsets handed to the agent and not yet acknowledged;
+    acknowledged since; `in_flight` the offsets handed to the processor and not yet acknowledged;
     `skipped` the [begin, end) ranges Faust treats as acknowledged (offsets missing from the
     log, e.g. after compaction).
     """

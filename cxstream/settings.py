@@ -48,6 +48,17 @@ def _seconds(raw: str) -> float:
     return parse_duration(raw) / 1000 if raw[-1:].isalpha() else float(raw)
 
 
+_LOG_LEVELS = {"crit": "critical", "critical": "critical", "error": "error", "warn": "warning",
+               "warning": "warning", "info": "info", "debug": "debug"}
+
+
+def _log_level(raw: str) -> str:
+    try:
+        return _LOG_LEVELS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError("expected crit, error, warn, info or debug") from None
+
+
 def _broker(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -191,18 +202,16 @@ SETTINGS: tuple[Spec, ...] = (
          "Distinct values kept per dimension (per partition); further values fold into `<dim>:other`."),
     Spec("min_responses", "30", _pos_int, "Below this many responses a score is flagged `low_sample`."),
     Spec("journey_length", "10", _pos_int, "Recent interactions kept per customer as alert context."),
-    Spec("batch_size", "500", _pos_int,
-         "Most input messages handled together: each state entry is written once per batch, "
-         "so larger batches cost fewer changelog writes per message."),
-    Spec("batch_wait", "0.02", _seconds,
-         "Longest wait (seconds) for a batch to fill before it is handled anyway; adds at most "
-         "this much to the alert latency when input is sparse."),
+    Spec("batch_size", "2000", _pos_int,
+         "Most input messages fetched and handled together: each state entry is written once "
+         "per batch, so larger batches cost fewer changelog writes per message (a batch only "
+         "holds what has arrived: small when the worker keeps up)."),
     Spec("session_timeout", "30", _seconds,
          "Kafka consumer session timeout (seconds). Shorter: a killed worker's partitions move "
          "sooner; longer: fewer spurious rebalances on slow hosts or long GC pauses."),
     Spec("notify_config", "", str,
          "Path of the notification routing file (TOML, see Notifications); empty: no notifications."),
-    Spec("log_level", "info", str, "Worker log level: crit, error, warn, info or debug."),
+    Spec("log_level", "info", _log_level, "Worker log level: crit, error, warn, info or debug."),
 )
 
 
@@ -242,7 +251,6 @@ class Settings:
     min_responses: int
     journey_length: int
     batch_size: int
-    batch_wait: float
     session_timeout: float
     notify_config: str
     log_level: str

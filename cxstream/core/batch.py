@@ -19,6 +19,7 @@ it. Expired buckets are deleted after the stream time, as per message.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 from cxstream.core import keys
@@ -26,6 +27,8 @@ from cxstream.core.step import StateView
 
 #: Write order of the key kinds within one partition (see the module docstring).
 _RANK = {keys.CAP: 0, keys.BUCKET: 1, keys.CUSTOMER: 2, keys.STREAM_TIME: 3}
+#: Marks a key without a pending write (None is a value like any other).
+_ABSENT: Any = object()
 
 
 class PendingWrites:
@@ -39,13 +42,16 @@ class PendingWrites:
         self._by_partition: dict[int, dict[str, Any]] = {}
 
     def get(self, key: str, default: Any = None) -> Any:
-        if key in self._all:
-            return self._all[key]
-        return self._table.get(key, default)
+        # One lookup in the batch's writes, not two: this runs ~20 times per response.
+        value = self._all.get(key, _ABSENT)
+        return self._table.get(key, default) if value is _ABSENT else value
 
     def put(self, partition: int, key: str, value: Any) -> None:
         self._all[key] = value
-        self._by_partition.setdefault(partition, {})[key] = value
+        writes = self._by_partition.get(partition)
+        if writes is None:
+            writes = self._by_partition[partition] = {}
+        writes[key] = value
 
     def __len__(self) -> int:
         return sum(len(w) for w in self._by_partition.values())
@@ -56,4 +62,8 @@ class PendingWrites:
     def ordered(self, partition: int) -> Iterator[tuple[str, Any]]:
         """The partition's coalesced writes, caps first and stream time last."""
         writes = self._by_partition.get(partition, {})
-        return iter(sorted(writes.items(), key=lambda kv: _RANK[kv[0][:1]]))
+        # Grouped by kind in one pass (stable, like a sort by rank, without a key call each).
+        groups: list[list[tuple[str, Any]]] = [[] for _ in _RANK]
+        for item in writes.items():
+            groups[_RANK[item[0][:1]]].append(item)
+        return chain.from_iterable(groups)

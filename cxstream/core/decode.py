@@ -80,6 +80,10 @@ DIMENSION_NAME_MAX = 64
 DIMENSION_VALUE_MAX = 128
 
 _DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]*")  # used with fullmatch: no `$` newline quirk
+#: Dimension names already found valid: a stream uses a handful, and the regex would
+#: otherwise run for each one of every event. Bounded: once full, names are just not added.
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_MAX = 1024
 _EMAIL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")  # spaces and control characters
 
 # String fields: (name, required, min length, max length). Order = order of the reasons.
@@ -188,6 +192,28 @@ def _strings_sized(spec: _Spec, values: list[Any], prefix: str = "") -> Rejectio
     return None
 
 
+def _segment_ok(segment: Any) -> bool:
+    """`segment` passes `_segment_typed` and `_segment_sized` (one pass for the usual case;
+    when it says no, those two find the reason, in phase order)."""
+    if type(segment) is not dict or len(segment) > SEGMENT_MAX_DIMENSIONS:
+        return False
+    for name, value in segment.items():
+        if type(value) is not str or not 1 <= len(value) <= DIMENSION_VALUE_MAX:
+            return False
+        if name not in _GOOD_NAMES and not _dimension_name_ok(name):
+            return False
+    return True
+
+
+def _dimension_name_ok(name: str) -> bool:
+    """The rule for a dimension name; remembers the good ones in `_GOOD_NAMES`."""
+    if len(name) > DIMENSION_NAME_MAX or _DIMENSION_NAME.fullmatch(name) is None:
+        return False
+    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+        _GOOD_NAMES.add(name)
+    return True
+
+
 def _segment_typed(segment: Any) -> Rejection | None:
     if type(segment) is not dict:
         return _wrong("segment", "an object", segment)
@@ -202,7 +228,7 @@ def _segment_sized(segment: dict[str, str]) -> Rejection | None:
         return Rejection(E.INVALID_VALUE, f"'segment' has {len(segment)} dimensions, "
                          f"at most {SEGMENT_MAX_DIMENSIONS} are allowed")
     for name, value in segment.items():
-        if len(name) > DIMENSION_NAME_MAX or _DIMENSION_NAME.fullmatch(name) is None:
+        if not _dimension_name_ok(name):
             return Rejection(E.INVALID_VALUE, f"'segment' dimension names must be 1..{DIMENSION_NAME_MAX} "
                              "characters matching ^[a-z][a-z0-9_]*$")
         if not 1 <= len(value) <= DIMENSION_VALUE_MAX:
@@ -275,6 +301,7 @@ def _survey(raw: bytes, key: bytes | None, now_ms: int) -> SurveyResponse | Reje
                get("comment"), get("interaction_id")]
     survey, score, occurred_at, segment = get("survey"), get("score"), get("occurred_at"), get("segment")
     strings_ok = _strings_ok(_SURVEY_STRINGS, strings)
+    segment_ok = segment is None or _segment_ok(segment)
     # missing_field
     if not strings_ok and (r := _strings_present(doc, _SURVEY_STRINGS, strings)) is not None:
         return r
@@ -295,12 +322,12 @@ def _survey(raw: bytes, key: bytes | None, now_ms: int) -> SurveyResponse | Reje
         score = int(score)
     if type(occurred_at) is not str:
         return _wrong("occurred_at", "a string", occurred_at)
-    if segment is not None and (r := _segment_typed(segment)) is not None:
+    if not segment_ok and (r := _segment_typed(segment)) is not None:
         return r
     # invalid_value
     if not strings_ok and (r := _strings_sized(_SURVEY_STRINGS, strings)) is not None:
         return r
-    if segment and (r := _segment_sized(segment)) is not None:
+    if not segment_ok and segment and (r := _segment_sized(segment)) is not None:
         return r
     # unknown_survey, score_out_of_range
     kind = _SURVEYS.get(survey)
@@ -318,8 +345,9 @@ def _survey(raw: bytes, key: bytes | None, now_ms: int) -> SurveyResponse | Reje
     event_id, customer_id, touchpoint, channel, comment, interaction_id = strings
     if (r := _key(key, customer_id)) is not None:
         return r
-    return SurveyResponse(event_id, customer_id, kind, score, at, {} if segment is None else segment,
-                          touchpoint, channel, comment, interaction_id)
+    return SurveyResponse(event_id, customer_id, kind, score, at,
+                          {} if segment is None else segment, touchpoint, channel,
+                          comment, interaction_id)
 
 
 def _interaction(raw: bytes, key: bytes | None, now_ms: int) -> Interaction | Rejection:
@@ -331,6 +359,7 @@ def _interaction(raw: bytes, key: bytes | None, now_ms: int) -> Interaction | Re
                get("outcome")]
     occurred_at, segment = get("occurred_at"), get("segment")
     strings_ok = _strings_ok(_INTERACTION_STRINGS, strings)
+    segment_ok = segment is None or _segment_ok(segment)
     # missing_field
     if not strings_ok and (r := _strings_present(doc, _INTERACTION_STRINGS, strings)) is not None:
         return r
@@ -341,12 +370,12 @@ def _interaction(raw: bytes, key: bytes | None, now_ms: int) -> Interaction | Re
         return r
     if type(occurred_at) is not str:
         return _wrong("occurred_at", "a string", occurred_at)
-    if segment is not None and (r := _segment_typed(segment)) is not None:
+    if not segment_ok and (r := _segment_typed(segment)) is not None:
         return r
     # invalid_value
     if not strings_ok and (r := _strings_sized(_INTERACTION_STRINGS, strings)) is not None:
         return r
-    if segment and (r := _segment_sized(segment)) is not None:
+    if not segment_ok and segment and (r := _segment_sized(segment)) is not None:
         return r
     # bad_timestamp, future_timestamp
     at = _timestamp("occurred_at", occurred_at, now_ms)

@@ -7,6 +7,7 @@ a heap pop rather than a scan of the store.
 from __future__ import annotations
 
 import heapq
+import sys
 from collections import Counter
 
 
@@ -28,6 +29,9 @@ class ExpiryIndex:
 
     def add(self, key: str, segment: str, end_ms: int) -> None:
         if key not in self._live:
+            # A partition holds hundreds of thousands of buckets but few segments: one string
+            # per segment, not one per bucket (tens of MB at 100 000 customers).
+            segment = sys.intern(segment)
             self._live.add(key)
             self.segments[segment] += 1
             heapq.heappush(self._heap, (end_ms, key, segment))

@@ -10,12 +10,20 @@ Why pure and copy-on-write: the agent must keep the *old* customer record until 
 has acknowledged the alert (a crash in between replays the response against the old record
 and re-emits the same alert id). So no function here mutates its input; a returned state
 shares unchanged parts with the old one, and neither may ever be mutated in place.
+
+The same holds one level out, for the stored records: `cxstream.core.step` reads them with
+`from_json(..., copy=False)` and writes `to_json(copy=False)`, so a new record shares its
+entries (and the seen ids) with the record it replaces, instead of deep-copying them for
+every event. That is safe because nothing mutates a stored record or a state in place: the
+only readers of customer records are `step` and `batch` in this package (the agent and the
+query code pass them along or never look at them), and every change here builds new
+dicts and tuples. The deep-copying defaults stay for any other caller.
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from cxstream.core.model import CustomerProfile, Interaction, SurveyResponse
@@ -36,6 +44,8 @@ SEEN_CAP = 1000
 JOURNEY_LEN = 10
 
 TurnKind = Literal["detractor", "recovered"]
+#: Marks a field `_with` leaves as it is.
+_KEEP: Any = object()
 #: One JSON object of the state (see `CustomerState` for the keys of each kind).
 Entry: TypeAlias = dict[str, Any]
 
@@ -83,7 +93,7 @@ class CustomerState:
     @classmethod
     def empty(cls, customer_id: str) -> CustomerState:
         """The state of a customer cxstream has never heard of."""
-        return cls(customer_id)
+        return CustomerState(customer_id, None, None, None, (), None, {})
 
     @property
     def is_detractor(self) -> bool:
@@ -95,29 +105,63 @@ class CustomerState:
         """Category of the latest NPS response, None before the first one."""
         return None if self.nps is None else self.nps["cat"]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, copy: bool = True) -> dict[str, Any]:
         """A JSON-ready deep copy, so whatever the caller does with it (the table keeps it
-        in memory) cannot change this state."""
+        in memory) cannot change this state.
+
+        `copy=False` shares the entries and the seen ids with this state instead (same
+        layout): for a caller that, like `step`, never mutates either (module docstring).
+        """
+        if not copy:
+            return {"v": VERSION, "id": self.customer_id, "n": self.nps, "cs": self.csat,
+                    "ce": self.ces, "j": list(self.journey), "p": self.profile, "s": self.seen}
         return {"v": VERSION, "id": self.customer_id, "n": _clone(self.nps),
                 "cs": _clone(self.csat), "ce": _clone(self.ces),
                 "j": [_clone(e) for e in self.journey], "p": _clone(self.profile),
                 "s": dict(self.seen)}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> CustomerState:
+    def from_json(cls, d: dict[str, Any], *, copy: bool = True) -> CustomerState:
         """Read a stored record; ValueError for an unknown version or a broken layout, so
-        a record written by an incompatible release fails loudly instead of being misread."""
+        a record written by an incompatible release fails loudly instead of being misread.
+
+        `copy=False` shares the record's entries instead of deep-copying them (same checks):
+        only for a caller that mutates neither the record nor the state (module docstring).
+        """
         v = d.get("v") if isinstance(d, dict) else None
         if v not in _READABLE:
             raise ValueError(f"customer state version {v!r} is not one of {_READABLE}")
         try:
+            if not copy:
+                return cls._shared(d, v)
             nps = _clone(d["n"])
             if nps is not None and v == 1:
-                nps = {**nps, "tp": None, "ch": None, "cmt": None, "seg": {}}
+                nps = _upgrade_nps(nps)
             return cls(str(d["id"]), nps, _clone(d["cs"]), _clone(d["ce"]),
                        tuple(_clone(dict(e)) for e in d["j"]), _clone(d["p"]), dict(d["s"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"broken customer state record: {type(exc).__name__}") from exc
+
+    @classmethod
+    def _shared(cls, d: dict[str, Any], v: int) -> CustomerState:
+        """`from_json(d, copy=False)` of a record of version `v`; raises like `from_json`'s
+        copying path on a broken layout (KeyError, TypeError or ValueError)."""
+        nps = d["n"]
+        if nps is not None and v == 1:
+            nps = _upgrade_nps(nps)
+        journey = tuple(d["j"])
+        for e in journey:
+            if type(e) is not dict:  # never stored so, but read it like the copying path
+                journey = tuple(_clone(dict(e)) for e in journey)
+                break
+        seen = d["s"]
+        return CustomerState(str(d["id"]), nps, d["cs"], d["ce"], journey, d["p"],
+                             seen if type(seen) is dict else dict(seen))
+
+
+def _upgrade_nps(nps: Entry) -> Entry:
+    """A version 1 latest-NPS entry in the version 2 layout (the new fields empty)."""
+    return {**nps, "tp": None, "ch": None, "cmt": None, "seg": {}}
 
 
 def _clone(value: Any) -> Any:
@@ -127,6 +171,22 @@ def _clone(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clone(v) for v in value]
     return value
+
+
+def _with(state: CustomerState, *, nps: Entry | None = _KEEP, csat: Entry | None = _KEEP,
+          ces: Entry | None = _KEEP, journey: tuple[Entry, ...] = _KEEP,
+          profile: Entry | None = _KEEP, seen: dict[str, int] = _KEEP) -> CustomerState:
+    """`dataclasses.replace` for the state, without its generic (and per event costly)
+    field introspection."""
+    return CustomerState(
+        state.customer_id,
+        state.nps if nps is _KEEP else nps,
+        state.csat if csat is _KEEP else csat,
+        state.ces if ces is _KEEP else ces,
+        state.journey if journey is _KEEP else journey,
+        state.profile if profile is _KEEP else profile,
+        state.seen if seen is _KEEP else seen,
+    )
 
 
 def is_duplicate_survey(state: CustomerState, event_id: str) -> bool:
@@ -179,7 +239,7 @@ def apply_survey(state: CustomerState, response: SurveyResponse, *, horizon_star
     r = response
     if r.survey == "nps":
         if not _newer(r, state.nps):
-            return replace(state, seen=seen), None  # history, never a turn
+            return _with(state, seen=seen), None  # history, never a turn
         previous = state.nps_category
         now = category(r.score)
         turn = None
@@ -189,31 +249,40 @@ def apply_survey(state: CustomerState, response: SurveyResponse, *, horizon_star
             turn = Turn("recovered", previous)
         latest = {"id": r.event_id, "score": r.score, "cat": now, "at": r.occurred_at,
                   "tp": r.touchpoint, "ch": r.channel, "cmt": r.comment, "seg": dict(r.segment)}
-        return replace(state, nps=latest, seen=seen), turn
+        return _with(state, nps=latest, seen=seen), turn
     entry = {"id": r.event_id, "score": r.score, "at": r.occurred_at}
     if r.survey == "csat":
-        return replace(state, csat=entry if _newer(r, state.csat) else state.csat, seen=seen), None
-    return replace(state, ces=entry if _newer(r, state.ces) else state.ces, seen=seen), None
+        return _with(state, csat=entry if _newer(r, state.csat) else state.csat, seen=seen), None
+    return _with(state, ces=entry if _newer(r, state.ces) else state.ces, seen=seen), None
 
 
 def apply_interaction(state: CustomerState, interaction: Interaction, *,
                       journey_len: int = JOURNEY_LEN) -> CustomerState:
     """Keep the `journey_len` newest interactions (by occurred_at, then event_id), newest
     first. A kept event_id is a no-op; one older than all kept ones when the list is full
-    is dropped (so a re-delivery of a dropped one is dropped again)."""
+    is dropped (so a re-delivery of a dropped one is dropped again).
+
+    The new entry is inserted in place rather than the list re-sorted: the kept journey is
+    always newest first, as only this function builds it."""
     _check_customer(state, interaction.customer_id)
     if journey_len < 0:
         raise ValueError("journey_len must not be negative")
     i = interaction
-    if any(e["id"] == i.event_id for e in state.journey):
-        return state
-    if len(state.journey) == journey_len and (
-            journey_len == 0 or (i.occurred_at, i.event_id) < (state.journey[-1]["at"], state.journey[-1]["id"])):
+    journey = state.journey
+    new_key = (i.occurred_at, i.event_id)
+    # Where the entry goes: before the first older one (the journey is newest first).
+    position = len(journey)
+    for n, e in enumerate(journey):
+        if e["id"] == i.event_id:
+            return state
+        if position > n and (e["at"], e["id"]) < new_key:
+            position = n
+    if len(journey) == journey_len and (
+            journey_len == 0 or new_key < (journey[-1]["at"], journey[-1]["id"])):
         return state  # full, and older than every kept one
     entry = {"id": i.event_id, "kind": i.kind, "at": i.occurred_at, "tp": i.touchpoint,
              "ch": i.channel, "out": i.outcome}
-    journey = sorted((*state.journey, entry), key=lambda e: (e["at"], e["id"]), reverse=True)
-    return replace(state, journey=tuple(journey[:journey_len]))
+    return _with(state, journey=(*journey[:position], entry, *journey[position:])[:journey_len])
 
 
 def apply_profile(state: CustomerState, profile: CustomerProfile) -> CustomerState:
@@ -226,4 +295,4 @@ def apply_profile(state: CustomerState, profile: CustomerProfile) -> CustomerSta
     owner = None
     if p.owner is not None:
         owner = {"name": p.owner.name, "email": p.owner.email, "slack": p.owner.slack}
-    return replace(state, profile={"seg": dict(p.segment), "owner": owner, "at": p.updated_at})
+    return _with(state, profile={"seg": dict(p.segment), "owner": owner, "at": p.updated_at})

@@ -23,6 +23,12 @@ def bucket_key(partition: int, segment: str, resolution: int, start: int) -> str
     return f"b|{partition}|{resolution}|{start}|{segment}"
 
 
+def bucket_key_prefix(partition: int, resolution: int, start: int) -> str:
+    """`bucket_key` minus the segment: a response writes one bucket per segment and
+    resolution, so the writer formats this once per resolution and appends each segment."""
+    return f"b|{partition}|{resolution}|{start}|"
+
+
 def parse_bucket_key(key: str) -> tuple[int, int, int, str]:
     """(partition, resolution_ms, start_ms, segment) of a bucket key."""
     _, p, res, start, segment = key.split("|", 4)

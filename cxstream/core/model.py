@@ -58,3 +58,4 @@ class CustomerProfile:
 
 
 Event: TypeAlias = SurveyResponse | Interaction | CustomerProfile
+

@@ -17,12 +17,14 @@ from typing import Any, Literal, Sequence, TypeAlias
 from cxstream.core.model import SCORE_RANGES
 
 __all__ = ["CES_HIGH", "CES_N", "CES_SUM", "CSAT_N", "CSAT_SATISFIED", "Category", "Counts",
-           "DETRACTORS", "PASSIVES", "PROMOTERS", "WIDTH", "add", "category", "merge", "nps",
-           "summary", "zero"]
+           "DETRACTORS", "PASSIVES", "PROMOTERS", "WIDTH", "Increment", "add", "category",
+           "increment", "merge", "nps", "summary", "zero"]
 
 Category = Literal["promoter", "passive", "detractor"]
 #: The additive counters of one bucket, at the positions below.
 Counts: TypeAlias = list[int]
+#: What one response adds to a counts list: (position, amount) pairs.
+Increment: TypeAlias = tuple[tuple[int, int], ...]
 
 # Positions in a counts list. Append-only: persisted state depends on them.
 PROMOTERS, PASSIVES, DETRACTORS, CSAT_N, CSAT_SATISFIED, CES_N, CES_SUM, CES_HIGH = range(8)
@@ -57,21 +59,24 @@ def category(score: int) -> Category:
     return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
 
 
+def increment(survey: str, score: int) -> Increment:
+    """What one response adds, validated once: a response goes into ~18 buckets, and
+    applying these pairs is much cheaper than re-validating the score for each of them."""
+    _check_score(survey, score)
+    if survey == "nps":
+        return ((PROMOTERS if score >= 9 else PASSIVES if score >= 7 else DETRACTORS, 1),)
+    if survey == "csat":
+        return ((CSAT_N, 1), (CSAT_SATISFIED, int(score >= 4)))
+    return ((CES_N, 1), (CES_SUM, score), (CES_HIGH, int(score >= 4)))  # ces
+
+
 def add(counts: Sequence[int], survey: str, score: int) -> Counts:
     """A copy of `counts` with one response added (validated: a bad score would otherwise
     silently land in a category forever)."""
     _check(counts)
-    _check_score(survey, score)
     out = list(counts)
-    if survey == "nps":
-        out[PROMOTERS if score >= 9 else PASSIVES if score >= 7 else DETRACTORS] += 1
-    elif survey == "csat":
-        out[CSAT_N] += 1
-        out[CSAT_SATISFIED] += score >= 4
-    else:  # ces
-        out[CES_N] += 1
-        out[CES_SUM] += score
-        out[CES_HIGH] += score >= 4
+    for position, amount in increment(survey, score):
+        out[position] += amount
     return out
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import AbstractSet, Mapping
+from typing import Collection, Mapping
 
 from cxstream.core.model import SurveyResponse
 
@@ -37,6 +37,8 @@ class SegmentResult:
     folded: tuple[str, ...]  # dimensions whose value went to "<dimension>:other"
 
 
+
+
 def dimension_values(r: SurveyResponse) -> dict[str, str]:
     """Dimension → value of a response; explicit touchpoint/channel fields win over
     same-named entries of `segment` (one value per dimension, so no double counting)."""
@@ -49,21 +51,24 @@ def dimension_values(r: SurveyResponse) -> dict[str, str]:
 
 
 def segment_keys(r: SurveyResponse, *, dimensions: frozenset[str] | None,
-                 admitted: Mapping[str, AbstractSet[str]], cap: int) -> SegmentResult:
+                 admitted: Mapping[str, Collection[str]], cap: int) -> SegmentResult:
     """The segment keys of `r` (`dimensions` None: every dimension present counts).
 
     `admitted` is the caller's per-partition record of values already admitted per
-    dimension; values admitted earlier keep counting verbatim even if the cap was lowered
-    since. The result's `admit` lists what the caller must add to that record.
+    dimension (distinct values: a set, or the stored sorted list); values admitted earlier
+    keep counting verbatim even if the cap was lowered since. The result's `admit` lists
+    what the caller must add to that record.
     """
     if cap < 0:
         raise ValueError(f"the segment value cap must not be negative, got {cap}")
     keys = [ALL]
     admit: list[tuple[str, str]] = []
     folded: list[str] = []
-    for dim, value in sorted(dimension_values(r).items()):
+    values = dimension_values(r)
+    for dim in sorted(values):  # the names are distinct: sorting them orders the items
         if dimensions is not None and dim not in dimensions:
             continue
+        value = values[dim]
         if value != OTHER:
             known = admitted.get(dim, ())
             if value not in known:

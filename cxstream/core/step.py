@@ -32,17 +32,21 @@ from cxstream.core.journey import (
     apply_survey,
     is_duplicate_survey,
 )
+from cxstream.core.model import SurveyResponse
+from cxstream.core.scoring import WIDTH, category, increment
 from cxstream.core.scoring import add as add_response
-from cxstream.core.scoring import category
 from cxstream.core.scoring import zero as zero_counts
 from cxstream.core.segments import dimension_values, segment_keys
-from cxstream.core.windows import bucket_keys_for, is_too_late
+from cxstream.core.windows import MINUTE, bucket_keys_for, is_too_late
 
 Outcome = Literal["accepted", "duplicate", "deadlettered", "too_late", "replayed"]
 Kind = Literal["surveys", "interactions", "customers"]
 
 #: Short names of the per-topic offset stamps in a customer record.
 _STAMP = {"surveys": "s", "interactions": "i", "customers": "c"}
+#: Recent bucket key prefixes (see `_bucket_prefixes`); emptied when full.
+_PREFIXES: dict[tuple[int, int], tuple[str, ...]] = {}
+_PREFIXES_MAX = 4096
 
 
 class StateView(Protocol):
@@ -75,15 +79,19 @@ class Plan:
     folded: tuple[str, ...] = ()
 
 
-def _customer(view: StateView, customer_id: str) -> tuple[CustomerState | None, dict[str, int]]:
-    rec = view.get(keys.customer_key(customer_id))
+def _customer(view: StateView, ckey: str) -> tuple[CustomerState | None, dict[str, int]]:
+    """The state and offset stamps stored under customer key `ckey`. The state shares the
+    stored record's entries (no deep copy per event): neither is ever mutated in place, see
+    `cxstream.core.journey`; the stamps are a copy, as the caller updates them."""
+    rec = view.get(ckey)
     if rec is None:
         return None, {}
-    return CustomerState.from_json(rec["s"]), dict(rec["h"])
+    return CustomerState.from_json(rec["s"], copy=False), dict(rec["h"])
 
 
-def _customer_write(customer_id: str, state: CustomerState, stamps: dict[str, int]) -> tuple[str, Any]:
-    return keys.customer_key(customer_id), {"s": state.to_json(), "h": stamps}
+def _customer_write(ckey: str, state: CustomerState, stamps: dict[str, int]) -> tuple[str, Any]:
+    """The new record: shares unchanged entries with the old one (never mutated either)."""
+    return ckey, {"s": state.to_json(copy=False), "h": stamps}
 
 
 def plan(
@@ -104,7 +112,8 @@ def plan(
     decoded = (decode_interaction if kind == "interactions" else decode_profile)(raw, key, now_ms)
     if isinstance(decoded, Rejection):
         return Plan("deadlettered", rejection=decoded)
-    state, stamps = _customer(view, decoded.customer_id)
+    ckey = keys.customer_key(decoded.customer_id)
+    state, stamps = _customer(view, ckey)
     stamp = _STAMP[kind]
     if stamps.get(stamp, -1) >= offset:
         return Plan("replayed")
@@ -114,7 +123,7 @@ def plan(
     else:
         new_state = apply_profile(state, decoded)
     stamps[stamp] = offset
-    return Plan("accepted", after_alert=[_customer_write(decoded.customer_id, new_state, stamps)])
+    return Plan("accepted", after_alert=[_customer_write(ckey, new_state, stamps)])
 
 
 def _survey(
@@ -124,7 +133,8 @@ def _survey(
     r = decode_survey(raw, key, now_ms)
     if isinstance(r, Rejection):
         return Plan("deadlettered", rejection=r)
-    state, stamps = _customer(view, r.customer_id)
+    ckey = keys.customer_key(r.customer_id)
+    state, stamps = _customer(view, ckey)
     st_rec = view.get(keys.stream_time_key(partition))
     stream_time = st_rec["t"] if st_rec is not None else None
     if stamps.get("s", -1) >= offset:
@@ -146,12 +156,14 @@ def _survey(
         # stream time may have moved on, and this message must not turn into a dead letter.
         stamps["s"] = offset
         out = Plan("duplicate", survey=r.survey,
-                   after_alert=[_customer_write(r.customer_id, state, stamps)])
+                   after_alert=[_customer_write(ckey, state, stamps)])
         _advance(out, partition, stream_time, new_st)
         return out
 
     out = Plan("accepted", survey=r.survey)
-    admitted = {dim: set(view.get(keys.cap_key(partition, dim)) or ())
+    # The stored caps are sorted lists of distinct values: membership and size are all
+    # segment_keys needs, so they are used as they are rather than copied into sets.
+    admitted = {dim: view.get(keys.cap_key(partition, dim)) or ()
                 for dim in dimension_values(r)
                 if cfg.dimensions is None or dim in cfg.dimensions}
     seg = segment_keys(r, dimensions=cfg.dimensions, admitted=admitted, cap=cfg.value_cap)
@@ -161,26 +173,68 @@ def _survey(
         new_caps.setdefault(dim, set(admitted.get(dim, ()))).add(value)
     for dim, values in new_caps.items():
         out.before_alert.append((keys.cap_key(partition, dim), sorted(values)))
-    buckets = bucket_keys_for(r.occurred_at)
-    for segment in seg.keys:
-        for res, start in buckets:
-            bkey = keys.bucket_key(partition, segment, res, start)
-            cur = view.get(bkey)
-            if cur is not None and cur[-1] >= offset:
-                continue  # this bucket already holds this message
-            counts = list(cur[:-1]) if cur is not None else list(zero_counts())
-            out.before_alert.append((bkey, [*add_response(counts, r.survey, r.score), offset]))
+    _add_to_buckets(out.before_alert, view, partition, offset, r, seg.keys)
 
     new_state, turn = apply_survey(state, r, horizon_start_ms=new_st - cfg.horizon_ms)
     if turn is not None:
         out.alert = build_alert(state, r, turn, detected_at_ms=now_ms)
     stamps["s"] = offset
-    out.after_alert.append(_customer_write(r.customer_id, new_state, stamps))
+    out.after_alert.append(_customer_write(ckey, new_state, stamps))
     _advance(out, partition, stream_time, new_st)
     if r.survey == "nps":
         out.category = category(r.score)
     return out
 
+
+
+def _add_to_buckets(writes: list[tuple[str, Any]], view: StateView, partition: int,
+                    offset: int, r: SurveyResponse, segments: tuple[str, ...]) -> None:
+    """Append the bucket writes of response `r` (at `offset`): its three buckets in each
+    segment, each stored as `[counts..., offset]`, skipping those that already hold it.
+
+    The hot loop of a response (~18 buckets): the score is validated and turned into its
+    counter increments once, and each resolution's key prefix is formatted once (at most).
+    The buckets this response creates share one value list: stored values are never
+    mutated in place (a bucket update copies, see below; readers slice), so this saves
+    allocations, and garbage collector work on them, only.
+    """
+    inc = increment(r.survey, r.score)
+    fresh = zero_counts()
+    for position, amount in inc:
+        fresh[position] += amount
+    fresh.append(offset)
+    prefixes = _bucket_prefixes(partition, r.occurred_at)
+    get = view.get
+    for segment in segments:
+        for prefix in prefixes:
+            bkey = prefix + segment
+            cur = get(bkey)
+            if cur is None:
+                writes.append((bkey, fresh))  # one list for all new buckets: never mutated
+                continue
+            if cur[-1] >= offset:
+                continue  # this bucket already holds this message
+            if len(cur) != WIDTH + 1:
+                add_response(cur[:-1], r.survey, r.score)  # raises: not WIDTH counters
+            new = list(cur)
+            for position, amount in inc:
+                new[position] += amount
+            new[WIDTH] = offset
+            writes.append((bkey, new))
+
+
+def _bucket_prefixes(partition: int, occurred_at: int) -> tuple[str, ...]:
+    """`keys.bucket_key_prefix` of the buckets at `occurred_at`, finest first; remembered
+    per (partition, minute), which all three buckets are a function of."""
+    cache_key = (partition, occurred_at - occurred_at % MINUTE)
+    prefixes = _PREFIXES.get(cache_key)
+    if prefixes is None:
+        if len(_PREFIXES) >= _PREFIXES_MAX:
+            _PREFIXES.clear()
+        prefixes = _PREFIXES[cache_key] = tuple(
+            keys.bucket_key_prefix(partition, res, start)
+            for res, start in bucket_keys_for(occurred_at))
+    return prefixes
 
 
 def _advance(out: Plan, partition: int, old: int | None, new: int) -> None:

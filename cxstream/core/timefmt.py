@@ -23,13 +23,22 @@ __all__ = ["parse_rfc3339", "format_rfc3339", "MIN_MS", "MAX_MS"]
 # `[0-9]`, not `\d`: in Python `\d` also matches other scripts' digits (e.g. "２"), which
 # int() would happily convert. Callers use fullmatch(), so no trailing newline slips through
 # the way it does past `$`. Ranges of hour, minute, second and offset are in the pattern; the
-# calendar (month 13, February 30, year 0) is left to date.fromisoformat.
+# calendar (month 13, February 30, year 0) is left to date.fromisoformat. The first group is
+# everything up to the minute ("YYYY-MM-DDTHH:MM"), the part `_minute_of` caches.
 _RFC3339 = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]):([0-5][0-9])"
     r"(?:\.([0-9]+))?(?:[Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
 )
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DAY_MS = 86_400_000
+#: Minutes since the epoch of recently seen "YYYY-MM-DDTHH:MM" prefixes: events of a stream
+#: share their minute far more often than not, and the calendar arithmetic is most of the
+#: cost of a parse. Emptied when full, so it stays small.
+_MINUTES: dict[str, int] = {}
+_MINUTES_MAX = 4096
+#: Two and three ASCII digits → their value: checks and converts in one lookup.
+_SECONDS = {f"{n:02d}": n for n in range(60)}
+_MILLIS = {f"{n:03d}": n for n in range(1000)}
 
 #: The representable range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z.
 MIN_MS = (date(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY_MS
@@ -43,20 +52,61 @@ def parse_rfc3339(value: str) -> int | None:
     """
     if type(value) is not str:
         return None
+    if (ms := _parse_usual(value)) is not None:
+        return ms
     m = _RFC3339.fullmatch(value)
     if m is None:
         return None
-    ymd, hour, minute, second, frac, sign, off_h, off_m = m.groups()
-    try:
-        days = date.fromisoformat(ymd).toordinal() - _EPOCH_ORDINAL
-    except ValueError:  # year 0000, month 13, February 30, ...
-        return None
-    minutes = days * 1440 + int(hour) * 60 + int(minute)
+    to_minute, second, frac, sign, off_h, off_m = m.groups()
+    minutes = _MINUTES.get(to_minute)
+    if minutes is None:
+        minutes = _minute_of(to_minute)
+        if minutes is None:
+            return None
     if sign is not None:
         offset = int(off_h) * 60 + int(off_m)
         minutes = minutes - offset if sign == "+" else minutes + offset
-    ms = 0 if frac is None else int((frac + "00")[:3])
+    if frac is None:
+        ms = 0
+    else:
+        ms = int(frac) if len(frac) == 3 else int((frac + "00")[:3])
     return minutes * 60_000 + int(second) * 1000 + ms
+
+
+def _parse_usual(value: str) -> int | None:
+    """`YYYY-MM-DDTHH:MM:SSZ` or `YYYY-MM-DDTHH:MM:SS.mmmZ` in a minute `_MINUTES` knows,
+    which is most timestamps of a stream, without the regex; None: anything else (the
+    general path decides). Only prefixes the regex accepted are in `_MINUTES`, and the
+    lookups below accept exactly the digits it does, so both paths agree."""
+    n = len(value)
+    if n == 24:
+        if value[19] != "." or (millis := _MILLIS.get(value[20:23])) is None:
+            return None
+    elif n != 20:
+        return None
+    else:
+        millis = 0
+    if value[-1] not in "Zz" or value[16] != ":":
+        return None
+    minutes = _MINUTES.get(value[:16])
+    second = _SECONDS.get(value[17:19])
+    if minutes is None or second is None:
+        return None
+    return minutes * 60_000 + second * 1000 + millis
+
+
+def _minute_of(to_minute: str) -> int | None:
+    """Minutes since the epoch of a matched "YYYY-MM-DDTHH:MM" (remembered in `_MINUTES`),
+    or None if the date does not exist."""
+    try:
+        days = date.fromisoformat(to_minute[:10]).toordinal() - _EPOCH_ORDINAL
+    except ValueError:  # year 0000, month 13, February 30, ...
+        return None
+    minutes = days * 1440 + int(to_minute[11:13]) * 60 + int(to_minute[14:16])
+    if len(_MINUTES) >= _MINUTES_MAX:
+        _MINUTES.clear()
+    _MINUTES[to_minute] = minutes
+    return minutes
 
 
 def format_rfc3339(ms: int) -> str:

@@ -63,8 +63,13 @@ async def outcomes(w: Worker) -> dict[str, float]:
     return out
 
 
+BATCH = 50
+
+
 async def test_sigterm_mid_stream_and_drained(worker_factory: Any) -> None:
-    w: Worker = worker_factory()
+    # Small batches: with the default (2000) the stream is a batch or two, and there is no
+    # "mid-stream" to stop in.
+    w: Worker = worker_factory(extra_env={"CXSTREAM_BATCH_SIZE": str(BATCH)})
     t = w.prefix
     w.start()
     await w.wait_ready()
@@ -83,9 +88,9 @@ async def test_sigterm_mid_stream_and_drained(worker_factory: Any) -> None:
     await w.wait_ready(120)
     await wait_inputs_drained(w)
     replayed = (await outcomes(w)).get("replayed", 0)
-    # Everything committed at shutdown is never read again; at most the messages the agent
-    # had in hand when it stopped (one per partition, concurrency 1) can be re-read.
-    assert replayed <= w.partitions, f"{replayed} messages replayed after a clean shutdown"
+    # Everything committed at shutdown is never read again; at most the batch being planned
+    # when it stopped can be re-read (one handed over completes before the worker leaves).
+    assert replayed <= BATCH, f"{replayed} messages replayed after a clean shutdown"
 
     # 2. Drained: committed == end, and a restart reads nothing at all.
     took_drained = sigterm(w)

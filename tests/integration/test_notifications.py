@@ -4,7 +4,6 @@ holds up alerting."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator
 import orjson
 import pytest
 from aiohttp import web
+from faust.types import TP
 from aiohttp.test_utils import TestServer
 
 from cxstream import agents
@@ -67,9 +68,11 @@ def survey(**overrides: Any) -> bytes:
     return orjson.dumps(doc)
 
 
-def event(topic: str, value: bytes, key: bytes = b"c-1", offset: int = 0) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=0, offset=offset,
-                                                   key=key, value=value, time_in=None))
+async def handle(processor: Processor, topic: str, value: bytes, key: bytes = b"c-1",
+                 offset: int = 0) -> None:
+    """One record through the processor, as a batch of one (`cxstream.batching`)."""
+    record = SimpleNamespace(topic=topic, partition=0, offset=offset, key=key, value=value)
+    await (await processor.process({TP(topic, 0): [record]}))
 
 
 @pytest.fixture
@@ -96,14 +99,14 @@ async def test_processor_error_paths_log_no_personal_data(
         survey(event_id=""),                               # invalid_value
     ]
     for offset, value in enumerate(bad):
-        await processor.handle(event(topic, value, offset=offset))
+        await handle(processor, topic, value, offset=offset)
     assert len(processor.deadletters.sent) == len(bad)  # type: ignore[attr-defined]
 
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise ValueError(f"cannot handle {EMAIL}: {COMMENT} ({NAME})")
 
     monkeypatch.setattr(agents, "plan", explode)
-    await processor.handle(event(topic, survey(), offset=99))
+    await handle(processor, topic, survey(), offset=99)
     dead = [orjson.loads(d["value"]) for d in processor.deadletters.sent]  # type: ignore[attr-defined]
     assert dead[-1]["error_code"] == "processing_error"
     assert EMAIL not in dead[-1]["reason"]

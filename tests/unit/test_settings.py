@@ -36,12 +36,19 @@ def test_values_are_parsed() -> None:
 
 @pytest.mark.parametrize("env", [
     {"CXSTREAM_PARTITIONS": "0"}, {"CXSTREAM_WEB_PORT": "http"}, {"CXSTREAM_WINDOWS": "7x"},
-    {"CXSTREAM_STORE": "redis://"}, {"CXSTREAM_NOT_A_SETTING": "1"},
+    {"CXSTREAM_STORE": "redis://"}, {"CXSTREAM_NOT_A_SETTING": "1"}, {"CXSTREAM_LOG_LEVEL": "loud"},
 ])
 def test_bad_values_name_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError) as exc:
         Settings.from_env(env)
     assert next(iter(env)) in str(exc.value)
+
+
+@pytest.mark.parametrize("raw, level", [("crit", "critical"), ("warn", "warning"), ("INFO", "info")])
+def test_log_levels_are_names_the_logging_setup_knows(raw: str, level: str) -> None:
+    # The worker hands the level to mode's logging setup, which knows no "crit" or "warn"
+    # spelling of its own for every level.
+    assert Settings.from_env({"CXSTREAM_LOG_LEVEL": raw}).log_level == level
 
 
 def test_faust_reads_no_unprefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:

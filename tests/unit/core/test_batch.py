@@ -119,3 +119,25 @@ def test_reads_see_the_batch_before_the_table() -> None:
     assert (pending.get("c|a"), pending.get("c|b"), pending.get("c|z", "d")) == (10, 2, "d")
     assert table == {"c|a": 1, "c|b": 2}  # nothing written until flushed
     assert list(pending.ordered(1)) == []
+
+
+KEYS = st.sampled_from([keys.cap_key(0, "plan"), keys.cap_key(0, "region"), keys.customer_key("c1"),
+                        keys.customer_key("c2"), keys.bucket_key(0, "all", 60_000, 0),
+                        keys.bucket_key(0, "plan:pro", 60_000, 0), keys.bucket_key(0, "all", 3_600_000, 0),
+                        keys.stream_time_key(0)])
+
+
+@given(st.lists(st.tuples(KEYS, st.integers()), max_size=30))
+def test_ordered_is_a_stable_sort_by_kind(puts: list[tuple[str, int]]) -> None:
+    pending = PendingWrites({})
+    for k, v in puts:
+        pending.put(0, k, v)
+    latest = dict(puts)
+    rank = {keys.CAP: 0, keys.BUCKET: 1, keys.CUSTOMER: 2, keys.STREAM_TIME: 3}
+    assert list(pending.ordered(0)) == sorted(latest.items(), key=lambda kv: rank[kv[0][:1]])
+
+
+def test_a_pending_none_is_a_value() -> None:
+    pending = PendingWrites({"c|a": 1})
+    pending.put(0, "c|a", None)
+    assert pending.get("c|a", "default") is None

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from cxstream.core import decode as decode_module
 from cxstream.core.decode import (
     MAX_FUTURE_SKEW_MS,
     MAX_VALUE_BYTES,
@@ -597,3 +598,18 @@ def test_valid_documents_decode_to_their_fields(decode: Decoder, strategy: Any, 
     result = decode(raw, doc["customer_id"].encode(), NOW)
     assert result == expected
     assert type(getattr(result, "score", 0)) is int
+
+
+# -- the remembered dimension names --------------------------------------------------------------
+@pytest.mark.parametrize("decode", DECODERS, ids=lambda d: d.__name__)
+def test_remembered_dimension_names_change_no_result(decode: Decoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valid names are remembered (up to a bound) so the regex runs less; what is accepted
+    is the same before, while and after the memory fills up."""
+    monkeypatch.setattr(decode_module, "_GOOD_NAMES", set())
+    monkeypatch.setattr(decode_module, "_GOOD_NAMES_MAX", 3)
+    names = ["plan", "region", "tier", "plan_2", "a" * 64, "Plan", "2plan", "a" * 65, "pl-an", "plan\n", ""]
+    for _ in range(2):  # cold, then with the memory full
+        for name in names:
+            expected = None if name in ("plan", "region", "tier", "plan_2", "a" * 64) else E.INVALID_VALUE
+            assert code(decode, BUILDERS[decode](segment={name: "x"})) == expected, name
+    assert len(decode_module._GOOD_NAMES) == 3

@@ -295,11 +295,41 @@ def test_version_1_records_are_read() -> None:
     assert s.to_json()["v"] == 2
 
 
-@pytest.mark.parametrize("bad", [{"v": 99}, {}, {"v": 2, "id": "c1"}, {"v": 2, "id": "c1", "n": None, "cs": None,
-                                                                          "ce": None, "j": 5, "p": None, "s": {}}])
-def test_unknown_or_broken_records_fail_loudly(bad: dict[str, Any]) -> None:
+BROKEN = [{"v": 99}, {}, {"v": 2, "id": "c1"},
+          {"v": 2, "id": "c1", "n": None, "cs": None, "ce": None, "j": 5, "p": None, "s": {}},
+          {"v": 2, "id": "c1", "n": None, "cs": None, "ce": None, "j": [5], "p": None, "s": {}},
+          {"v": 2, "id": "c1", "n": None, "cs": None, "ce": None, "j": [], "p": None, "s": 5},
+          {"v": 1, "id": "c1", "n": 5, "cs": None, "ce": None, "j": [], "p": None, "s": {}}, []]
+
+
+@pytest.mark.parametrize("copy", [True, False])
+@pytest.mark.parametrize("bad", BROKEN)
+def test_unknown_or_broken_records_fail_loudly(bad: dict[str, Any], copy: bool) -> None:
     with pytest.raises(ValueError):
-        CustomerState.from_json(bad)
+        CustomerState.from_json(bad, copy=copy)
+
+
+def test_shared_json_shares_instead_of_copying() -> None:
+    """`copy=False` (what `step` uses) skips the deep copies: same values, same objects."""
+    s = CustomerState.empty("c1")
+    s = apply_profile(s, CustomerProfile("c1", {"plan": "pro"}, T0, Owner("Ana")))
+    s = apply_interaction(s, Interaction("i1", "c1", T0, "call"))
+    s, _ = apply_survey(s, nps("a", 9, 0, segment={"plan": "pro"}), horizon_start_ms=0)
+    d = s.to_json(copy=False)
+    assert d == s.to_json() and d["n"] is s.nps and d["p"] is s.profile and d["s"] is s.seen
+    assert d["j"] == list(s.journey) and d["j"][0] is s.journey[0]
+    r = CustomerState.from_json(d, copy=False)
+    assert r == s and r.nps is d["n"] and r.profile is d["p"] and r.seen is d["s"]
+    assert r.journey[0] is d["j"][0]
+
+
+def test_version_1_records_are_read_without_copying_too() -> None:
+    v1 = {"v": 1, "id": "c1", "n": {"id": "a", "score": 3, "cat": "detractor", "at": T0},
+          "cs": None, "ce": None, "j": [], "p": None, "s": {"a": T0}}
+    s = CustomerState.from_json(v1, copy=False)
+    assert s == CustomerState.from_json(v1)
+    assert s.nps == {**v1["n"], "tp": None, "ch": None, "cmt": None, "seg": {}}
+    assert v1["n"] == {"id": "a", "score": 3, "cat": "detractor", "at": T0}  # not upgraded in place
 
 
 # -- properties -----------------------------------------------------------------------------
@@ -413,3 +443,33 @@ def test_json_round_trip_and_bounds(evs: list[Any], horizon: int, cap: int, jlen
     assert len(s.seen) <= cap and all(at >= horizon for at in s.seen.values())
     assert len(s.journey) <= jlen
     assert [(e["at"], e["id"]) for e in s.journey] == sorted(((e["at"], e["id"]) for e in s.journey), reverse=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(events, max_size=40), st.integers(0, 4))
+def test_shared_json_round_trip(evs: list[Any], jlen: int) -> None:
+    s = fold_any(evs, journey_len=jlen)
+    shared = s.to_json(copy=False)
+    assert shared == s.to_json()
+    assert CustomerState.from_json(shared, copy=False) == s
+    assert CustomerState.from_json(orjson.loads(orjson.dumps(shared)), copy=False) == s
+
+
+interactions = st.builds(Interaction, st.text("ijk", min_size=1, max_size=2), st.just("c1"),
+                         st.integers(T0, T0 + 5), st.sampled_from(["call", "chat"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(interactions, max_size=30), st.integers(0, 5))
+def test_journey_equals_re_sorting_every_time(arrivals: list[Interaction], jlen: int) -> None:
+    """`apply_interaction` inserts in place; the reference re-sorts the whole list."""
+    s = CustomerState.empty("c1")
+    ref: list[Interaction] = []
+    for i in arrivals:
+        s = apply_interaction(s, i, journey_len=jlen)
+        if any(e.event_id == i.event_id for e in ref):
+            continue
+        if len(ref) == jlen and (jlen == 0 or (i.occurred_at, i.event_id) < (ref[-1].occurred_at, ref[-1].event_id)):
+            continue
+        ref = sorted([*ref, i], key=lambda e: (e.occurred_at, e.event_id), reverse=True)[:jlen]
+    assert [(e["id"], e["at"], e["kind"]) for e in s.journey] == [(e.event_id, e.occurred_at, e.kind) for e in ref]

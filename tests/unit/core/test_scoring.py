@@ -22,6 +22,7 @@ from cxstream.core.scoring import (
     WIDTH,
     add,
     category,
+    increment,
     merge,
     nps,
     summary,
@@ -84,6 +85,23 @@ def test_unknown_survey_and_wrong_width_are_refused() -> None:
         summary([0] * 9)
     with pytest.raises(ValueError):
         category(11)
+
+
+@given(RESPONSES)
+def test_increment_is_what_add_adds(response: tuple[str, int]) -> None:
+    survey, score = response
+    c = zero()
+    for position, amount in increment(survey, score):
+        c[position] += amount
+    assert c == add(zero(), survey, score)
+    assert all(type(amount) is int for _, amount in increment(survey, score))
+
+
+@pytest.mark.parametrize("survey,score", [("nps", 11), ("nps", -1), ("csat", 0), ("ces", 6), ("nps", True),
+                                          ("nps", 7.0), ("xyz", 3)])
+def test_increment_validates(survey: str, score: object) -> None:
+    with pytest.raises(ValueError):
+        increment(survey, score)  # type: ignore[arg-type]
 
 
 def test_add_does_not_mutate_its_input() -> None:

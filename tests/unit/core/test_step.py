@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,3 +147,74 @@ def test_crash_at_any_point_gives_the_same_state_and_alert_ids(
     lost = [p.alert["alert_id"] for i, p in enumerate(plans)
             if p.alert and ends[i] - len(p.after_alert) + 1 > durable]
     assert set(lost) <= set(replay_ids)
+
+
+# -- what plans read is never changed: the basis for sharing instead of copying ---------------
+@st.composite
+def mixed_streams(draw: st.DrawFn) -> list[tuple[str, bytes, bytes]]:
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    out = []
+    for i in range(draw(st.integers(5, 60))):
+        cid = f"c{rng.randrange(4)}"
+        at = format_rfc3339(BASE + rng.randrange(0, 3 * DAY, 60_000) + rng.randrange(60_000))
+        seg = {rng.choice(["plan", "region"]): rng.choice(["pro", "free", "eu", "other"])}
+        what = rng.random()
+        if what < 0.5:
+            doc: dict[str, Any] = {"event_id": f"e{rng.randrange(40)}", "customer_id": cid,
+                                   "survey": "nps", "score": rng.randrange(11), "occurred_at": at,
+                                   "segment": seg, "touchpoint": rng.choice(["web", "app"])}
+            out.append(("surveys", cid.encode(), orjson.dumps(doc)))
+        elif what < 0.85:
+            doc = {"event_id": f"i{rng.randrange(40)}", "customer_id": cid, "occurred_at": at,
+                   "kind": "call", "channel": "phone"}
+            out.append(("interactions", cid.encode(), orjson.dumps(doc)))
+        else:
+            doc = {"customer_id": cid, "segment": seg, "updated_at": at,
+                   "owner": {"name": "Ana", "email": "ana@example.com"}}
+            out.append(("customers", cid.encode(), orjson.dumps(doc)))
+    return out
+
+
+def frozen(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mixed_streams())
+def test_plans_never_mutate_the_state_they_read_or_wrote(msgs: list[tuple[str, bytes, bytes]]) -> None:
+    """Stored values and plans share data (no deep copies per event): so no plan, alert or
+    later message may change a value in place."""
+    cfg = StepConfig(horizon_ms=CFG.horizon_ms, value_cap=2, journey_length=3)
+    table: dict[str, Any] = {}
+    written: list[tuple[Any, bytes]] = []
+    for offset, (kind, key, value) in enumerate(msgs):
+        before = frozen(table)
+        p = plan(kind, table, cfg, partition=0, offset=offset, key=key, value=value, now_ms=NOW)
+        assert frozen(table) == before
+        if p.alert is not None:  # whatever a consumer of the alert does to it
+            for v in p.alert.values():
+                if isinstance(v, (dict, list)):
+                    v.clear()
+            assert frozen(table) == before
+        for k, v in (*p.before_alert, *p.after_alert):
+            written.append((v, frozen(v)))
+            table[k] = v
+    assert all(frozen(v) == snapshot for v, snapshot in written)
+
+
+def test_a_broken_bucket_fails_loudly() -> None:
+    """A stored bucket without 8 counters and an offset is an error, not a guess."""
+    bkey = keys.bucket_key(0, "all", 60_000, BASE)
+    with pytest.raises(ValueError, match="8 entries"):
+        plan("surveys", {bkey: [1, 2, 3]}, CFG, partition=0, offset=5, key=b"c1",
+             value=survey("e1", "c1", 9, BASE), now_ms=NOW)
+
+
+def test_bucket_keys_are_the_documented_keys() -> None:
+    p = plan("surveys", {}, CFG, partition=3, offset=0, key=b"c1",
+             value=survey("e1", "c1", 9, BASE + 61_000, touchpoint="web"), now_ms=NOW)
+    buckets = [k for k, _ in p.before_alert if k.startswith("b|")]
+    assert buckets == [keys.bucket_key(3, seg, res, (BASE + 61_000) // res * res)
+                       for seg in ("all", "plan:pro", "touchpoint:web")
+                       for res in (60_000, 3_600_000, 86_400_000)]
+    assert all(v == [1, 0, 0, 0, 0, 0, 0, 0, 0] for k, v in p.before_alert if k.startswith("b|"))

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cxstream.core import timefmt
 from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339, parse_rfc3339
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -162,3 +163,31 @@ def test_the_same_instant_with_any_offset(ms: int, offset_minutes: int) -> None:
 def test_never_raises(text: str) -> None:
     result = parse_rfc3339(text)
     assert result is None or MIN_MS - 86_400_000 < result < MAX_MS + 86_400_000
+
+
+# -- the minute cache: parses that skip the regex give the regex's answers ----------------------
+EDITS = st.lists(st.tuples(st.integers(0, 23), st.sampled_from("0123456789:.-+TtZz ５a\n")), max_size=2)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.integers(MIN_MS, MAX_MS), st.booleans(), EDITS, st.integers(0, 25))
+def test_cached_minutes_change_no_result(ms: int, whole_seconds: bool, edits: list[tuple[int, str]],
+                                         cut: int) -> None:
+    instant = ms - ms % 1000 if whole_seconds else ms
+    usual = format_rfc3339(instant)  # 20 or 24 characters
+    chars = list(usual)
+    for at, char in edits:
+        chars[at % len(chars)] = char
+    text = "".join(chars)[:cut] if cut < 20 else "".join(chars)
+    timefmt._MINUTES.clear()
+    cold = parse_rfc3339(text)
+    assert parse_rfc3339(usual) == instant  # caches its minute
+    assert parse_rfc3339(text) == cold  # with the unedited text's minute known
+    assert parse_rfc3339(text) == cold  # and with its own, if it parsed
+
+
+def test_the_minute_cache_is_bounded() -> None:
+    start = 1_793_448_000_000
+    for minute in range(timefmt._MINUTES_MAX + 10):
+        assert parse_rfc3339(format_rfc3339(start + minute * 60_000)) == start + minute * 60_000
+    assert 0 < len(timefmt._MINUTES) <= timefmt._MINUTES_MAX

@@ -1,0 +1,159 @@
+"""Writes a batch's state entries: to the table's changelog first, then to the local store.
+
+Why not `table[key] = value`: Faust sends one changelog message per table write through its
+producer buffer (tens of microseconds each) and writes the local store before the changelog
+has it. Here each partition's entries of a batch go out as whole record batches (aiokafka's
+`create_batch`/`send_batch`), in the order given, and reach the local store only once the
+broker has acknowledged them, with their changelog offsets (what RocksDB remembers as
+"persisted", so a restart reads the changelog from there). The local store is therefore
+never ahead of the changelog, which is what another worker recovers from.
+
+Order is kept: one producer, batches of a partition sent one after another (aiokafka keeps
+one in flight per partition). If the broker fails a batch, the partition's entries are sent
+again from the first, so whatever prefix a crash leaves is a prefix of the intended writes
+followed by a full copy of them; the replay argument in `cxstream.core.batch` holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from aiokafka.errors import KafkaError
+from faust.stores.memory import Store as MemoryStore
+from faust.types import TP
+
+try:
+    from rocksdict import WriteBatch
+except ImportError:  # pragma: no cover - the rocksdb extra is not installed: memory store only
+    WriteBatch = None
+
+log = logging.getLogger(__name__)
+
+#: (key, value) in write order; value None deletes the key.
+Entries = Sequence[tuple[str, Any]]
+
+
+class _Message:
+    """The parts of a changelog message that Faust's stores read in `apply_changelog_batch`."""
+
+    __slots__ = ("tp", "partition", "offset", "key", "value")
+
+    def __init__(self, tp: TP, offset: int, key: bytes, value: bytes | None) -> None:
+        self.tp, self.partition, self.offset, self.key, self.value = tp, tp.partition, offset, key, value
+
+
+class _Event:
+    __slots__ = ("key", "value", "message")
+
+    def __init__(self, key: str, value: Any, message: _Message) -> None:
+        self.key, self.value, self.message = key, value, message
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+class ChangelogWriter:
+    """Writes entries of the state table partition by partition, changelog first."""
+
+    def __init__(self, app: Any, table: Any) -> None:
+        self.app = app
+        self.table = table
+
+    @property
+    def topic(self) -> str:
+        return self.table.changelog_topic.get_topic_name()
+
+    async def write(self, writes: Mapping[int, Entries]) -> None:
+        """Write each partition's entries (in order); returns once the broker acknowledged
+        all of them and the local store holds them."""
+        topic = self.topic
+        encoded = {p: [(orjson.dumps(k), None if v is None else orjson.dumps(v)) for k, v in entries]
+                   for p, entries in writes.items() if entries}
+        sent = {p: await self._send(topic, p, records) for p, records in encoded.items()}
+        for partition, futures in sent.items():
+            last = await self._last_offset(topic, partition, encoded[partition], futures)
+            self._apply(TP(topic, partition), writes[partition], encoded[partition], last)
+
+    def _apply(self, tp: TP, entries: Entries, encoded: list[tuple[bytes, bytes | None]],
+               last_offset: int) -> None:
+        """Write acknowledged entries to the local store; RocksDB also records `last_offset`
+        as persisted (where a restart resumes reading the changelog)."""
+        store = self.table.data
+        if isinstance(store, MemoryStore):
+            first = last_offset - len(entries) + 1
+            store.apply_changelog_batch(
+                [_Event(k, v, _Message(tp, first + i, kb, vb))
+                 for i, ((k, v), (kb, vb)) in enumerate(zip(entries, encoded))],
+                to_key=_same, to_value=_same)
+            return
+        # Faust's RocksDB store does the same in `apply_changelog_batch`, from one event
+        # object per entry; a write batch straight from the encoded entries is cheaper.
+        batch = WriteBatch(raw_mode=True)
+        for key, value in encoded:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        store._db_for_partition(tp.partition).write(batch)  # noqa: SLF001 - no public API
+        store.set_persisted_offset(tp, last_offset)
+
+    async def _send(self, topic: str, partition: int,
+                    records: list[tuple[bytes, bytes | None]]) -> list[tuple[asyncio.Future[Any], int]]:
+        """Hand the records to the producer as record batches; (future, count) per batch (a
+        failure to hand them over comes back as a failed future, retried by `_last_offset`)."""
+        try:
+            return await self._send_batches(topic, partition, records)
+        except KafkaError as exc:
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return [(failed, 0)]
+
+    async def _send_batches(self, topic: str, partition: int, records: list[tuple[bytes, bytes | None]]
+                            ) -> list[tuple[asyncio.Future[Any], int]]:
+        producer = self._producer()
+        futures = []
+        builder = producer.create_batch()
+        count = 0
+        for key, value in records:
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                futures.append((await producer.send_batch(builder, topic, partition=partition), count))
+                builder, count = producer.create_batch(), 0
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    raise ValueError(f"a state entry of {len(value or b'')} bytes does not fit "
+                                     "in a producer batch")
+            count += 1
+        futures.append((await producer.send_batch(builder, topic, partition=partition), count))
+        return futures
+
+    async def _last_offset(self, topic: str, partition: int,
+                           records: list[tuple[bytes, bytes | None]],
+                           futures: list[tuple[asyncio.Future[Any], int]]) -> int:
+        """The changelog offset of the last record, once all are acknowledged; sends them
+        all again while the broker fails them."""
+        delay = 0.5
+        while True:
+            try:
+                last = -1
+                for fut, count in futures:
+                    meta = await fut
+                    last = meta.offset + count - 1
+                return last
+            except KafkaError as exc:
+                log.warning("state changelog %s[%d] not acknowledged (%s); writing the batch "
+                            "again in %.1fs", topic, partition, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                futures = await self._send(topic, partition, records)
+
+    def _producer(self) -> Any:
+        # Faust's own aiokafka producer (same connection, security settings and idempotence);
+        # Faust has no public accessor for it.
+        producer = getattr(self.app.producer, "_producer", None)
+        if producer is None:
+            raise RuntimeError("the Kafka producer is not started; state cannot be written")
+        return producer

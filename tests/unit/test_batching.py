@@ -1,0 +1,144 @@
+"""Batches below Faust's streams: acknowledged only when complete, a rebalance waits for them,
+re-fetched records are skipped, offset holes do not stop commits; and a batch planned while
+the previous one is still being written sees that one's writes.
+
+Runs Faust's real consumer bookkeeping and its commit-offset computation (`_new_offset`),
+without a broker: `cxstream.batching` hands records over and acknowledges them; what is
+committed is Faust's decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from faust.types import TP
+
+from cxstream.agents import Processor
+from cxstream.app import create_app
+from cxstream.batching import InFlight
+from cxstream.settings import Settings
+
+TOPIC = "cx.surveys"
+
+
+def record(offset: int, value: bytes = b"{}", partition: int = 0, key: bytes = b"c-1") -> Any:
+    return SimpleNamespace(topic=TOPIC, partition=partition, offset=offset, key=key, value=value)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Any:
+    return create_app(Settings.from_env({"CXSTREAM_DATA_DIR": str(tmp_path)}))
+
+
+def in_flight(consumer: Any) -> list[InFlight]:
+    return [m for m in consumer._unacked_messages if isinstance(m, InFlight)]  # noqa: SLF001
+
+
+async def test_a_batch_is_acknowledged_only_once_complete_and_the_next_waits(app: Any) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+    rests: list[asyncio.Future[None]] = []
+
+    async def on_batch(batch: Any, fetched_at: float) -> asyncio.Future[None]:
+        rests.append(asyncio.get_running_loop().create_future())
+        return rests[-1]
+
+    consumer.on_batch = on_batch
+    await consumer._handle({tp: [record(0), record(1), record(2)]}, 0.0)  # noqa: SLF001
+    # Handed over, not complete: nothing acknowledged, and a rebalance would wait for it.
+    assert consumer._new_offset(tp) is None  # noqa: SLF001
+    assert [m.offset for m in in_flight(consumer)] == [0]
+
+    second = asyncio.ensure_future(consumer._handle({tp: [record(3)]}, 0.0))  # noqa: SLF001
+    await asyncio.sleep(0.01)
+    assert not second.done()  # the next batch is planned, but waits for the first to finish
+    rests[0].set_result(None)
+    await second
+    assert consumer._new_offset(tp) == 3  # noqa: SLF001 - offsets 0-2 committable
+    assert [m.offset for m in in_flight(consumer)] == [3]
+
+    rests[1].set_result(None)
+    await consumer._finishing  # noqa: SLF001
+    assert consumer._new_offset(tp) == 4  # noqa: SLF001
+    assert in_flight(consumer) == []
+
+
+async def test_a_failed_batch_is_never_acknowledged(app: Any) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+
+    async def on_batch(batch: Any, fetched_at: float) -> asyncio.Future[None]:
+        failed = asyncio.get_running_loop().create_future()
+        failed.set_exception(RuntimeError("state store unavailable"))
+        return failed
+
+    consumer.on_batch = on_batch
+    await consumer._handle({tp: [record(0)]}, 0.0)  # noqa: SLF001
+    with pytest.raises(RuntimeError):
+        await consumer._finishing  # noqa: SLF001
+    assert consumer._new_offset(tp) is None  # noqa: SLF001
+    assert in_flight(consumer) == []  # a rebalance does not wait for it forever
+
+
+async def test_refetched_records_are_skipped_and_holes_do_not_stop_commits(app: Any) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+    consumer._committed_offset[tp] = 5  # noqa: SLF001
+    consumer._read_offset[tp] = 5  # noqa: SLF001 - what a seek back to the committed offset sets
+    fresh = await consumer._unread(tp, [record(o) for o in (3, 4, 5, 6, 9)])  # noqa: SLF001
+    assert [r.offset for r in fresh] == [5, 6, 9]  # 7 and 8 are missing (transaction markers)
+    consumer._ack_batch({tp: fresh})  # noqa: SLF001
+    assert consumer._new_offset(tp) == 10  # noqa: SLF001
+
+
+class _SlowChangelog:
+    """The changelog writer, held until the test lets it write (to the real memory store)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.go = asyncio.Event()
+
+    async def write(self, writes: dict[int, list[tuple[str, Any]]]) -> None:
+        await self.go.wait()
+        for partition, entries in writes.items():
+            encoded = [(orjson.dumps(k), None if v is None else orjson.dumps(v)) for k, v in entries]
+            self.real._apply(TP("changelog", partition), entries, encoded, len(entries) - 1)  # noqa: SLF001
+
+
+class _Alerts:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, *, key: bytes, value: bytes, headers: Any) -> asyncio.Future[None]:
+        self.sent.append(orjson.loads(value))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_a_batch_planned_before_the_previous_is_written_sees_its_writes(app: Any) -> None:
+    settings = Settings.from_env({})
+    processor = Processor(app, settings, app.tables["state"])
+    processor.changelog = _SlowChangelog(processor.changelog)  # type: ignore[assignment]
+    processor.alerts = _Alerts()  # type: ignore[assignment]
+    tp = TP(processor.topics.surveys, 0)
+
+    def survey(event_id: str, score: int, at: str) -> Any:
+        return SimpleNamespace(topic=tp.topic, partition=0, offset=int(event_id), key=b"c-1",
+                               value=orjson.dumps({"event_id": event_id, "customer_id": "c-1",
+                                                   "survey": "nps", "score": score, "occurred_at": at}))
+
+    first = await processor.process({tp: [survey("1", 2, "2026-01-01T00:00:00Z")]})
+    second = await processor.process({tp: [survey("2", 9, "2026-01-01T01:00:00Z")]})
+    assert not first.done()  # still being written: the second read its writes from the overlay
+    processor.changelog.go.set()  # type: ignore[attr-defined]
+    await asyncio.gather(first, second)
+    assert [a["kind"] for a in processor.alerts.sent] == ["detractor", "recovered"]  # type: ignore[attr-defined]
+    assert processor.overlay == {}  # in the store now
+    customer = processor.reader.get("c|c-1")
+    assert customer["h"]["s"] == 2
