@@ -10,7 +10,7 @@ import orjson
 
 from cxstream.core.timefmt import format_rfc3339
 
-from .harness import produce, read_all, wait_for
+from .harness import produce, read_all, wait_for, wait_inputs_drained
 
 NOW = int(time.time() * 1000) // 60_000 * 60_000
 
@@ -143,5 +143,8 @@ async def test_an_exception_while_handling_dead_letters_that_event_only(worker_f
     assert {(d["source_partition"], d["source_offset"]) for d in records} == \
         {positions[i] for i in range(0, 50, 5)}
     assert all("c|broken" not in d["reason"] and "broken" not in d["reason"] for d in records)
+    # Dead letters go out while their batch is planned, its state once it is complete: the
+    # scores count the others once the batch is done (its offsets committed).
+    await wait_inputs_drained(w)
     status, body = await w.get("/scores/all", window="24h")
     assert status == 200 and body["nps"]["responses"] + body["csat"]["responses"] + body["ces"]["responses"] == 40
