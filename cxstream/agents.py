@@ -31,6 +31,7 @@ from cxstream.core.deadletter import MAX_KEY_BYTES, dead_letter, processing_erro
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
 from cxstream.core.step import StepConfig, plan
+from cxstream.retry import until_acknowledged
 from cxstream.settings import Settings
 from cxstream.topics import Topics
 
@@ -203,17 +204,10 @@ class Processor:
         while the broker is unavailable: the customer state that records a turn is written
         only after."""
         for alert, fut in sent:
-            delay = 0.5
-            while True:
-                try:
-                    await fut
-                    break
-                except KafkaError as exc:
-                    log.warning("alert %s not acknowledged (%s); retrying in %.1fs",
-                                alert["alert_id"], type(exc).__name__, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                    fut = await self._produce_alert(alert)
+            async def again(alert: dict[str, Any] = alert) -> Any:
+                return await (await self._produce_alert(alert))
+
+            await until_acknowledged(again, f"alert {alert['alert_id']}", first=fut)
             metrics.ALERTS.labels(alert["kind"]).inc()
             metrics.alert_acknowledged(alert, fetched_at)
 
@@ -239,22 +233,12 @@ class Processor:
         fut = await self.deadletters.send(key=key, value=value)
         # Not awaited here (a stream of garbage must not wait a round trip per message); the
         # batch is complete only once every dead letter is acknowledged (`_complete`).
-        self.pending.append(asyncio.ensure_future(self._confirm(fut, key, value)))
+        self.pending.append(asyncio.ensure_future(until_acknowledged(
+            lambda: self._send_dead_letter(key, value), "dead letter", first=fut)))
         metrics.DEADLETTERS.labels(rejection.code.value).inc()
 
-    async def _confirm(self, fut: Any, key: bytes | None, value: bytes) -> None:
-        """Wait for the broker to acknowledge a dead letter; send it again until it does."""
-        delay = 0.5
-        while True:
-            try:
-                await fut
-                return
-            except KafkaError as exc:
-                log.warning("dead letter not acknowledged (%s); sending it again in %.1fs",
-                            type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                fut = await self.deadletters.send(key=key, value=value)
+    async def _send_dead_letter(self, key: bytes | None, value: bytes) -> Any:
+        return await (await self.deadletters.send(key=key, value=value))
 
 
 class _Tally:

@@ -26,6 +26,8 @@ from aiokafka.errors import KafkaError
 from faust.stores.memory import Store as MemoryStore
 from faust.types import TP
 
+from cxstream.retry import until_acknowledged
+
 try:
     from rocksdict import WriteBatch
 except ImportError:  # pragma: no cover - the rocksdb extra is not installed: memory store only
@@ -51,6 +53,15 @@ class _Event:
 
     def __init__(self, key: str, value: Any, message: _Message) -> None:
         self.key, self.value, self.message = key, value, message
+
+
+async def _last_of(futures: list[tuple[asyncio.Future[Any], int]]) -> int:
+    """The offset of the last record of these record batches, once all are acknowledged."""
+    last = -1
+    for fut, count in futures:
+        meta = await fut
+        last = meta.offset + count - 1
+    return last
 
 
 def _same(value: Any) -> Any:
@@ -135,20 +146,11 @@ class ChangelogWriter:
                            futures: list[tuple[asyncio.Future[Any], int]]) -> int:
         """The changelog offset of the last record, once all are acknowledged; sends them
         all again while the broker fails them."""
-        delay = 0.5
-        while True:
-            try:
-                last = -1
-                for fut, count in futures:
-                    meta = await fut
-                    last = meta.offset + count - 1
-                return last
-            except KafkaError as exc:
-                log.warning("state changelog %s[%d] not acknowledged (%s); writing the batch "
-                            "again in %.1fs", topic, partition, type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                futures = await self._send(topic, partition, records)
+        async def again() -> int:
+            return await _last_of(await self._send_batches(topic, partition, records))
+
+        return await until_acknowledged(again, f"state changelog {topic}[{partition}]",
+                                        first=_last_of(futures))
 
     def _producer(self) -> Any:
         # Faust's own aiokafka producer (same connection, security settings and idempotence);

@@ -22,12 +22,12 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 
 from cxstream import metrics
 from cxstream.core.notification import NotifyConfig, backoff_s, in_cooldown, redact, route
 from cxstream.core.timefmt import format_rfc3339, parse_rfc3339
 from cxstream.kafka_security import client_kwargs
+from cxstream.retry import until_acknowledged
 from cxstream.senders import Attempt, new_session, send_email, send_slack, send_webhook
 from cxstream.settings import Settings
 from cxstream.topics import Topics
@@ -187,13 +187,7 @@ class Notifier:
 
     async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Produce and wait for the broker, retrying while it is away (nothing is dropped)."""
-        assert self.producer is not None
-        delay = 0.5
-        while True:
-            try:
-                await self.producer.send_and_wait(topic, value, key=key)
-                return
-            except KafkaError as exc:
-                log.warning("producing to %s failed (%s); retrying in %.1fs", topic, type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        producer = self.producer
+        assert producer is not None
+        await until_acknowledged(lambda: producer.send_and_wait(topic, value, key=key),
+                                 f"a record to {topic}")
