@@ -522,37 +522,36 @@ async def faust_phase(run: Run) -> dict[str, Any]:
     return {**_rate(run.events, first, last), "startup_s": first - spawned}
 
 
-async def _scrape(w: _Worker) -> dict[str, float] | None:
-    """The worker's /metrics, each sample name summed over its labels; None if unanswered."""
+async def _get(w: _Worker, path: str) -> tuple[int, str] | None:
+    """Status and body of the worker's `path`; None when it does not answer."""
     import aiohttp
-    from prometheus_client.parser import text_string_to_metric_families
 
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2),
                                          headers=w.headers) as s:
-            async with s.get(f"{w.url}/metrics") as r:
-                if r.status != 200:
-                    return None
-                text = await r.text()
+            async with s.get(f"{w.url}{path}") as r:
+                return r.status, await r.text()
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
         return None
+
+
+async def _scrape(w: _Worker) -> dict[str, float] | None:
+    """The worker's /metrics, each sample name summed over its labels; None if unanswered."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    got = await _get(w, "/metrics")
+    if got is None or got[0] != 200:
+        return None
     out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
+    for fam in text_string_to_metric_families(got[1]):
         for sample in fam.samples:
             out[sample.name] = out.get(sample.name, 0.0) + sample.value
     return out
 
 
 async def _ready(w: _Worker) -> bool:
-    import aiohttp
-
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2),
-                                         headers=w.headers) as s:
-            async with s.get(f"{w.url}/readyz") as r:
-                return r.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-        return False
+    got = await _get(w, "/readyz")
+    return got is not None and got[0] == 200
 
 
 async def _events_total(w: _Worker) -> float | None:
