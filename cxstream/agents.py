@@ -23,7 +23,7 @@ from faust.types import TP
 
 from cxstream import metrics
 from cxstream.batching import Batch, batching_consumer
-from cxstream.changelog import ChangelogWriter
+from cxstream.changelog import ChangelogWriter, partition_databases
 from cxstream.core import keys
 from cxstream.core.alert import cloudevent_headers
 from cxstream.core.batch import PendingWrites
@@ -294,11 +294,8 @@ class _PartitionReader:
 
     def __init__(self, table: faust.Table) -> None:
         self.partition = 0
-        # Faust has no public per-partition access to its stores. The memory store (or a
-        # plain dict standing in for the table) is one dict; the RocksDB store keeps one
-        # database per partition.
+        self._db_for_partition = partition_databases(table)
         store: Any = getattr(table, "data", table)
-        self._db_for_partition = getattr(store, "_db_for_partition", None)
         self._dict = None if self._db_for_partition is not None else getattr(store, "data", store)
         self._cache: dict[str, Any] = {}
 

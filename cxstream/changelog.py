@@ -17,13 +17,11 @@ followed by a full copy of them; the replay argument in `cxstream.core.batch` ho
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 from aiokafka.errors import KafkaError
-from faust.stores.memory import Store as MemoryStore
 from faust.types import TP
 
 from cxstream.retry import until_acknowledged
@@ -33,10 +31,16 @@ try:
 except ImportError:  # pragma: no cover - the rocksdb extra is not installed: memory store only
     WriteBatch = None
 
-log = logging.getLogger(__name__)
-
 #: (key, value) in write order; value None deletes the key.
 Entries = Sequence[tuple[str, Any]]
+
+
+def partition_databases(table: Any) -> Callable[[int], Any] | None:
+    """The RocksDB store's lookup of a partition's database, or None for a store that is one
+    dict (the memory store, or a dict standing in for the table). Faust has no public
+    per-partition access to its stores; reads (`cxstream.agents`) and writes (here) both
+    decide by this."""
+    return getattr(getattr(table, "data", table), "_db_for_partition", None)
 
 
 class _Message:
@@ -95,7 +99,8 @@ class ChangelogWriter:
         """Write acknowledged entries to the local store; RocksDB also records `last_offset`
         as persisted (where a restart resumes reading the changelog)."""
         store = self.table.data
-        if isinstance(store, MemoryStore):
+        database = partition_databases(self.table)
+        if database is None:
             first = last_offset - len(entries) + 1
             store.apply_changelog_batch(
                 [_Event(k, v, _Message(tp, first + i, kb, vb))
@@ -110,7 +115,7 @@ class ChangelogWriter:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        store._db_for_partition(tp.partition).write(batch)  # noqa: SLF001 - no public API
+        database(tp.partition).write(batch)
         store.set_persisted_offset(tp, last_offset)
 
     async def _send(self, topic: str, partition: int,
