@@ -18,7 +18,7 @@ from cxstream.core.model import SCORE_RANGES
 
 __all__ = ["CES_HIGH", "CES_N", "CES_SUM", "CSAT_N", "CSAT_SATISFIED", "Category", "Counts",
            "DETRACTORS", "PASSIVES", "PROMOTERS", "WIDTH", "Increment", "add", "category",
-           "increment", "merge", "nps", "summary", "zero"]
+           "increment", "merge", "nps", "plus", "summary", "zero"]
 
 Category = Literal["promoter", "passive", "detractor"]
 #: The additive counters of one bucket, at the positions below.
@@ -73,9 +73,14 @@ def increment(survey: str, score: int) -> Increment:
 def add(counts: Sequence[int], survey: str, score: int) -> Counts:
     """A copy of `counts` with one response added (validated: a bad score would otherwise
     silently land in a category forever)."""
+    return plus(counts, increment(survey, score))
+
+
+def plus(counts: Sequence[int], inc: Increment) -> Counts:
+    """A copy of `counts` with an `increment` added (its width checked)."""
     _check(counts)
     out = list(counts)
-    for position, amount in increment(survey, score):
+    for position, amount in inc:
         out[position] += amount
     return out
 

@@ -33,8 +33,7 @@ from cxstream.core.journey import (
     is_duplicate_survey,
 )
 from cxstream.core.model import SurveyResponse
-from cxstream.core.scoring import WIDTH, category, increment
-from cxstream.core.scoring import add as add_response
+from cxstream.core.scoring import category, increment, plus
 from cxstream.core.scoring import zero as zero_counts
 from cxstream.core.segments import dimension_values, segment_keys
 from cxstream.core.windows import MINUTE, bucket_keys_for, is_too_late
@@ -199,10 +198,7 @@ def _add_to_buckets(writes: list[tuple[str, Any]], view: StateView, partition: i
     allocations, and garbage collector work on them, only.
     """
     inc = increment(r.survey, r.score)
-    fresh = zero_counts()
-    for position, amount in inc:
-        fresh[position] += amount
-    fresh.append(offset)
+    fresh = [*plus(zero_counts(), inc), offset]
     prefixes = _bucket_prefixes(partition, r.occurred_at)
     get = view.get
     for segment in segments:
@@ -214,13 +210,7 @@ def _add_to_buckets(writes: list[tuple[str, Any]], view: StateView, partition: i
                 continue
             if cur[-1] >= offset:
                 continue  # this bucket already holds this message
-            if len(cur) != WIDTH + 1:
-                add_response(cur[:-1], r.survey, r.score)  # raises: not WIDTH counters
-            new = list(cur)
-            for position, amount in inc:
-                new[position] += amount
-            new[WIDTH] = offset
-            writes.append((bkey, new))
+            writes.append((bkey, [*plus(cur[:-1], inc), offset]))
 
 
 def _bucket_prefixes(partition: int, occurred_at: int) -> tuple[str, ...]:
