@@ -35,6 +35,12 @@ except ImportError:  # pragma: no cover - the rocksdb extra is not installed: me
 Entries = Sequence[tuple[str, Any]]
 
 
+def encode(entries: Entries) -> list[tuple[bytes, bytes | None]]:
+    """Changelog (and RocksDB) bytes of entries: JSON keys and values, as Faust's codec
+    writes them (orjson gives the same bytes); a deletion keeps None."""
+    return [(orjson.dumps(k), None if v is None else orjson.dumps(v)) for k, v in entries]
+
+
 def partition_databases(table: Any) -> Callable[[int], Any] | None:
     """The RocksDB store's lookup of a partition's database, or None for a store that is one
     dict (the memory store, or a dict standing in for the table). Faust has no public
@@ -87,8 +93,7 @@ class ChangelogWriter:
         """Write each partition's entries (in order); returns once the broker acknowledged
         all of them and the local store holds them."""
         topic = self.topic
-        encoded = {p: [(orjson.dumps(k), None if v is None else orjson.dumps(v)) for k, v in entries]
-                   for p, entries in writes.items() if entries}
+        encoded = {p: encode(entries) for p, entries in writes.items() if entries}
         sent = {p: await self._send(topic, p, records) for p, records in encoded.items()}
         for partition, futures in sent.items():
             last = await self._last_offset(topic, partition, encoded[partition], futures)

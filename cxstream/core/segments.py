@@ -37,8 +37,6 @@ class SegmentResult:
     folded: tuple[str, ...]  # dimensions whose value went to "<dimension>:other"
 
 
-
-
 def dimension_values(r: SurveyResponse) -> dict[str, str]:
     """Dimension → value of a response; explicit touchpoint/channel fields win over
     same-named entries of `segment` (one value per dimension, so no double counting)."""

@@ -21,6 +21,7 @@ from faust.types import TP
 from cxstream.agents import Processor
 from cxstream.app import create_app
 from cxstream.batching import InFlight
+from cxstream.changelog import encode
 from cxstream.settings import Settings
 
 TOPIC = "cx.surveys"
@@ -106,8 +107,8 @@ class _SlowChangelog:
     async def write(self, writes: dict[int, list[tuple[str, Any]]]) -> None:
         await self.go.wait()
         for partition, entries in writes.items():
-            encoded = [(orjson.dumps(k), None if v is None else orjson.dumps(v)) for k, v in entries]
-            self.real._apply(TP("changelog", partition), entries, encoded, len(entries) - 1)  # noqa: SLF001
+            self.real._apply(TP("changelog", partition), entries, encode(entries),  # noqa: SLF001
+                             len(entries) - 1)
 
 
 class _Alerts:
