@@ -14,7 +14,9 @@ rebalance began) are dropped and the partitions sought back to their committed o
 records older than the partition's read offset (already delivered) are skipped; holes in the
 offsets (transaction markers) are registered as gaps so commits can pass them. A rebalance
 waits for the batch in hand (it stands in Faust's list of unacknowledged messages), so a
-partition is never given away half-processed.
+partition is never given away half-processed. Stricter than Faust: input records are not
+delivered at all until the rebalance has ended (`_seek_back`), and a stop lets every batch
+handed over complete, acknowledging them in order (`_handle`, `_let_finish`).
 """
 
 from __future__ import annotations
@@ -119,26 +121,43 @@ class _BatchingConsumer(AIOKafkaConsumer):
         if not self.flow_active:
             # A rebalance began while the fetch was under way: Faust throws such records away
             # and reads them again from the committed offsets.
-            try:
-                await self.perform_seek()
-            except Exception as exc:  # noqa: BLE001 - as Faust's getmany
-                self.log.warning("exception performing seek when flow not active %r", exc)
+            await self._seek_back()
             return
         generation = self.app.consumer_generation_id
         batch: dict[TP, list[Any]] = {}
+        held_back = False
         for tp, tp_records in records.items():
             if active is not None and tp not in active and tp not in self._buffered_partitions:
                 continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             if tp.topic in self.batch_topics:
+                if self.app.rebalancing:
+                    held_back = True
+                    continue
                 fresh = await self._unread(tp, tp_records)
                 if fresh:
                     batch[tp] = fresh
             else:
                 if not await self._one_by_one(tp, tp_records, generation):
                     return
-        if batch and self.flow_active and self.app.consumer_generation_id == generation:
+        if held_back:
+            await self._seek_back()
+        elif batch and self.flow_active and self.app.consumer_generation_id == generation:
             await self._handle(batch, fetched_at)
+
+    async def _seek_back(self) -> None:
+        """Read the input partitions again from their committed offsets, for records that
+        were fetched but must not be delivered.
+
+        Input records fetched while a rebalance is still under way are such records (which
+        Faust's own loop delivers): the recovery resumes the input partitions, then seeks
+        them to their committed offsets, and only then ends the rebalance. Records delivered
+        in between were processed, then read again after the seek — after every restart,
+        up to the whole of what was fetched meanwhile (hundreds of records, replayed)."""
+        try:
+            await self.perform_seek()
+        except Exception as exc:  # noqa: BLE001 - as Faust's getmany
+            self.log.warning("exception performing seek when flow not active %r", exc)
 
     async def _unread(self, tp: TP, tp_records: Sequence[Any]) -> list[Any]:
         """The records not delivered yet (a seek back re-fetches some); registers holes."""
@@ -185,15 +204,19 @@ class _BatchingConsumer(AIOKafkaConsumer):
         for tp, recs in batch.items():
             self._read_offset[tp] = recs[-1].offset
             inbound[tp] = now
-        previous, self._finishing = self._finishing, asyncio.ensure_future(
-            self._finish(batch, markers, rest))
+        previous = self._finishing
+        self._finishing = asyncio.ensure_future(self._finish(batch, markers, rest, previous))
         if previous is not None:
-            await previous
+            # Shielded: a stop cancels this task here, and the previous batch (whose state
+            # this one's completion builds on) must still complete and be acknowledged.
+            await asyncio.shield(previous)
 
     async def _finish(self, batch: dict[TP, list[Any]], markers: list[InFlight],
-                      rest: Awaitable[None]) -> None:
+                      rest: Awaitable[None], previous: asyncio.Future[None] | None) -> None:
         try:
             await rest
+            if previous is not None:
+                await previous  # acknowledged in order: a stop waits only for the last one
             self._ack_batch(batch)
         finally:
             self._release(markers)

@@ -40,9 +40,8 @@ def in_flight(consumer: Any) -> list[InFlight]:
     return [m for m in consumer._unacked_messages if isinstance(m, InFlight)]  # noqa: SLF001
 
 
-async def test_a_batch_is_acknowledged_only_once_complete_and_the_next_waits(app: Any) -> None:
-    consumer = app.consumer
-    tp = TP(TOPIC, 0)
+def held_back(consumer: Any) -> list[asyncio.Future[None]]:
+    """Makes every batch handed to `consumer` wait until the test completes its future here."""
     rests: list[asyncio.Future[None]] = []
 
     async def on_batch(batch: Any, fetched_at: float) -> asyncio.Future[None]:
@@ -50,6 +49,13 @@ async def test_a_batch_is_acknowledged_only_once_complete_and_the_next_waits(app
         return rests[-1]
 
     consumer.on_batch = on_batch
+    return rests
+
+
+async def test_a_batch_is_acknowledged_only_once_complete_and_the_next_waits(app: Any) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+    rests = held_back(consumer)
     await consumer._handle({tp: [record(0), record(1), record(2)]}, 0.0)  # noqa: SLF001
     # Handed over, not complete: nothing acknowledged, and a rebalance would wait for it.
     assert consumer._new_offset(tp) is None  # noqa: SLF001
@@ -67,6 +73,58 @@ async def test_a_batch_is_acknowledged_only_once_complete_and_the_next_waits(app
     await consumer._finishing  # noqa: SLF001
     assert consumer._new_offset(tp) == 4  # noqa: SLF001
     assert in_flight(consumer) == []
+
+
+async def test_a_stop_lets_the_batches_handed_over_complete_and_acknowledges_them_in_order(
+        app: Any) -> None:
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+    rests = held_back(consumer)
+    await consumer._handle({tp: [record(0), record(1)]}, 0.0)  # noqa: SLF001
+    second = asyncio.ensure_future(consumer._handle({tp: [record(2)]}, 0.0))  # noqa: SLF001
+    await asyncio.sleep(0.01)
+    second.cancel()  # a stop cancels the fetch loop while it waits for the previous batch
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    rests[1].set_result(None)  # the later batch's work ends first...
+    await asyncio.sleep(0.01)
+    assert list(consumer._acked[tp]) == []  # noqa: SLF001 - ...but is not acknowledged before
+    rests[0].set_result(None)
+    await consumer._let_finish()  # noqa: SLF001 - what the stop awaits
+    assert consumer._new_offset(tp) == 3  # noqa: SLF001 - both batches committable
+    assert in_flight(consumer) == []
+
+
+async def test_input_records_fetched_before_the_rebalance_ends_are_read_again(app: Any) -> None:
+    # The recovery resumes the input partitions, then seeks them back to their committed
+    # offsets, and only then ends the rebalance: what is delivered meanwhile is read twice.
+    consumer = app.consumer
+    tp = TP(TOPIC, 0)
+    handed: list[Any] = []
+    seeks: list[None] = []
+
+    async def on_batch(batch: Any, fetched_at: float) -> asyncio.Future[None]:
+        handed.append(batch)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def perform_seek() -> None:
+        seeks.append(None)
+
+    consumer.on_batch = on_batch
+    consumer.batch_topics = frozenset({TOPIC})
+    consumer.highwater = lambda tp: 10
+    consumer.perform_seek = perform_seek
+    consumer.resume_flow()
+    app.rebalancing = True
+    await consumer._deliver({tp: [record(0), record(1)]}, None, 0.0)  # noqa: SLF001
+    assert (handed, len(seeks), consumer._read_offset[tp]) == ([], 1, None)  # noqa: SLF001
+    app.rebalancing = False
+    await consumer._deliver({tp: [record(0), record(1)]}, None, 0.0)  # noqa: SLF001
+    await consumer._finishing  # noqa: SLF001
+    assert [[r.offset for r in b[tp]] for b in handed] == [[0, 1]]
+    assert len(seeks) == 1
 
 
 async def test_a_failed_batch_is_never_acknowledged(app: Any) -> None:
