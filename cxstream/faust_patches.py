@@ -1,4 +1,4 @@
-"""Fixes for Faust 0.15 flaws that lose or leave behind input messages; applied once per process.
+"""Fixes for Faust 0.15 flaws that lose or leave behind input messages, or crash the worker; applied once per process.
 
 Since `cxstream.batching`, input records skip Faust's stream queues and state writes skip its
 producer buffer (`cxstream.changelog`), so fixes 1 and 3 no longer guard cxstream's own
@@ -43,9 +43,15 @@ committed offset afterwards. aiokafka's `seek_to_committed` skips partitions wit
 committed offset (and those committed at 0), so the client's position stays past the dropped
 records: the first messages of a partition that changed hands before its first commit were
 never processed (seen as the first 20-40 messages of two partitions missing after a second
-worker joined mid-stream). The fix seeks such input partitions to their beginning, which is
+worker joined mid-stream). The fix seeks such input partitions to their first offset, which is
 what `consumer_auto_offset_reset="earliest"` promises for a group without offsets; at worst
 messages already processed are read again, and every step is idempotent by offset.
+
+5. Faust's livelock check (`verify_event_path`, every 7 s) reads every assigned partition's
+fetch position, which aiokafka asserts exists; a partition being reset (its committed offset
+out of range, or sought "to the beginning") has none for a moment, and the AssertionError
+crashed the worker (seen once in CI). The fix skips the check for such a partition: it is
+a diagnostic (it logs stalled streams), and the next round checks the partition again.
 """
 
 from __future__ import annotations
@@ -54,9 +60,11 @@ import asyncio
 import time
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 
 _PATCHED = "_cxstream_patched"
@@ -143,7 +151,12 @@ def _rewinding(original: Any) -> Any:
                  if not offset and tp.topic not in changelogs]
         if never:
             try:
-                await self._thread.seek_to_beginning(*never)  # noqa: SLF001
+                # To their first offsets, not "to the beginning": that leaves a partition
+                # without a position until the client has asked the broker, and Faust's
+                # livelock check (`verify_event_path`, every 7 s) crashes the consumer when
+                # it meets one (an AssertionError in aiokafka's `position`).
+                first = await self._thread.earliest_offsets(*never)  # noqa: SLF001
+                await self._thread.seek_wait(first)  # noqa: SLF001
             except IllegalStateError:
                 pass  # no longer assigned: the next generation seeks again
         return committed
@@ -153,9 +166,26 @@ def _rewinding(original: Any) -> Any:
     return patched
 
 
+def _positioned_only(original: Any) -> Any:
+    def patched(self: AIOKafkaConsumerThread, now: float, tp: Any) -> Any:
+        client = self._consumer  # noqa: SLF001
+        subscription = None if client is None else client._fetcher._subscriptions.subscription  # noqa: SLF001
+        if subscription is None:
+            return None
+        state = subscription.assignment.state_value(TopicPartition(tp.topic, tp.partition))
+        if state is None or not state.has_valid_position:
+            return None
+        return original(self, now, tp)
+
+    setattr(patched, _PATCHED, True)
+    patched.__doc__ = original.__doc__
+    return patched
+
+
 def apply() -> None:
     """Patch both ways Faust ends a rebalance (with and without table recovery), its commit
-    of acknowledged offsets, its producer-buffer flush, and its seek to committed offsets."""
+    of acknowledged offsets, its producer-buffer flush, its seek to committed offsets and its
+    livelock check."""
     for name in ("on_recovery_completed", "_resume_streams"):
         original = getattr(Recovery, name)
         if not getattr(original, _PATCHED, False):
@@ -166,6 +196,9 @@ def apply() -> None:
         ProducerBuffer._send_pending = _counting_send(ProducerBuffer._send_pending)  # type: ignore[method-assign]  # noqa: SLF001
     if not getattr(ProducerBuffer.flush, _PATCHED, False):
         ProducerBuffer.flush = _flush_all  # type: ignore[method-assign]
+    if not getattr(AIOKafkaConsumerThread.verify_event_path, _PATCHED, False):
+        AIOKafkaConsumerThread.verify_event_path = _positioned_only(  # type: ignore[method-assign]
+            AIOKafkaConsumerThread.verify_event_path)
     if not getattr(ThreadDelegateConsumer.seek_to_committed, _PATCHED, False):
         ThreadDelegateConsumer.seek_to_committed = _rewinding(  # type: ignore[method-assign]
             ThreadDelegateConsumer.seek_to_committed)

@@ -118,11 +118,14 @@ async def test_seek_to_committed_rewinds_input_partitions_the_group_never_commit
 
     never, zero, done = (TopicPartition("t.surveys", p) for p in (0, 1, 2))
     changelog = TopicPartition("t.cxstream-state-changelog", 0)
-    rewound: list[TopicPartition] = []
+    rewound: dict[TopicPartition, int] = {}
 
     class Thread:
-        async def seek_to_beginning(self, *tps: TopicPartition) -> None:
-            rewound.extend(tps)
+        async def earliest_offsets(self, *tps: TopicPartition) -> dict[TopicPartition, int]:
+            return {tp: 3 if tp == zero else 0 for tp in tps}  # 0-2 of one deleted by retention
+
+        async def seek_wait(self, offsets: dict[TopicPartition, int]) -> None:
+            rewound.update(offsets)
 
     async def original(self: Any) -> dict[TopicPartition, int | None]:
         # aiokafka's seek_to_committed: seeks only partitions committed above 0.
@@ -133,8 +136,10 @@ async def test_seek_to_committed_rewinds_input_partitions_the_group_never_commit
     result = await faust_patches._rewinding(original)(fake)  # noqa: SLF001
     assert result == {never: None, zero: 0, done: 7, changelog: None}  # callers see the same
     # Records Faust dropped before the first commit are read again; a changelog's position
-    # is Faust's recovery's business, and a committed partition was already sought.
-    assert sorted(rewound) == [never, zero]
+    # is Faust's recovery's business, and a committed partition was already sought. Sought
+    # to offsets (a position at once), never left "awaiting reset": Faust's livelock check
+    # crashes the consumer on a partition without a position.
+    assert rewound == {never: 0, zero: 3}
 
 
 async def test_a_partition_revoked_meanwhile_is_left_to_the_next_generation() -> None:
@@ -142,8 +147,11 @@ async def test_a_partition_revoked_meanwhile_is_left_to_the_next_generation() ->
     from aiokafka.errors import IllegalStateError
 
     class Thread:
-        async def seek_to_beginning(self, *tps: TopicPartition) -> None:
-            raise IllegalStateError("Partitions {...} are not assigned")
+        async def earliest_offsets(self, *tps: TopicPartition) -> dict[TopicPartition, int]:
+            return {tp: 0 for tp in tps}
+
+        async def seek_wait(self, offsets: dict[TopicPartition, int]) -> None:
+            raise IllegalStateError("No current assignment for partition t.surveys-0")
 
     async def original(self: Any) -> dict[TopicPartition, int | None]:
         return {TopicPartition("t.surveys", 0): None}
@@ -161,3 +169,30 @@ def test_apply_patches_the_seek_once() -> None:
     faust_patches.apply()
     assert ThreadDelegateConsumer.seek_to_committed is first
     assert getattr(first, faust_patches._PATCHED)  # noqa: SLF001
+
+
+async def test_the_livelock_check_skips_a_partition_without_a_position() -> None:
+    from aiokafka import TopicPartition
+    from aiokafka.consumer.subscription_state import Assignment
+
+    reset, fetching = TopicPartition("t.surveys", 0), TopicPartition("t.surveys", 1)
+    assignment = Assignment({reset, fetching})
+    assignment.state_value(fetching).seek(42)
+    assignment.state_value(reset).await_reset("earliest")  # e.g. committed offset out of range
+    subscription = SimpleNamespace(assignment=assignment)
+    fake = SimpleNamespace(_consumer=SimpleNamespace(_fetcher=SimpleNamespace(
+        _subscriptions=SimpleNamespace(subscription=subscription))))
+    checked: list[Any] = []
+
+    def original(self: Any, now: float, tp: Any) -> None:
+        # Faust's check reads the position, which aiokafka asserts exists.
+        checked.append((tp, self._consumer._fetcher._subscriptions.subscription.assignment
+                        .state_value(TopicPartition(tp.topic, tp.partition)).position))
+
+    patched = faust_patches._positioned_only(original)  # noqa: SLF001
+    patched(fake, 0.0, reset)
+    patched(fake, 0.0, fetching)
+    assert checked == [(fetching, 42)]
+    fake._consumer = None  # not started (or stopped): nothing to check
+    patched(fake, 0.0, fetching)
+    assert len(checked) == 1
