@@ -157,7 +157,8 @@ class _BatchingConsumer(AIOKafkaConsumer):
         try:
             await self.perform_seek()
         except Exception as exc:  # noqa: BLE001 - as Faust's getmany
-            self.log.warning("exception performing seek when flow not active %r", exc)
+            self.log.warning("exception seeking the input partitions back to their committed "
+                             "offsets %r", exc)
 
     async def _unread(self, tp: TP, tp_records: Sequence[Any]) -> list[Any]:
         """The records not delivered yet (a seek back re-fetches some); registers holes."""
