@@ -12,12 +12,20 @@ from collections import Counter
 
 
 class ExpiryIndex:
-    """Bucket keys of one partition ordered by their end; also counts buckets per segment."""
+    """Bucket keys of one partition grouped by their end; also counts buckets per segment.
 
-    __slots__ = ("_heap", "_live", "segments")
+    Bucket ends are whole minutes, and a response's buckets in all its segments end at the
+    same few instants, so the heap holds each end once and a group of keys under it. With
+    30 d windows a partition keeps ~100 000 buckets: a heap entry per bucket made each
+    response's expiry cost grow with the window (a deeper heap, tuple comparisons), where
+    one entry per minute keeps it a few integer comparisons.
+    """
+
+    __slots__ = ("_ends", "_heap", "_live", "segments")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, str, str]] = []
+        self._ends: dict[int, list[tuple[str, str]]] = {}  # end -> [(key, segment)]
+        self._heap: list[int] = []  # the distinct ends in `_ends`
         self._live: set[str] = set()
         self.segments: Counter[str] = Counter()
 
@@ -34,17 +42,23 @@ class ExpiryIndex:
             segment = sys.intern(segment)
             self._live.add(key)
             self.segments[segment] += 1
-            heapq.heappush(self._heap, (end_ms, key, segment))
+            group = self._ends.get(end_ms)
+            if group is None:
+                self._ends[end_ms] = [(key, segment)]
+                heapq.heappush(self._heap, end_ms)
+            else:
+                group.append((key, segment))
 
     def pop_expired(self, cutoff_ms: int) -> list[str]:
-        """Remove and return the keys of buckets that end at or before `cutoff_ms`."""
+        """Remove and return the keys of buckets that end at or before `cutoff_ms`, earliest
+        end first (keys with the same end in the order they were added)."""
         out: list[str] = []
-        heap = self._heap
-        while heap and heap[0][0] <= cutoff_ms:
-            _, key, segment = heapq.heappop(heap)
-            self._live.discard(key)
-            self.segments[segment] -= 1
-            if not self.segments[segment]:
-                del self.segments[segment]
-            out.append(key)
+        heap, live, segments = self._heap, self._live, self.segments
+        while heap and heap[0] <= cutoff_ms:
+            for key, segment in self._ends.pop(heapq.heappop(heap)):
+                live.discard(key)
+                segments[segment] -= 1
+                if not segments[segment]:
+                    del segments[segment]
+                out.append(key)
         return out

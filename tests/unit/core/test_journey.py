@@ -249,6 +249,27 @@ def test_seen_ids_are_bounded_by_both() -> None:
     assert len(s.seen) == 15 and min(s.seen.values()) == T0 + 15_000
 
 
+@settings(max_examples=300, deadline=None)
+@given(seen=st.dictionaries(st.sampled_from([f"e{i}" for i in range(12)]),
+                            st.integers(0, 20), max_size=12),
+       at=st.integers(0, 20), horizon=st.integers(0, 21), cap=st.integers(1, 14))
+def test_seen_ids_equal_a_brute_force_rule(seen: dict[str, int], at: int, horizon: int,
+                                           cap: int) -> None:
+    """Kept = the ids not older than the horizon plus the new one, minus the oldest beyond
+    the cap; whether or not any aged out (which takes a different path), in the same order,
+    and the earlier state's ids untouched."""
+    s = CustomerState.empty("c1")
+    s = CustomerState.from_json({**s.to_json(), "s": {k: T0 + v for k, v in seen.items()}})
+    before = dict(s.seen)
+    r = SurveyResponse("new", "c1", "csat", 3, T0 + at)
+    after, _ = apply_survey(s, r, horizon_start_ms=T0 + horizon, seen_cap=cap)
+    expected = [(k, v) for k, v in {**before, "new": T0 + at}.items() if v >= T0 + horizon]
+    while len(expected) > cap:
+        expected.remove(min(expected, key=lambda kv: (kv[1], kv[0])))
+    assert list(after.seen.items()) == expected
+    assert s.seen == before and list(s.seen) == list(before)
+
+
 def test_default_cap_is_1000() -> None:
     s = CustomerState.empty("c1")
     for i in range(1005):
