@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from faust.tables.recovery import Recovery
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
@@ -196,3 +197,35 @@ async def test_the_livelock_check_skips_a_partition_without_a_position() -> None
     fake._consumer = None  # not started (or stopped): nothing to check
     patched(fake, 0.0, fetching)
     assert len(checked) == 1
+
+
+async def test_the_worker_consumer_fetches_with_a_short_wait(monkeypatch: Any) -> None:
+    """Faust's own consumer factory, patched: the wait reaches the fetcher aiokafka builds
+    (stopped right there: no broker in unit tests)."""
+    from unittest.mock import AsyncMock
+
+    import aiokafka.consumer.consumer as aiokafka_consumer
+    import faust
+
+    faust_patches.apply()
+    app = faust.App("cxstream-unit-fetch-wait", broker="kafka://127.0.0.1:1")
+    client = app.consumer._thread._create_worker_consumer(app.transport)  # noqa: SLF001
+    captured: dict[str, Any] = {}
+
+    class Built(Exception):
+        pass
+
+    def fetcher(*args: Any, **kwargs: Any) -> None:
+        captured.update(kwargs)
+        raise Built
+
+    monkeypatch.setattr(aiokafka_consumer, "Fetcher", fetcher)
+    monkeypatch.setattr(client._client, "bootstrap", AsyncMock())  # noqa: SLF001
+    monkeypatch.setattr(client, "_wait_topics", AsyncMock())
+    try:
+        with pytest.raises(Built):
+            await client.start()
+    finally:
+        await client._client.close()  # noqa: SLF001
+        client._closed = True  # noqa: SLF001
+    assert captured["fetch_max_wait_ms"] == faust_patches.FETCH_MAX_WAIT_MS == 100
