@@ -6,6 +6,8 @@ Faust's own views (`/table/…`, `/router`, stats, graph, the index page) are sw
 
 from __future__ import annotations
 
+import asyncio
+
 import time
 from typing import Any
 
@@ -102,14 +104,17 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
             return self.json({"ready": ok, "reasons": reasons, "partitions": owned},
                              status=200 if ok else 503)
 
-    observe.install(app, processor, ready=lambda: readiness(app)[0])
+    collector = observe.install(app, processor, ready=lambda: readiness(app)[0])
+    one_scrape = asyncio.Lock()  # what `prepare` computed is for this scrape's collect
 
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
+            async with one_scrape:
+                await collector.prepare()
+                body = generate_latest(metrics.REGISTRY)
             # aiohttp refuses a charset inside content_type=, so set the header as-is.
-            return aiohttp_web.Response(body=generate_latest(metrics.REGISTRY),
-                                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+            return aiohttp_web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/scores")
     class AllScores(View):

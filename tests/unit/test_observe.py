@@ -194,6 +194,69 @@ def test_segment_gauges_equal_the_oracle_for_owned_partitions_only() -> None:
     assert got[("cxstream_segment_nps", (("segment", "plan:hidden"), ("window", "1h")))] == 100.0
 
 
+async def test_a_prepared_scrape_equals_the_one_piece_scrape_and_lets_batches_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`prepare` (the /metrics view's way) gives the same samples as computing everything in
+    `collect`, and hands the event loop back between slices (here: after every step)."""
+    app, processor, _ = world()
+    own(app, 0, 2, 3)
+    collector = observe.WorkerCollector(app, processor, ready=lambda: True,
+                                        clock=lambda: NOW_MS / 1000)
+    whole = samples(collector)
+    monkeypatch.setattr(observe, "SLICE_S", 0.0)
+    turns = 0
+    stop = asyncio.Event()
+
+    async def batches() -> None:  # stands in for the worker's batches on the same loop
+        nonlocal turns
+        while not stop.is_set():
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(batches())
+    await asyncio.sleep(0)
+    await collector.prepare()
+    stop.set()
+    await other
+    sliced = samples(collector)
+    assert sliced == whole and len([k for k in whole if k[0] == "cxstream_segment_nps"]) > 20
+    steps = len(SETTINGS.windows) * len(set().union(*(processor.index(p).segments
+                                                       for p in (0, 2, 3))))
+    assert turns >= steps - 1
+    assert collector._prepared is None  # noqa: SLF001 - used by that one collect only
+
+
+async def test_a_rebalance_during_a_prepared_scrape_drops_the_segment_series(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    app, processor, _ = world()
+    own(app, 0, 1)
+    collector = observe.WorkerCollector(app, processor, ready=lambda: True,
+                                        clock=lambda: NOW_MS / 1000)
+    monkeypatch.setattr(observe, "SLICE_S", 0.0)
+
+    async def rebalance() -> None:
+        app.rebalancing = True
+
+    task = asyncio.create_task(rebalance())
+    await collector.prepare()
+    await task
+    got = samples(collector)
+    assert not [k for k in got if k[0].startswith("cxstream_segment_")]
+    assert got[("cxstream_assigned_partitions", ())] == 2
+    # A revoke that is already over by the next slice (the assignment changed) drops them too.
+    app.rebalancing = False
+
+    async def revoke() -> None:
+        own(app, 0)
+
+    task = asyncio.create_task(revoke())
+    await collector.prepare()
+    await task
+    assert not [k for k in samples(collector) if k[0].startswith("cxstream_segment_")]
+    await collector.prepare()  # nothing changes meanwhile: all there
+    assert [k for k in samples(collector) if k[0].startswith("cxstream_segment_")]
+
+
 def test_derived_gauges_are_omitted_without_responses() -> None:
     app, processor, _ = world()
     own(app, 0)
