@@ -45,19 +45,19 @@ class Partial:
 def local_partial(processor: Processor, partitions: Iterable[int], segments: list[str] | None,
                   start: int, end: int) -> Partial:
     """Sum the buckets covering [start, end) for `segments` (None: every known segment)."""
-    table = processor.state
     parts = sorted(partitions)
     counts: dict[str, list[int]] = {}
     stream_time: dict[int, int | None] = {}
     for p in parts:
-        st = table.get(keys.stream_time_key(p))
+        get = processor.stored(p)
+        st = get(keys.stream_time_key(p))
         stream_time[p] = None if st is None else st["t"]
         known = processor.index(p).segments
         wanted = segments if segments is not None else list(known)
         for segment in wanted:
             if segment not in known:
                 continue  # no bucket of this segment in this partition: absent, not zero
-            own = window_counts(table.get, p, segment, start, end)
+            own = window_counts(get, p, segment, start, end)
             counts[segment] = merge(counts[segment], own) if segment in counts else own
     return Partial(parts, counts, stream_time)
 
