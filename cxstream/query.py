@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Iterable
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
 
 import aiohttp
 import faust
@@ -42,24 +43,42 @@ class Partial:
     stream_time: dict[int, int | None]
 
 
+#: What a partition's buckets are read with: (partition, its store lookup, its known segments).
+Reader = tuple[int, Callable[[str], Any], Collection[str]]
+
+
+def readers(processor: Processor, partitions: Iterable[int]) -> list[Reader]:
+    """One `Reader` per partition, in partition order, for reading many segments."""
+    return [(p, processor.stored(p), processor.index(p).segments) for p in sorted(partitions)]
+
+
+def segment_counts(parts: Iterable[Reader], segment: str, start: int, end: int
+                   ) -> list[int] | None:
+    """`segment`'s counts over [start, end) summed over the partitions of `parts` (from
+    `readers`); None when none of them has a bucket of it (absent, not zero)."""
+    total: list[int] | None = None
+    for p, get, known in parts:
+        if segment in known:
+            own = window_counts(get, p, segment, start, end)
+            total = own if total is None else merge(total, own)
+    return total
+
+
 def local_partial(processor: Processor, partitions: Iterable[int], segments: list[str] | None,
                   start: int, end: int) -> Partial:
     """Sum the buckets covering [start, end) for `segments` (None: every known segment)."""
-    parts = sorted(partitions)
-    counts: dict[str, list[int]] = {}
+    rs = readers(processor, partitions)
     stream_time: dict[int, int | None] = {}
-    for p in parts:
-        get = processor.stored(p)
+    for p, get, _ in rs:
         st = get(keys.stream_time_key(p))
         stream_time[p] = None if st is None else st["t"]
-        known = processor.index(p).segments
-        wanted = segments if segments is not None else list(known)
-        for segment in wanted:
-            if segment not in known:
-                continue  # no bucket of this segment in this partition: absent, not zero
-            own = window_counts(get, p, segment, start, end)
-            counts[segment] = merge(counts[segment], own) if segment in counts else own
-    return Partial(parts, counts, stream_time)
+    wanted = segments if segments is not None else sorted(set().union(*(k for _, _, k in rs)))
+    counts: dict[str, list[int]] = {}
+    for segment in wanted:
+        total = segment_counts(rs, segment, start, end)
+        if total is not None:
+            counts[segment] = total
+    return Partial([p for p, _, _ in rs], counts, stream_time)
 
 
 def partial_to_json(partial: Partial) -> dict[str, Any]:

@@ -7,7 +7,6 @@ Faust's own views (`/table/…`, `/router`, stats, graph, the index page) are sw
 from __future__ import annotations
 
 import asyncio
-
 import time
 from typing import Any
 
