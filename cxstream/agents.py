@@ -88,8 +88,7 @@ class Processor:
             written = [key for key, value in self.overlay.items() if value is not None]
             for key in (*stored, *written):
                 if key.startswith(prefix):
-                    _, res, start, segment = keys.parse_bucket_key(key)
-                    idx.add(key, segment, start + res)
+                    idx.add_bucket(key)
         return idx
 
     def stored(self, partition: int) -> Callable[[str], Any]:
@@ -207,9 +206,8 @@ class Processor:
         idx = self.index(partition)
         entries = list(pending.ordered(partition))
         for key, _ in entries:
-            if key.startswith(BUCKET_PREFIX) and key not in idx:
-                _, res, start, segment = keys.parse_bucket_key(key)
-                idx.add(key, segment, start + res)
+            if key.startswith(BUCKET_PREFIX):
+                idx.add_bucket(key)
         if stream_time is not None:
             entries.extend((key, None) for key in idx.pop_expired(stream_time - self.cfg.horizon_ms))
         return entries

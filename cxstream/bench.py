@@ -43,7 +43,6 @@ from typing import Any, Callable, Iterable, Sequence
 import orjson
 
 from cxstream import gc_tuning
-from cxstream.core import keys
 from cxstream.demo import stop_process
 from cxstream.core.expiry import ExpiryIndex
 from cxstream.core.step import StepConfig, plan
@@ -216,9 +215,8 @@ class _Replay:
             for k, v in p.before_alert + p.after_alert:
                 table[k] = v
                 self.writes += 1
-                if k.startswith("b|") and k not in index:
-                    _, res, start, seg = keys.parse_bucket_key(k)
-                    index.add(k, seg, start + res)
+                if k.startswith("b|"):
+                    index.add_bucket(k)
             if p.stream_time is not None:
                 for k in index.pop_expired(p.stream_time - cfg.horizon_ms):
                     del table[k]

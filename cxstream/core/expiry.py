@@ -10,6 +10,8 @@ import heapq
 import sys
 from collections import Counter
 
+from cxstream.core import keys
+
 
 class ExpiryIndex:
     """Bucket keys of one partition grouped by their end; also counts buckets per segment.
@@ -48,6 +50,13 @@ class ExpiryIndex:
                 heapq.heappush(self._heap, end_ms)
             else:
                 group.append((key, segment))
+
+    def add_bucket(self, key: str) -> None:
+        """`add` for a stored bucket key (`keys.bucket_key`), which names its segment and,
+        with its resolution and start, its end."""
+        if key not in self._live:
+            _, res, start, segment = keys.parse_bucket_key(key)
+            self.add(key, segment, start + res)
 
     def pop_expired(self, cutoff_ms: int) -> list[str]:
         """Remove and return the keys of buckets that end at or before `cutoff_ms`, earliest

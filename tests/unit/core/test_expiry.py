@@ -45,3 +45,14 @@ def test_equals_a_brute_force_list(ops: list[tuple]) -> None:
         assert len(idx) == len(known)
         assert all(k in idx for _, _, k, _ in known)
         assert idx.segments == Counter(s for _, _, _, s in known)
+
+
+def test_a_stored_bucket_key_names_its_segment_and_end() -> None:
+    from cxstream.core import keys
+
+    idx = ExpiryIndex()
+    key = keys.bucket_key(2, "plan:pro", 3_600_000, 7_200_000)
+    idx.add_bucket(key)
+    idx.add_bucket(key)  # already known
+    assert len(idx) == 1 and idx.segments == {"plan:pro": 1}
+    assert idx.pop_expired(10_799_999) == [] and idx.pop_expired(10_800_000) == [key]

@@ -68,8 +68,7 @@ def run_pipeline(events: list[oracle.Ev]) -> dict[str, Any]:
         for k, v in p.before_alert + p.after_alert:
             table[k] = v
             if k.startswith("b|"):
-                _, res, start, seg = keys.parse_bucket_key(k)
-                idx.add(k, seg, start + res)
+                idx.add_bucket(k)
         if p.stream_time is not None:
             for k in idx.pop_expired(p.stream_time - HORIZON):
                 del table[k]
