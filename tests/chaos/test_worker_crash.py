@@ -3,7 +3,9 @@ responses (duplicates, out of order, too late, invalid) and profiles stream in; 
 each time. After the drain: scores equal the oracle, the alert topic holds exactly the
 oracle's alerts (repeats only with the same alert_id), a deduplicating webhook receiver
 accepts each alert once (raw repeats at most one per kill), and every bad input is
-dead-lettered at its own position, repeated only because of the kills."""
+dead-lettered at its own position, repeated only because of the kills. Run with both table
+stores: the memory store rebuilds everything from the changelog at each start, the RocksDB
+store resumes from what its files hold (written only after the changelog acknowledged it)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import random
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.integration.harness import (
     Expected,
@@ -50,10 +54,13 @@ allow_private = true
     return path
 
 
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 async def test_three_sigkills_mid_stream_lose_and_double_nothing(
-        worker_factory: Any, http: HttpReceiver, tmp_path: Path) -> None:
+        worker_factory: Any, http: HttpReceiver, tmp_path: Path, store: str) -> None:
     rng = random.Random(SEED)
-    w: Worker = worker_factory(extra_env={"CXSTREAM_NOTIFY_CONFIG": str(notify_config(tmp_path / "notify.toml", http))})
+    w: Worker = worker_factory(extra_env={
+        "CXSTREAM_NOTIFY_CONFIG": str(notify_config(tmp_path / "notify.toml", http)),
+        "CXSTREAM_STORE": store})
     t = w.prefix
     w.start()
     await w.wait_ready()

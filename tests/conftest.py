@@ -1,7 +1,9 @@
-"""Integration fixtures: a real Kafka broker for the session, real worker processes per test.
+"""Fixtures shared by the integration and chaos tests: a real Kafka broker for the session,
+real worker processes, Prometheus servers and receivers per test (the unit tests use none).
 
-The broker is the project's own local KRaft broker (or `CXSTREAM_TEST_BROKER=host:port`).
-If it cannot start, every integration test fails with the reason: they are never skipped.
+The broker is the project's own local KRaft broker (or `CXSTREAM_TEST_BROKER=host:port`),
+one for the whole session whichever directories run. If it cannot start, every test that
+needs it fails with the reason: they are never skipped.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import pytest
 
 from cxstream.broker import BrokerError, LocalBroker, wait_ready
 
-from .harness import Worker, free_port, unique_prefix
-from .prom import PrometheusServer
-from .receivers import HttpReceiver
+from tests.integration.harness import Worker, free_port, unique_prefix
+from tests.integration.prom import PrometheusServer
+from tests.integration.receivers import HttpReceiver
 
 T = TypeVar("T")
 
