@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 BUCKET_PREFIX = keys.BUCKET + "|"
 CUSTOMER_PREFIX = keys.CUSTOMER + "|"
+#: Marks a key a dict does not hold (None is a value: a deletion).
+_ABSENT: Any = object()
 
 
 class Processor:
@@ -65,7 +67,7 @@ class Processor:
         self.deadletters = app.topic(self.topics.deadletter, **raw)
         self.indexes: dict[int, ExpiryIndex] = {}
         self.pending: list[asyncio.Future[None]] = []
-        self.reader = _PartitionReader(state)
+        self.reader = _PartitionReader(state, self.indexes)
         #: Writes of the batch being completed, until they are in the store (`process`).
         self.overlay: dict[str, Any] = {}
         self.completing: asyncio.Future[None] | None = None
@@ -135,11 +137,14 @@ class Processor:
         pending = PendingWrites(_Overlay(self.overlay, self.reader))
         alerts: list[dict[str, Any]] = []
         advanced: dict[int, int] = {}
+        rejected: list[tuple[Rejection, Any]] = []
         for tp, records in batch.items():
             kind = self.kinds[tp.topic]
             self.reader.partition = tp.partition
             for record in records:
-                await self._plan_one(kind, record, now_ms, pending, alerts, advanced, tally)
+                self._plan_one(kind, record, now_ms, pending, alerts, advanced, tally, rejected)
+        for rejection, record in rejected:
+            await self._dead_letter(rejection, record, now_ms)
         writes = {p: self._entries(p, pending, advanced.get(p)) for p in pending.partitions()}
         overlay = {k: v for entries in writes.values() for k, v in entries}
         self.overlay = overlay
@@ -167,9 +172,11 @@ class Processor:
         tally.flush()
         await asyncio.gather(*dead_letters)
 
-    async def _plan_one(self, kind: str, msg: Any, now_ms: int, pending: PendingWrites,
-                        alerts: list[dict[str, Any]], advanced: dict[int, int],
-                        tally: _Tally) -> None:
+    def _plan_one(self, kind: str, msg: Any, now_ms: int, pending: PendingWrites,
+                  alerts: list[dict[str, Any]], advanced: dict[int, int], tally: _Tally,
+                  rejected: list[tuple[Rejection, Any]]) -> None:
+        """Plan one record into the batch's pending writes and alerts; what it rejects goes
+        to `rejected`, dead-lettered once the batch is planned (no coroutine per record)."""
         try:
             p = plan(kind, pending, self.cfg, partition=msg.partition, offset=msg.offset,
                      key=msg.key, value=msg.value, now_ms=now_ms)
@@ -178,18 +185,16 @@ class Processor:
             log.error("processing %s[%d]@%d failed: %s (dead-lettered)", msg.topic,
                       msg.partition, msg.offset, type(exc).__name__)
             log.debug("details of the processing error", exc_info=exc)
-            await self._dead_letter(processing_error(exc), msg, now_ms)
+            rejected.append((processing_error(exc), msg))
             tally.events[kind, "deadlettered"] += 1
             return
         tally.events[kind, p.outcome] += 1
         if p.rejection is not None:
-            await self._dead_letter(p.rejection, msg, now_ms)
+            rejected.append((p.rejection, msg))
             return
         partition = msg.partition
-        for key, value in p.before_alert:
-            pending.put(partition, key, value)
-        for key, value in p.after_alert:
-            pending.put(partition, key, value)
+        pending.put(partition, p.before_alert)
+        pending.put(partition, p.after_alert)
         if p.alert is not None:
             alerts.append(p.alert)
         if p.outcome == "accepted" and p.survey is not None:
@@ -226,16 +231,10 @@ class Processor:
             metrics.alert_acknowledged(alert, fetched_at)
 
     async def _produce_alert(self, alert: dict[str, Any]) -> Any:
-        """Hand one alert to the producer; returns the future of the broker's answer (a
-        failure to hand it over is returned as a failed future, retried by the caller)."""
-        try:
-            return await self.alerts.send(key=alert["customer_id"].encode(),
-                                          value=orjson.dumps(alert),
-                                          headers=cloudevent_headers(alert, source=self.source))
-        except KafkaError as exc:
-            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            return failed
+        """Hand one alert to the producer; returns the future of the broker's answer."""
+        return await _handed_over(self.alerts, key=alert["customer_id"].encode(),
+                                  value=orjson.dumps(alert),
+                                  headers=cloudevent_headers(alert, source=self.source))
 
     async def _dead_letter(self, rejection: Rejection, msg: Any, now_ms: int) -> None:
         doc = dead_letter(rejection, topic=msg.topic, partition=msg.partition, offset=msg.offset,
@@ -244,7 +243,7 @@ class Processor:
         # request.
         key = msg.key if msg.key is None else msg.key[:MAX_KEY_BYTES]
         value = orjson.dumps(doc)
-        fut = await self.deadletters.send(key=key, value=value)
+        fut = await _handed_over(self.deadletters, key=key, value=value)
         # Not awaited here (a stream of garbage must not wait a round trip per message); the
         # batch is complete only once every dead letter is acknowledged (`_complete`).
         self.pending.append(asyncio.ensure_future(until_acknowledged(
@@ -252,7 +251,20 @@ class Processor:
         metrics.DEADLETTERS.labels(rejection.code.value).inc()
 
     async def _send_dead_letter(self, key: bytes | None, value: bytes) -> Any:
-        return await (await self.deadletters.send(key=key, value=value))
+        return await (await _handed_over(self.deadletters, key=key, value=value))
+
+
+async def _handed_over(topic: Any, **record: Any) -> asyncio.Future[Any]:
+    """Hand a record to the producer (Faust's `topic.send`); returns the future of the
+    broker's answer. A failure to hand it over (the broker unreachable) comes back as a
+    failed future, so every caller retries it like a failed answer (`until_acknowledged`)
+    instead of failing the batch, which would stop the consumer."""
+    try:
+        return await topic.send(**record)
+    except KafkaError as exc:
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(exc)
+        return failed
 
 
 class _Tally:
@@ -276,19 +288,21 @@ class _Tally:
 
 
 class _Overlay:
-    """The previous batch's writes (None: deleted) over the store."""
+    """The previous batch's writes (None: deleted) over the store. Looks in the reader's
+    memory (`_PartitionReader.memory`) itself: most reads end there, one call earlier."""
 
-    __slots__ = ("top", "store")
+    __slots__ = ("top", "memory", "store")
 
     def __init__(self, top: dict[str, Any], store: _PartitionReader) -> None:
-        self.top, self.store = top, store
+        self.top, self.memory, self.store = top, store.memory, store
 
     def get(self, key: str, default: Any = None) -> Any:
-        top = self.top
-        if key in top:
-            value = top[key]
-            return default if value is None else value
-        return self.store.get(key, default)
+        value = self.top.get(key, _ABSENT)
+        if value is _ABSENT:
+            value = self.memory.get(key, _ABSENT)
+            if value is _ABSENT:
+                return self.store.get(key, default)
+        return default if value is None else value
 
 
 class _PartitionReader:
@@ -301,17 +315,25 @@ class _PartitionReader:
     buckets, caps, stream time: few, and read by most messages) are also kept decoded in
     memory, written through by `written` and dropped at every rebalance (`clear`); customer
     records (one per customer, most read once a batch) are not. Values read are never
-    mutated (see `cxstream.core.journey`)."""
+    mutated (see `cxstream.core.journey`).
+
+    A bucket key that the partition's expiry index does not hold is not in the store (the
+    index holds every stored bucket of an owned partition, see `Processor.index`), so it is
+    answered without a read: most responses create new minute buckets, and the reads of
+    keys that do not exist were a tenth of the worker's time (and filled the cache)."""
 
     #: Most entries kept decoded (RocksDB); past it, the cache starts over.
     CACHE_MAX = 20_000
 
-    def __init__(self, table: faust.Table) -> None:
+    def __init__(self, table: faust.Table, indexes: dict[int, ExpiryIndex]) -> None:
         self.partition = 0
+        self._indexes = indexes
         self._db_for_partition = partition_databases(table)
         store: Any = getattr(table, "data", table)
         self._dict = None if self._db_for_partition is not None else getattr(store, "data", store)
         self._cache: dict[str, Any] = {}
+        #: What `get` answers from memory: the memory store itself, or the RocksDB cache.
+        self.memory: dict[str, Any] = self._cache if self._dict is None else self._dict
 
     def get(self, key: str, default: Any = None) -> Any:
         if self._dict is not None:
@@ -320,6 +342,10 @@ class _PartitionReader:
         if key in cache:
             value = cache[key]
         else:
+            if key.startswith(BUCKET_PREFIX):
+                index = self._indexes.get(self.partition)
+                if index is not None and key not in index:
+                    return default
             raw = self._db_for_partition(self.partition).get(orjson.dumps(key))
             value = None if raw is None else orjson.loads(raw)
             if not key.startswith(CUSTOMER_PREFIX):

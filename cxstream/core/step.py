@@ -33,7 +33,7 @@ from cxstream.core.journey import (
     is_duplicate_survey,
 )
 from cxstream.core.model import SurveyResponse
-from cxstream.core.scoring import category, increment, plus
+from cxstream.core.scoring import WIDTH, category, increment, plus
 from cxstream.core.scoring import zero as zero_counts
 from cxstream.core.segments import dimension_values, segment_keys
 from cxstream.core.windows import MINUTE, bucket_keys_for, is_too_late
@@ -46,6 +46,8 @@ _STAMP = {"surveys": "s", "interactions": "i", "customers": "c"}
 #: Recent bucket key prefixes (see `_bucket_prefixes`); emptied when full.
 _PREFIXES: dict[tuple[int, int], tuple[str, ...]] = {}
 _PREFIXES_MAX = 4096
+#: A stored bucket: the counters, then the offset stamp.
+_STORED_WIDTH = WIDTH + 1
 
 
 class StateView(Protocol):
@@ -201,16 +203,23 @@ def _add_to_buckets(writes: list[tuple[str, Any]], view: StateView, partition: i
     fresh = [*plus(zero_counts(), inc), offset]
     prefixes = _bucket_prefixes(partition, r.occurred_at)
     get = view.get
+    append = writes.append
     for segment in segments:
         for prefix in prefixes:
             bkey = prefix + segment
             cur = get(bkey)
             if cur is None:
-                writes.append((bkey, fresh))  # one list for all new buckets: never mutated
+                append((bkey, fresh))  # one list for all new buckets: never mutated
                 continue
             if cur[-1] >= offset:
                 continue  # this bucket already holds this message
-            writes.append((bkey, [*plus(cur[:-1], inc), offset]))
+            if len(cur) != _STORED_WIDTH:
+                plus(cur[:-1], inc)  # raises: a broken bucket is an error, not a guess
+            new = cur.copy()  # `plus` inlined (it runs ~18 times per response)
+            for position, amount in inc:
+                new[position] += amount
+            new[-1] = offset
+            append((bkey, new))
 
 
 def _bucket_prefixes(partition: int, occurred_at: int) -> tuple[str, ...]:

@@ -10,7 +10,6 @@ are replaced by in-memory lists.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,16 +18,16 @@ from typing import Any, AsyncIterator
 import orjson
 import pytest
 from aiohttp import web
-from faust.types import TP
 from aiohttp.test_utils import TestServer
 
 from cxstream import agents
 from cxstream.agents import Processor
-from cxstream.app import create_app
 from cxstream.core.notification import Channel, NotifyConfig
 from cxstream.notifier import Notifier
 from cxstream.senders import new_session
 from cxstream.settings import Settings
+
+from .processing import handle
 
 EMAIL = "maria.gomez@example.org"
 NAME = "Maria Gomez"
@@ -48,41 +47,11 @@ def assert_clean(caplog: pytest.LogCaptureFixture) -> None:
             assert secret.lower() not in text.lower(), (record.levelname, record.name, text)
 
 
-class Sink:
-    """Stands in for a Faust topic or an aiokafka producer: records what is sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    async def send(self, **kwargs: Any) -> Any:
-        self.sent.append(kwargs)
-        acked = asyncio.get_running_loop().create_future()
-        acked.set_result(None)
-        return acked
-
-
 def survey(**overrides: Any) -> bytes:
     doc = {"event_id": "e-1", "customer_id": "c-1", "survey": "nps", "score": 2,
            "comment": COMMENT, "occurred_at": "2026-01-01T00:00:00Z",
            "respondent": {"email": EMAIL, "name": NAME}, **overrides}
     return orjson.dumps(doc)
-
-
-async def handle(processor: Processor, topic: str, value: bytes, key: bytes = b"c-1",
-                 offset: int = 0) -> None:
-    """One record through the processor, as a batch of one (`cxstream.batching`)."""
-    record = SimpleNamespace(topic=topic, partition=0, offset=offset, key=key, value=value)
-    await (await processor.process({TP(topic, 0): [record]}))
-
-
-@pytest.fixture
-def processor(tmp_path: Path) -> Processor:
-    settings = Settings.from_env({"CXSTREAM_DATA_DIR": str(tmp_path)})
-    app = create_app(settings)
-    proc = Processor(app, settings, app.tables["state"])
-    proc.deadletters = Sink()  # type: ignore[assignment]
-    proc.alerts = Sink()  # type: ignore[assignment]
-    return proc
 
 
 async def test_processor_error_paths_log_no_personal_data(

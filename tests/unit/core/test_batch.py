@@ -37,8 +37,7 @@ def run_batched(messages: list[tuple[str, bytes, bytes]], sizes: list[int],
         for o in batch:
             kind, key, value = messages[o]
             p = plan(kind, pending, CFG, partition=0, offset=o, key=key, value=value, now_ms=NOW)
-            for k, v in (*p.before_alert, *p.after_alert):
-                pending.put(0, k, v)
+            pending.put(0, [*p.before_alert, *p.after_alert])
             if p.alert is not None:
                 alerts.append((o, p.alert))
         for k, v in pending.ordered(0):
@@ -98,12 +97,10 @@ def test_a_crash_anywhere_in_a_batch_is_repaired_by_the_replay(
 
 def test_ordered_writes_caps_then_buckets_then_customers_then_stream_time() -> None:
     pending = PendingWrites({})
-    pending.put(0, keys.stream_time_key(0), {"t": 1})
-    pending.put(0, keys.customer_key("c1"), {"s": {}})
-    pending.put(0, keys.bucket_key(0, "all", 60_000, 0), [1, 0])
-    pending.put(0, keys.cap_key(0, "plan"), ["pro"])
-    pending.put(0, keys.bucket_key(0, "all", 60_000, 60_000), [1, 1])
-    pending.put(0, keys.stream_time_key(0), {"t": 2})  # coalesced: the last value, once
+    pending.put(0, [(keys.stream_time_key(0), {"t": 1}), (keys.customer_key("c1"), {"s": {}})])
+    pending.put(0, [(keys.bucket_key(0, "all", 60_000, 0), [1, 0]), (keys.cap_key(0, "plan"), ["pro"]),
+                    (keys.bucket_key(0, "all", 60_000, 60_000), [1, 1])])
+    pending.put(0, [(keys.stream_time_key(0), {"t": 2})])  # coalesced: the last value, once
     assert [k for k, _ in pending.ordered(0)] == [
         keys.cap_key(0, "plan"), keys.bucket_key(0, "all", 60_000, 0),
         keys.bucket_key(0, "all", 60_000, 60_000), keys.customer_key("c1"),
@@ -115,7 +112,7 @@ def test_ordered_writes_caps_then_buckets_then_customers_then_stream_time() -> N
 def test_reads_see_the_batch_before_the_table() -> None:
     table = {"c|a": 1, "c|b": 2}
     pending = PendingWrites(table)
-    pending.put(3, "c|a", 10)
+    pending.put(3, [("c|a", 10)])
     assert (pending.get("c|a"), pending.get("c|b"), pending.get("c|z", "d")) == (10, 2, "d")
     assert table == {"c|a": 1, "c|b": 2}  # nothing written until flushed
     assert list(pending.ordered(1)) == []
@@ -130,8 +127,8 @@ KEYS = st.sampled_from([keys.cap_key(0, "plan"), keys.cap_key(0, "region"), keys
 @given(st.lists(st.tuples(KEYS, st.integers()), max_size=30))
 def test_ordered_is_a_stable_sort_by_kind(puts: list[tuple[str, int]]) -> None:
     pending = PendingWrites({})
-    for k, v in puts:
-        pending.put(0, k, v)
+    for n in range(0, len(puts), 3):  # in calls of up to three writes
+        pending.put(0, puts[n:n + 3])
     latest = dict(puts)
     rank = {keys.CAP: 0, keys.BUCKET: 1, keys.CUSTOMER: 2, keys.STREAM_TIME: 3}
     assert list(pending.ordered(0)) == sorted(latest.items(), key=lambda kv: rank[kv[0][:1]])
@@ -139,5 +136,5 @@ def test_ordered_is_a_stable_sort_by_kind(puts: list[tuple[str, int]]) -> None:
 
 def test_a_pending_none_is_a_value() -> None:
     pending = PendingWrites({"c|a": 1})
-    pending.put(0, "c|a", None)
+    pending.put(0, [("c|a", None)])
     assert pending.get("c|a", "default") is None
