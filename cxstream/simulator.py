@@ -69,10 +69,11 @@ class Simulator:
                 doc["owner"] = c.owner
             yield "customers", doc
 
-    def event(self, now_ms: int) -> tuple[str, dict[str, Any]]:
-        """One interaction (about 70 %) or survey response at `now_ms`."""
+    def event(self, now_ms: int, customer: Customer | None = None) -> tuple[str, dict[str, Any]]:
+        """One interaction (about 70 %) or survey response at `now_ms`, of `customer` or of
+        one picked at random."""
         rng = self.rng
-        c = rng.choice(self.customers)
+        c = customer if customer is not None else rng.choice(self.customers)
         self.n += 1
         event_id = f"sim-{self.seed}-{self.n}"
         occurred = format_rfc3339(now_ms)

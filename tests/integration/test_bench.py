@@ -29,6 +29,7 @@ def test_bench_runs_every_requested_phase(kafka_bootstrap: str, tmp_path: Path) 
     r = orjson.loads(out.read_bytes())
     assert "errors" not in r
     assert r["produce"]["events"] == 3000
+    assert r["produce"]["customers_with_events"] == 500  # every simulated customer has state
     for phase in ("baseline", "faust", "cxstream"):
         assert r[phase]["events"] == 3000, (phase, r[phase])
         assert r[phase]["events_per_s"] > 0, (phase, r[phase])

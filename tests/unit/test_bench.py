@@ -1,13 +1,15 @@
-"""The bench's pure helpers: percentiles, ratios to the baseline, phase parsing, the table."""
+"""The bench's pure helpers: percentiles, ratios to the baseline, phase parsing, the table,
+which customers the produced events go to."""
 
 from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
 
-from cxstream.bench import (add_ratios, dir_bytes, latency_summary, parse_phases, percentile,
-                            render_table, vm_hwm_kb)
+from cxstream.bench import (add_ratios, dir_bytes, first_events, latency_summary, parse_phases,
+                            percentile, render_table, vm_hwm_kb)
 from cxstream.cli import main
+from cxstream.simulator import Simulator
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:
@@ -114,3 +116,13 @@ def test_windows_phase_from_the_cli_writes_json(tmp_path) -> None:
 def test_unknown_phase_is_a_usage_error() -> None:
     result = CliRunner(mix_stderr=False).invoke(main, ["bench", "--phases", "nope"])
     assert result.exit_code == 2 and "Traceback" not in result.stderr and "nope" in result.stderr
+
+
+@pytest.mark.parametrize(("events", "customers"), [(200, 100), (250, 100), (99, 100), (5, 1)])
+def test_every_customer_gets_an_event_when_there_are_enough(events: int, customers: int) -> None:
+    sim = Simulator(seed=3, customers=customers)
+    firsts = first_events(sim.customers, events, seed=3)
+    assert len({c.customer_id for c in firsts.values()}) == min(events, customers)
+    assert all(0 <= i < events for i in firsts)
+    assert 0 in firsts  # spread from the start of the run
+    assert first_events(sim.customers, events, seed=3) == firsts  # reproducible

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import re
-from pathlib import Path
 
 import yaml
 
