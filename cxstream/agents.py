@@ -23,7 +23,7 @@ from faust.types import TP
 
 from cxstream import metrics
 from cxstream.batching import Batch, batching_consumer
-from cxstream.changelog import ChangelogWriter, partition_databases
+from cxstream.changelog import ChangelogWriter, partition_databases, stored_value
 from cxstream.core import keys
 from cxstream.core.alert import cloudevent_headers
 from cxstream.core.batch import PendingWrites
@@ -102,12 +102,7 @@ class Processor:
         if database is None:
             return self.state.get
         db = database(partition)
-
-        def get(key: str) -> Any:
-            raw = db.get(orjson.dumps(key))
-            return None if raw is None else orjson.loads(raw)
-
-        return get
+        return lambda key: stored_value(db, key)
 
     def forget(self, partitions: set[int]) -> None:
         """Called at every rebalance: what was read or indexed may change hands meanwhile."""
@@ -346,8 +341,7 @@ class _PartitionReader:
                 index = self._indexes.get(self.partition)
                 if index is not None and key not in index:
                     return default
-            raw = self._db_for_partition(self.partition).get(orjson.dumps(key))
-            value = None if raw is None else orjson.loads(raw)
+            value = stored_value(self._db_for_partition(self.partition), key)
             if not key.startswith(CUSTOMER_PREFIX):
                 if len(cache) >= self.CACHE_MAX:
                     cache.clear()

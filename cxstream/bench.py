@@ -8,8 +8,9 @@ Phases (each a function returning a dict; `run_bench` chains them and the CLI pr
   (what remains is the larger state's cache misses). The two run in alternating pairs of small
   chunks, so this machine's other work weighs on both alike.
 * `baseline`: a plain aiokafka consumer (assigned partitions, no group) that fetches and
-  orjson-decodes every message of the produced inputs; three passes, from first record to
-  last, the median reported.
+  orjson-decodes every message of the produced inputs; three passes, each timed from its
+  first fetch that returned records (those left out of the rate) to its last record, the
+  median reported.
 * `faust`: the Faust floor, a do-nothing agent (`floor_main`, run in a subprocess) on the
   same topics; from its first event until its group's committed offsets reach
   the end offsets.
@@ -447,8 +448,8 @@ async def baseline_phase(run: Run) -> dict[str, Any]:
     """A plain aiokafka consumer: assign every input partition, fetch from the beginning and
     orjson-decode every value, until the end offsets measured after producing.
 
-    Read `BASELINE_PASSES` times, each timed from its first record to its last, and the
-    median pass reported: a pass takes under a second, so the first fetch's wait and this
+    Read `BASELINE_PASSES` times (each pass timed as `_read_to_end` says), and the median
+    pass reported: a pass takes under a second, so the first fetch's wait and this
     machine's noise moved a single timing by up to a third, and the baseline is the
     denominator of every ratio."""
     from aiokafka import AIOKafkaConsumer
@@ -500,8 +501,7 @@ async def _read_to_end(consumer: Any, run: Run, progress: Progress) -> dict[str,
     last = time.time()
     if first is None or untimed >= n:
         first, untimed = started, 0
-    seconds = max(last - first, 1e-6)
-    return {"events": n, "seconds": seconds, "events_per_s": (n - untimed) / seconds}
+    return {**_rate(n - untimed, first, last), "events": n}
 
 
 async def _committed_done(run: Run, group: str, progress: Progress,
