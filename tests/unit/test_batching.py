@@ -24,6 +24,8 @@ from cxstream.batching import InFlight
 from cxstream.changelog import encode
 from cxstream.settings import Settings
 
+from .processing import Sink
+
 TOPIC = "cx.surveys"
 
 
@@ -169,22 +171,11 @@ class _SlowChangelog:
                              len(entries) - 1)
 
 
-class _Alerts:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def send(self, *, key: bytes, value: bytes, headers: Any) -> asyncio.Future[None]:
-        self.sent.append(orjson.loads(value))
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-
 async def test_a_batch_planned_before_the_previous_is_written_sees_its_writes(app: Any) -> None:
     settings = Settings.from_env({})
     processor = Processor(app, settings, app.tables["state"])
     processor.changelog = _SlowChangelog(processor.changelog)  # type: ignore[assignment]
-    processor.alerts = _Alerts()  # type: ignore[assignment]
+    processor.alerts = Sink()  # type: ignore[assignment]
     tp = TP(processor.topics.surveys, 0)
 
     def survey(event_id: str, score: int, at: str) -> Any:
@@ -197,7 +188,8 @@ async def test_a_batch_planned_before_the_previous_is_written_sees_its_writes(ap
     assert not first.done()  # still being written: the second read its writes from the overlay
     processor.changelog.go.set()  # type: ignore[attr-defined]
     await asyncio.gather(first, second)
-    assert [a["kind"] for a in processor.alerts.sent] == ["detractor", "recovered"]  # type: ignore[attr-defined]
+    assert [orjson.loads(a["value"])["kind"] for a in processor.alerts.sent  # type: ignore[attr-defined]
+            ] == ["detractor", "recovered"]
     assert processor.overlay == {}  # in the store now
     customer = processor.reader.get("c|c-1")
     assert customer["h"]["s"] == 2
