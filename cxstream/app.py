@@ -13,7 +13,7 @@ from faust.web.drivers.aiohttp import Web as _AiohttpWeb
 
 from pathlib import Path
 
-from cxstream import agents, faust_patches, notify_config, offsets, web
+from cxstream import agents, faust_patches, notify_config, offsets, recovery, web
 from cxstream.kafka_security import faust_credentials
 from cxstream.notifier import Notifier
 from cxstream.settings import Settings
@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> faust.App:
     processor = agents.register(app, settings, state)
     web.register(app, settings, processor)
     offsets.register(app, processor.kinds)
+    recovery.register(app)
     if settings.notify_config:
         notifier = Notifier(settings, notify_config.load(Path(settings.notify_config)))
 

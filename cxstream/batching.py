@@ -16,7 +16,9 @@ offsets (transaction markers) are registered as gaps so commits can pass them. A
 waits for the batch in hand (it stands in Faust's list of unacknowledged messages), so a
 partition is never given away half-processed. Stricter than Faust: input records are not
 delivered at all until the rebalance has ended (`_seek_back`), and a stop lets every batch
-handed over complete, acknowledging them in order (`_handle`, `_let_finish`).
+handed over complete, acknowledging them in order (`_handle`, `_let_finish`), and changelog
+records dropped from a fetch during a table recovery are read again (`_recover_again`), which
+Faust's loop never did.
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
+
+from cxstream.recovery import next_needed
 
 #: Seconds a stop waits for the batch handed over to complete before leaving it unacknowledged.
 FINISH_TIMEOUT_S = 10.0
@@ -122,12 +127,14 @@ class _BatchingConsumer(AIOKafkaConsumer):
             # A rebalance began while the fetch was under way: Faust throws such records away
             # and reads them again from the committed offsets.
             await self._seek_back()
+            await self._recover_again(records)
             return
         generation = self.app.consumer_generation_id
         batch: dict[TP, list[Any]] = {}
         held_back = False
-        for tp, tp_records in records.items():
+        for i, (tp, tp_records) in enumerate(records.items()):
             if active is not None and tp not in active and tp not in self._buffered_partitions:
+                await self._recover_again([tp])
                 continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             if tp.topic in self.batch_topics:
@@ -139,6 +146,7 @@ class _BatchingConsumer(AIOKafkaConsumer):
                     batch[tp] = fresh
             else:
                 if not await self._one_by_one(tp, tp_records, generation):
+                    await self._recover_again(list(records)[i:])
                     return
         if held_back:
             await self._seek_back()
@@ -159,6 +167,32 @@ class _BatchingConsumer(AIOKafkaConsumer):
         except Exception as exc:  # noqa: BLE001 - as Faust's getmany
             self.log.warning("exception seeking the input partitions back to their committed "
                              "offsets %r", exc)
+
+    async def _recover_again(self, tps: Collection[TP]) -> None:
+        """Seek the changelog partitions under active recovery among `tps`, whose fetched
+        records are being dropped, to the next offset the recovery needs.
+
+        Faust reads dropped input records again from the committed offsets, but nothing reads
+        dropped changelog records again: the client's position has moved past them, so the
+        recovery either waits for them forever (they were the partition's last; the worker
+        never becomes ready) or misses them (state lost). A fetch can deliver them while the
+        flow is stopped just after the recovery sought its partitions: one fetch call lives up
+        to its timeout across a rebalance, and while every partition is paused aiokafka returns
+        the records of all of them. The recovery applies only offsets above the last it
+        applied, so reading again is always safe."""
+        recovery = self.app.tables.recovery
+        if not recovery.in_recovery:
+            return  # the next recovery seeks every changelog partition itself
+        again = {tp: next_needed(recovery, tp) for tp in tps
+                 if tp.topic not in self.batch_topics and tp in recovery.active_tps}
+        if not again:
+            return
+        self.log.info("reading changelog records dropped from a fetch again: %s",
+                      ", ".join(f"{tp.topic}:{tp.partition} from {o}" for tp, o in again.items()))
+        try:
+            await self.seek_wait(again)
+        except IllegalStateError:
+            pass  # no longer assigned: the next recovery seeks what it needs
 
     async def _unread(self, tp: TP, tp_records: Sequence[Any]) -> list[Any]:
         """The records not delivered yet (a seek back re-fetches some); registers holes."""

@@ -75,6 +75,14 @@ OFFSET_GAPS = Counter(
     registry=REGISTRY,
 )
 
+RECOVERY_STALLS = Counter(
+    "cxstream_recovery_stalls_total",
+    "Changelog partitions that received nothing for 15 s during table recovery while behind "
+    "their end, and were read again from the next offset needed (`cxstream.recovery`; each is "
+    "also logged as a warning). Should stay 0.",
+    registry=REGISTRY,
+)
+
 ALERT_KINDS = ("detractor", "recovered")
 ALERT_DELAY_FROM_EVENT = Histogram(
     "cxstream_alert_delay_from_event_seconds",

@@ -193,3 +193,88 @@ async def test_a_batch_planned_before_the_previous_is_written_sees_its_writes(ap
     assert processor.overlay == {}  # in the store now
     customer = processor.reader.get("c|c-1")
     assert customer["h"]["s"] == 2
+
+
+def recovering(app: Any, applied: dict[int, int]) -> list[dict[TP, int]]:
+    """Puts Faust's recovery in its active phase, with the last changelog offset applied per
+    partition; returns the seeks the consumer will be asked for."""
+    changelog = next(iter(app.tables.changelog_topics))
+    recovery = app.tables.recovery
+    recovery.in_recovery = True
+    for partition, offset in applied.items():
+        recovery.active_tps.add(TP(changelog, partition))
+        recovery.active_offsets[TP(changelog, partition)] = offset
+    seeks: list[dict[TP, int]] = []
+
+    async def seek_wait(offsets: dict[TP, int]) -> None:
+        seeks.append(dict(offsets))
+
+    async def perform_seek() -> None:
+        pass
+
+    consumer = app.consumer
+    consumer.seek_wait = seek_wait
+    consumer.perform_seek = perform_seek
+    consumer.batch_topics = frozenset({TOPIC})
+    consumer.highwater = lambda tp: 10_000
+    return seeks
+
+
+def changelog_records(app: Any, partition: int, offsets: range) -> tuple[TP, list[Any]]:
+    changelog = next(iter(app.tables.changelog_topics))
+    return TP(changelog, partition), [
+        SimpleNamespace(topic=changelog, partition=partition, offset=o, key=b"k", value=b"1",
+                        timestamp=0, timestamp_type=0, headers=[], checksum=None,
+                        serialized_key_size=1, serialized_value_size=1)
+        for o in offsets]
+
+
+async def test_changelog_records_dropped_as_the_flow_stops_are_read_again(app: Any) -> None:
+    # A fetch that arrives while the flow is stopped is dropped; nothing would read its
+    # changelog records again, and the recovery would miss them or wait for them forever.
+    seeks = recovering(app, {0: -1, 1: 41, 2: 7})
+    consumer = app.consumer
+    consumer.stop_flow()
+    cl0, recs0 = changelog_records(app, 0, range(0, 5))
+    cl1, recs1 = changelog_records(app, 1, range(42, 50))
+    cl3, recs3 = changelog_records(app, 3, range(0, 5))  # not under recovery here
+    await consumer._deliver({cl0: recs0, cl1: recs1, cl3: recs3,  # noqa: SLF001
+                             TP(TOPIC, 0): [record(0)]}, None, 0.0)
+    assert seeks == [{cl0: 0, cl1: 42}]  # the next offsets the recovery needs, inputs aside
+
+
+async def test_changelog_records_of_a_partition_paused_meanwhile_are_read_again(app: Any) -> None:
+    seeks = recovering(app, {0: 99})
+    cl0, recs0 = changelog_records(app, 0, range(100, 110))
+    consumer = app.consumer
+    consumer.resume_flow()
+    await consumer._deliver({cl0: recs0}, set(), 0.0)  # noqa: SLF001 - cl0 not fetchable now
+    assert seeks == [{cl0: 100}]
+
+
+async def test_the_rest_of_a_fetch_cut_short_by_a_new_generation_is_read_again(app: Any) -> None:
+    seeks = recovering(app, {0: -1, 1: -1})
+    cl0, recs0 = changelog_records(app, 0, range(0, 3))
+    cl1, recs1 = changelog_records(app, 1, range(0, 3))
+    consumer = app.consumer
+    consumer.resume_flow()
+    delivered: list[int] = []
+
+    async def callback(message: Any) -> None:
+        delivered.append(message.offset)
+        app.consumer_generation_id += 1  # a rebalance right after the first record
+
+    consumer.callback = callback
+    await consumer._deliver({cl0: recs0, cl1: recs1}, None, 0.0)  # noqa: SLF001
+    assert delivered == [0]
+    assert seeks == [{cl0: 0, cl1: 0}]
+
+
+async def test_dropped_changelog_records_are_left_alone_outside_a_recovery(app: Any) -> None:
+    seeks = recovering(app, {0: 5})
+    app.tables.recovery.in_recovery = False  # the next recovery seeks every partition itself
+    consumer = app.consumer
+    consumer.stop_flow()
+    cl0, recs0 = changelog_records(app, 0, range(6, 9))
+    await consumer._deliver({cl0: recs0}, None, 0.0)  # noqa: SLF001
+    assert seeks == []
