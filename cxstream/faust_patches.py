@@ -178,13 +178,18 @@ def _rewinding(original: Any) -> Any:
     return patched
 
 
+def partition_state(client: Any, tp: Any) -> Any:
+    """aiokafka's state of a partition in `client` (position, paused), or None when it has no
+    assignment for it. Read from the consumer thread's objects: for checks and logs only."""
+    subscription = None if client is None else client._fetcher._subscriptions.subscription  # noqa: SLF001
+    if subscription is None:
+        return None
+    return subscription.assignment.state_value(TopicPartition(tp.topic, tp.partition))
+
+
 def _positioned_only(original: Any) -> Any:
     def patched(self: AIOKafkaConsumerThread, now: float, tp: Any) -> Any:
-        client = self._consumer  # noqa: SLF001
-        subscription = None if client is None else client._fetcher._subscriptions.subscription  # noqa: SLF001
-        if subscription is None:
-            return None
-        state = subscription.assignment.state_value(TopicPartition(tp.topic, tp.partition))
+        state = partition_state(self._consumer, tp)  # noqa: SLF001
         if state is None or not state.has_valid_position:
             return None
         return original(self, now, tp)

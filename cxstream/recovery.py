@@ -25,6 +25,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from mode import Service
 
+from cxstream.faust_patches import partition_state
 from cxstream.metrics import RECOVERY_STALLS
 
 log = logging.getLogger(__name__)
@@ -90,12 +91,11 @@ def client_state(consumer: Any, tp: Any) -> str:
     the consumer thread's objects without locking, never used to decide anything)."""
     try:
         client = consumer._thread._consumer  # noqa: SLF001
-        fetcher = client._fetcher  # noqa: SLF001
-        key = TopicPartition(tp.topic, tp.partition)
-        state = fetcher._subscriptions.subscription.assignment.state_value(key)  # noqa: SLF001
+        state = partition_state(client, tp)
         position = state.position if state is not None and state.has_valid_position else None
+        buffered = TopicPartition(tp.topic, tp.partition) in client._fetcher._records  # noqa: SLF001
         return (f"client position {position}, paused in client {getattr(state, 'paused', None)}, "
-                f"fetched and not handed over {key in fetcher._records}, "  # noqa: SLF001
+                f"fetched and not handed over {buffered}, "
                 f"fetched by Faust {tp in (consumer._active_partitions or ())}, "  # noqa: SLF001
                 f"read offset {consumer._read_offset.get(tp)}, flow active {consumer.flow_active}")  # noqa: SLF001
     except Exception as exc:  # noqa: BLE001 - diagnostics only

@@ -10,12 +10,12 @@ import asyncio
 import time
 from typing import Any
 
-from cxstream.core.timefmt import format_rfc3339
 from cxstream.core.windows import MINUTE
 from tests.integration.harness import (
     HORIZON_MS,
     Expected,
     Worker,
+    as_of_after,
     assert_alerts_match_oracle,
     assert_dead_letters_match,
     assert_scores_match_oracle,
@@ -67,7 +67,7 @@ async def test_a_worker_leaves_and_rejoins_mid_stream(worker_factory: Any) -> No
     # partitions it does not own).
     for w in (a, b):
         assert await assert_scores_match_oracle(w, expected.events) > 100
-    as_of = format_rfc3339(max(oracle.stream_times(expected.events, HORIZON_MS).values()) + MINUTE)
+    as_of = as_of_after(expected.events)
     for window in ("24h", "7d", "30d"):
         assert await a.get("/scores", window=window, as_of=as_of) == \
             await b.get("/scores", window=window, as_of=as_of)

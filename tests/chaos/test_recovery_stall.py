@@ -7,28 +7,25 @@ and reads it again). Either way the worker becomes ready and answers exactly as 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cxstream.core.timefmt import format_rfc3339
-from cxstream.core.windows import MINUTE
 from tests.integration.harness import (
-    HORIZON_MS,
     Expected,
     Worker,
+    as_of_after,
     assert_scores_match_oracle,
+    loading,
     metric_samples,
     mixed_stream,
     produce_sent,
+    scores_by_window,
     wait_inputs_drained,
 )
-from tests.unit.core import oracle
 
 from .test_sigterm import sigterm
-from .test_state_loss import _scores
 
 #: fault (a sitecustomize folder here) -> what the worker logs when it reads again
 FAULTS = {
@@ -40,8 +37,7 @@ FAULTS = {
 @pytest.mark.parametrize("fault", list(FAULTS))
 async def test_changelog_records_lost_on_their_way_to_the_recovery_are_read_again(
         worker_factory: Any, fault: str) -> None:
-    w: Worker = worker_factory(extra_env={"PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).parent / fault), os.environ.get("PYTHONPATH", "")])})
+    w: Worker = worker_factory(extra_env=loading(Path(__file__).parent / fault))
     t = w.prefix
     w.start()
     await w.wait_ready()
@@ -51,15 +47,15 @@ async def test_changelog_records_lost_on_their_way_to_the_recovery_are_read_agai
     expected.add(t, sent, await produce_sent(w.bootstrap, t, sent))
     await wait_inputs_drained(w)
     expected.finish(t)
-    as_of = format_rfc3339(max(oracle.stream_times(expected.events, HORIZON_MS).values()) + MINUTE)
-    before = await _scores(w, as_of)
+    as_of = as_of_after(expected.events)
+    before = await scores_by_window(w, as_of)
 
     sigterm(w)
     log_start = w.log_path.stat().st_size
     w.start()  # the memory store restores everything from the changelog
     await w.wait_ready(120)
     # Nothing of the state is missing: the same answers, equal to the oracle's.
-    assert await _scores(w, as_of) == before
+    assert await scores_by_window(w, as_of) == before
     assert await assert_scores_match_oracle(w, expected.events) > 100
     log = w.log_path.read_bytes()[log_start:].decode(errors="replace")
     assert "TEST: " in log, log[-3000:]  # the fault did happen

@@ -9,12 +9,10 @@ import random
 import shutil
 from typing import Any
 
-from cxstream.core.timefmt import format_rfc3339 as _fmt
-from cxstream.core.windows import MINUTE
 from tests.integration.harness import (
-    HORIZON_MS,
     Expected,
     Worker,
+    as_of_after,
     assert_alerts_match_oracle,
     assert_dead_letters_match,
     assert_scores_match_oracle,
@@ -22,10 +20,9 @@ from tests.integration.harness import (
     mixed_stream,
     produce_sent,
     read_all,
+    scores_by_window,
     wait_inputs_drained,
 )
-
-from tests.unit.core import oracle
 
 from .test_sigterm import sigterm
 
@@ -40,8 +37,8 @@ async def test_a_deleted_rocksdb_store_is_rebuilt_from_the_changelog(worker_fact
     expected = Expected()
     expected.add(t, first, await produce_sent(w.bootstrap, t, first))
     await wait_inputs_drained(w)
-    as_of = _fmt(max(oracle.stream_times(expected.events, HORIZON_MS).values()) + MINUTE)
-    before = await _scores(w, as_of)
+    as_of = as_of_after(expected.events)
+    before = await scores_by_window(w, as_of)
     alerts_before = len(await read_all(w.bootstrap, f"{t}alerts"))
 
     sigterm(w)
@@ -63,7 +60,7 @@ async def test_a_deleted_rocksdb_store_is_rebuilt_from_the_changelog(worker_fact
     assert metric_samples(m, "cxstream_recovery_remaining_messages") == {(): 0.0}
 
     # The same answers, and nothing was re-processed (no alert produced again).
-    assert await _scores(w, as_of) == before
+    assert await scores_by_window(w, as_of) == before
     assert len(await read_all(w.bootstrap, f"{t}alerts")) == alerts_before
     # The rebuilt state goes on exactly: the rest of the stream plus retries of responses
     # sent before the loss (the dedupe memory came back with the state).
@@ -77,11 +74,3 @@ async def test_a_deleted_rocksdb_store_is_rebuilt_from_the_changelog(worker_fact
     assert await assert_alerts_match_oracle(w.bootstrap, t, expected.alerts) == 0
     await assert_dead_letters_match(w.bootstrap, t, expected.dead, max_repeats_each=0)
 
-
-async def _scores(w: Worker, as_of: str) -> dict[str, Any]:
-    out = {}
-    for window in ("1h", "24h", "7d", "30d"):
-        status, body = await w.get("/scores", window=window, as_of=as_of)
-        assert status == 200 and body["segments"], body
-        out[window] = body
-    return out

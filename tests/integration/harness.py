@@ -538,3 +538,25 @@ def metric_samples(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]
                    ) -> dict[tuple[tuple[str, str], ...], float]:
     """The samples of one metric from `Worker.metrics()`, by label set."""
     return {labels: v for (n, labels), v in metrics.items() if n == name}
+
+
+def loading(folder: Path) -> dict[str, str]:
+    """Worker environment that loads the test-only `sitecustomize.py` in `folder` (a fault
+    forced on the worker), ahead of the inherited PYTHONPATH."""
+    return {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+
+
+def as_of_after(events: list[_oracle.Ev], horizon: int = HORIZON_MS) -> str:
+    """The whole-minute `as_of` just past the latest stream time of `events`: scores asked at
+    it see every accepted response."""
+    return _fmt(max(_oracle.stream_times(events, horizon).values()) + _MINUTE)
+
+
+async def scores_by_window(w: Worker, as_of: str) -> dict[str, Any]:
+    """The worker's `/scores` for every default window at `as_of` (each must answer rows)."""
+    out = {}
+    for window in ("1h", "24h", "7d", "30d"):
+        status, body = await w.get("/scores", window=window, as_of=as_of)
+        assert status == 200 and body["segments"], body
+        out[window] = body
+    return out

@@ -5,7 +5,6 @@ instants equal the brute-force oracle exactly — also after a SIGKILL mid-strea
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import subprocess
 import sys
@@ -19,7 +18,8 @@ from cxstream.core.timefmt import format_rfc3339
 from cxstream.core.windows import DAY, HOUR, MINUTE
 
 from ..unit.core import oracle
-from .harness import HORIZON_MS, Worker, assert_scores_match_oracle, read_all, wait_drained, wait_for
+from .harness import (HORIZON_MS, Worker, assert_scores_match_oracle, loading, read_all,
+                      wait_drained, wait_for)
 
 HORIZON = HORIZON_MS
 
@@ -135,8 +135,7 @@ async def test_sigkill_mid_stream_gives_the_same_exact_results(worker_factory, t
                                                                slow_seek: bool) -> None:
     """`slow-seek` widens a Faust race at the end of the restart's rebalance (see
     `cxstream.faust_patches`) that used to drop messages for good, one run in four."""
-    extra = {"PYTHONPATH": os.pathsep.join([str(SLOW_SEEK), os.environ.get("PYTHONPATH", "")])}
-    w = worker_factory(extra_env=extra) if slow_seek else worker_factory()
+    w = worker_factory(extra_env=loading(SLOW_SEEK)) if slow_seek else worker_factory()
     w.start()
     await w.wait_ready()
     path = tmp_path / "surveys.jsonl"
@@ -165,8 +164,7 @@ async def test_records_dropped_before_the_first_commit_are_read_again(worker_fac
     mid-stream). `dropped_fetch` makes the first fetch land in that state."""
     path = tmp_path / "surveys.jsonl"
     total = generate(path, 1000, seed=5)
-    w = worker_factory(extra_env={"PYTHONPATH": os.pathsep.join(
-        [str(DROPPED_FETCH), os.environ.get("PYTHONPATH", "")])})
+    w = worker_factory(extra_env=loading(DROPPED_FETCH))
     # Produced before the worker starts: its first fetch returns records of every partition.
     proc = produce_cli(w, path)
     out, _ = await asyncio.to_thread(proc.communicate)
