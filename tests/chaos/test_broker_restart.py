@@ -17,7 +17,6 @@ from tests.integration.harness import (
     assert_dead_letters_match,
     assert_scores_match_oracle,
     mixed_stream,
-    produce_sent,
     readyz,
     wait_for,
     wait_inputs_drained,
@@ -41,8 +40,7 @@ async def test_worker_rides_out_a_broker_restart(local_broker_factory: Any, tmp_
         profiles, surveys = mixed_stream(seed=202, responses=2000)
         first, second = surveys[:1500], surveys[1500:]
         expected = Expected()
-        expected.add(t, profiles + first,
-                     await produce_sent(w.bootstrap, t, profiles + first))
+        await expected.produce(w.bootstrap, t, profiles + first)
         await wait_for(lambda: processed_at_least(w, 0.3 * (len(profiles) + len(first))), 120,
                        "30% of the stream processed")
         watch.start()
@@ -59,7 +57,7 @@ async def test_worker_rides_out_a_broker_restart(local_broker_factory: Any, tmp_
 
         await w.wait_ready(180)  # by itself: the worker was never restarted
         recovered = time.monotonic()
-        expected.add(t, second, await produce_sent(w.bootstrap, t, second))
+        await expected.produce(w.bootstrap, t, second)
         await wait_inputs_drained(w)
         await watch.stop()
         assert w.starts == 1 and w.proc is not None and w.proc.poll() is None, w.log_tail()

@@ -39,7 +39,6 @@ from tests.integration.harness import (
     assert_dead_letters_match,
     assert_scores_match_oracle,
     mixed_stream,
-    produce_sent,
     wait_inputs_drained,
 )
 
@@ -267,9 +266,9 @@ async def test_garbage_does_not_hold_up_the_valid_traffic_behind_it(worker_facto
         junk = garbage_stream(505, 3000, [f"cust-{i:04d}" for i in range(100)])
         expected = Expected()
         # All the garbage first, then the valid traffic behind it on the same partitions.
-        expected.add(t, junk, await produce_sent(w.bootstrap, t, junk))
+        await expected.produce(w.bootstrap, t, junk)
         valid = profiles + surveys
-        expected.add(t, valid, await produce_sent(w.bootstrap, t, valid))
+        await expected.produce(w.bootstrap, t, valid)
         await wait_inputs_drained(w)
     finally:
         await watch.stop()

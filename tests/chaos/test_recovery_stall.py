@@ -20,7 +20,6 @@ from tests.integration.harness import (
     loading,
     metric_samples,
     mixed_stream,
-    produce_sent,
     scores_by_window,
     wait_inputs_drained,
 )
@@ -44,7 +43,7 @@ async def test_changelog_records_lost_on_their_way_to_the_recovery_are_read_agai
     profiles, surveys = mixed_stream(seed=505, responses=1500)
     expected = Expected()
     sent = profiles + surveys
-    expected.add(t, sent, await produce_sent(w.bootstrap, t, sent))
+    await expected.produce(w.bootstrap, t, sent)
     await wait_inputs_drained(w)
     expected.finish(t)
     as_of = as_of_after(expected.events)

@@ -19,7 +19,6 @@ from tests.integration.harness import (
     assert_scores_match_oracle,
     metric_samples,
     mixed_stream,
-    produce_sent,
     wait_for,
     wait_inputs_drained,
 )
@@ -76,7 +75,7 @@ async def test_sigterm_mid_stream_and_drained(worker_factory: Any) -> None:
     profiles, surveys = mixed_stream(seed=606, responses=2500)
     expected = Expected()
     items = profiles + surveys
-    expected.add(t, items, await produce_sent(w.bootstrap, t, items))
+    await expected.produce(w.bootstrap, t, items)
 
     # 1. Mid-stream: exit 0 in time; the restart replays only an uncommitted tail.
     await wait_for(lambda: processed_at_least(w, 0.3 * len(items)), 120, "30% of the stream processed")

@@ -18,7 +18,6 @@ from tests.integration.harness import (
     assert_scores_match_oracle,
     metric_samples,
     mixed_stream,
-    produce_sent,
     read_all,
     scores_by_window,
     wait_inputs_drained,
@@ -35,7 +34,7 @@ async def test_a_deleted_rocksdb_store_is_rebuilt_from_the_changelog(worker_fact
     profiles, surveys = mixed_stream(seed=404, responses=2500)
     first = profiles + surveys[:1800]
     expected = Expected()
-    expected.add(t, first, await produce_sent(w.bootstrap, t, first))
+    await expected.produce(w.bootstrap, t, first)
     await wait_inputs_drained(w)
     as_of = as_of_after(expected.events)
     before = await scores_by_window(w, as_of)
@@ -67,7 +66,7 @@ async def test_a_deleted_rocksdb_store_is_rebuilt_from_the_changelog(worker_fact
     recent = [s for s in surveys[1500:1800] if s.bad is None]
     retries = random.Random(404).sample(recent, 40)
     rest = surveys[1800:] + retries
-    expected.add(t, rest, await produce_sent(w.bootstrap, t, rest))
+    await expected.produce(w.bootstrap, t, rest)
     await wait_inputs_drained(w)
     expected.finish(t)
     assert await assert_scores_match_oracle(w, expected.events) > 100

@@ -377,6 +377,11 @@ class Expected:
                 assert s.doc is not None
                 self.events.append(_oracle.Ev.of(s.doc, p, o))
 
+    async def produce(self, bootstrap: str, prefix: str, items: list[Sent]) -> None:
+        """Send `items` in order (`produce_sent`, one chunk) and `add` them at the positions
+        the broker gave them."""
+        self.add(prefix, items, await produce_sent(bootstrap, prefix, items))
+
     def finish(self, prefix: str, horizon: int = HORIZON_MS) -> "Expected":
         """Add the too-late dead letters and the alerts implied by the events."""
         for p, o in _oracle.too_late(self.events, horizon):
