@@ -31,14 +31,13 @@ from cxstream.core.deadletter import MAX_KEY_BYTES, dead_letter, processing_erro
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
 from cxstream.core.step import StepConfig, plan
+from cxstream.core.windows import DAY
 from cxstream.retry import until_acknowledged
 from cxstream.settings import Settings
 from cxstream.topics import Topics
 
 log = logging.getLogger(__name__)
 
-BUCKET_PREFIX = keys.BUCKET + "|"
-CUSTOMER_PREFIX = keys.CUSTOMER + "|"
 #: Marks a key a dict does not hold (None is a value: a deletion).
 _ABSENT: Any = object()
 
@@ -85,12 +84,26 @@ class Processor:
             if self.app.tables.recovery.completed.is_set() and not self.app.rebalancing:
                 self.indexes[partition] = idx
             prefix = keys.bucket_prefix(partition)
-            # The store, and the buckets of the batch still being written (`overlay`).
+            # The store, and the buckets of the batch still being written (`overlay`). Only
+            # day entries are read: the index takes the segments from them.
+            get = self.stored(partition)
             stored = [key for key in self.state.keys() if key not in self.overlay]
             written = [key for key, value in self.overlay.items() if value is not None]
             for key in (*stored, *written):
                 if key.startswith(prefix):
-                    idx.add_bucket(key)
+                    try:
+                        _, res, _ = keys.parse_bucket_key(key)
+                    except ValueError:
+                        raise RuntimeError(
+                            f"the state of partition {partition} holds segment buckets of an "
+                            "earlier cxstream layout (one entry per segment), which this release "
+                            "does not read: see 'State layout' in the README (stop every worker, "
+                            "delete the state changelog topic and each worker's CXSTREAM_DATA_DIR, "
+                            "start again)") from None
+                    if res == DAY:
+                        idx.add_bucket(key, self.overlay[key] if key in self.overlay else get(key))
+                    else:
+                        idx.add_bucket(key, None)
         return idx
 
     def stored(self, partition: int) -> Callable[[str], Any]:
@@ -205,9 +218,9 @@ class Processor:
         that `stream_time` (the partition's new one, if it advanced) expired."""
         idx = self.index(partition)
         entries = list(pending.ordered(partition))
-        for key, _ in entries:
-            if key.startswith(BUCKET_PREFIX):
-                idx.add_bucket(key)
+        for key, value in entries:
+            if key.startswith(keys.BUCKET_PREFIX):
+                idx.add_bucket(key, value)
         if stream_time is not None:
             entries.extend((key, None) for key in idx.pop_expired(stream_time - self.cfg.horizon_ms))
         return entries
@@ -337,12 +350,12 @@ class _PartitionReader:
         if key in cache:
             value = cache[key]
         else:
-            if key.startswith(BUCKET_PREFIX):
+            if key.startswith(keys.BUCKET_PREFIX):
                 index = self._indexes.get(self.partition)
                 if index is not None and key not in index:
                     return default
             value = stored_value(self._db_for_partition(self.partition), key)
-            if not key.startswith(CUSTOMER_PREFIX):
+            if not key.startswith(keys.CUSTOMER_PREFIX):
                 if len(cache) >= self.CACHE_MAX:
                     cache.clear()
                 cache[key] = value
@@ -353,7 +366,7 @@ class _PartitionReader:
         if self._dict is None:
             cache = self._cache
             for key, value in entries:
-                if not key.startswith(CUSTOMER_PREFIX):
+                if not key.startswith(keys.CUSTOMER_PREFIX):
                     cache[key] = value
 
     def clear(self) -> None:

@@ -47,6 +47,7 @@ import orjson
 
 from cxstream import gc_tuning
 from cxstream.demo import stop_process
+from cxstream.core import keys
 from cxstream.core.expiry import ExpiryIndex
 from cxstream.core.step import StepConfig, plan
 from cxstream.core.windows import DAY, HOUR, cover, horizon_ms, parse_windows
@@ -218,8 +219,8 @@ class _Replay:
             for k, v in p.before_alert + p.after_alert:
                 table[k] = v
                 self.writes += 1
-                if k.startswith("b|"):
-                    index.add_bucket(k)
+                if k.startswith(keys.BUCKET_PREFIX):
+                    index.add_bucket(k, v)
             if p.stream_time is not None:
                 for k in index.pop_expired(p.stream_time - cfg.horizon_ms):
                     del table[k]

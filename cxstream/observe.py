@@ -1,7 +1,7 @@
 """Metrics read from the live worker at scrape time (a Prometheus custom Collector).
 
 Per segment and window: the additive counts and the derived scores, computed exactly as the
-scores API computes them (`query.segment_counts` over the same buckets, `scoring.summary` for
+scores API computes them (`query.partition_counts` over the same buckets, `scoring.summary` for
 the scores, `as_of` = now floored to the whole minute, the API's default), but **only from the
 input partitions this worker owns as active**. So after a rebalance the series of revoked
 partitions disappear at the next scrape: nothing is stale, and no partition is counted by
@@ -18,8 +18,8 @@ consumer bookkeeping read here are never mid-update. The `/metrics` view compute
 gauges first (`WorkerCollector.prepare`), a few milliseconds at a time: over a large state they
 take tens of milliseconds (about 70 ms after the bench's 200 000 events; 350 ms before
 `Processor.stored`), which in one piece held back every batch, and so every alert, for as
-long at each scrape. Each (segment, window) is read in one piece, so its counts and scores
-agree; a rebalance meanwhile drops the segment series from that scrape, as while not ready.
+long at each scrape. Each (window, partition) is read in one piece, and every gauge of a
+segment derives from the same summed counts, so its counts and scores agree; a rebalance meanwhile drops the segment series from that scrape, as while not ready.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from cxstream import metrics
 from cxstream.agents import Processor
 from cxstream.core.scoring import CES_HIGH, CES_SUM, summary
 from cxstream.core.windows import Window, floor_minute
-from cxstream.query import readers, segment_counts
+from cxstream.query import add_counts, partition_counts, readers
 
 log = logging.getLogger(__name__)
 #: Longest the `/metrics` view computes segment gauges before letting batches run (seconds).
@@ -68,20 +68,21 @@ def _family(name: str) -> GaugeMetricFamily:
 
 def _segment_steps(processor: Processor, partitions: Iterable[int], windows: Iterable[Window],
                    as_of: int, fams: dict[str, GaugeMetricFamily]) -> Iterator[None]:
-    """Add the per-segment samples to `fams`, one (window, segment) per step, segments in
+    """Add the per-segment samples to `fams`, one (window, partition) per step, segments in
     name order within each window."""
     rs = readers(processor, partitions)
-    known = sorted(set().union(*(k for _, _, k in rs)))
     for window in windows:
-        for segment in known:
-            counts = segment_counts(rs, segment, as_of - window.ms, as_of)
-            if counts is not None:
-                scores = summary(counts, min_responses=processor.settings.min_responses)
-                for name, value_of in _SEGMENT_VALUES.items():
-                    value = value_of(counts, scores)
-                    if value is not None:
-                        fams[name].add_metric([segment, window.name], value)
+        total: dict[str, list[int]] = {}
+        for reader in rs:
+            add_counts(total, partition_counts(reader, as_of - window.ms, as_of))
             yield
+        for segment in sorted(total):
+            counts = total[segment]
+            scores = summary(counts, min_responses=processor.settings.min_responses)
+            for name, value_of in _SEGMENT_VALUES.items():
+                value = value_of(counts, scores)
+                if value is not None:
+                    fams[name].add_metric([segment, window.name], value)
 
 
 def segment_families(processor: Processor, partitions: Iterable[int],

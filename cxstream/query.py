@@ -18,7 +18,7 @@ import faust
 from cxstream.agents import Processor
 from cxstream.auth import auth_headers
 from cxstream.core import keys
-from cxstream.core.buckets import window_counts
+from cxstream.core.buckets import window_counts_all
 from cxstream.core.scoring import merge, zero
 
 
@@ -52,16 +52,19 @@ def readers(processor: Processor, partitions: Iterable[int]) -> list[Reader]:
     return [(p, processor.stored(p), processor.index(p).segments) for p in sorted(partitions)]
 
 
-def segment_counts(parts: Iterable[Reader], segment: str, start: int, end: int
-                   ) -> list[int] | None:
-    """`segment`'s counts over [start, end) summed over the partitions of `parts` (from
-    `readers`); None when none of them has a bucket of it (absent, not zero)."""
-    total: list[int] | None = None
-    for p, get, known in parts:
-        if segment in known:
-            own = window_counts(get, p, segment, start, end)
-            total = own if total is None else merge(total, own)
-    return total
+def partition_counts(reader: Reader, start: int, end: int) -> dict[str, list[int]]:
+    """Counts over [start, end) of every segment the partition of `reader` knows (one in
+    retention without data in this window counts zero), each bucket entry read once."""
+    p, get, known = reader
+    found = window_counts_all(get, p, start, end)
+    return {segment: found.get(segment) or zero() for segment in known}
+
+
+def add_counts(total: dict[str, list[int]], part: dict[str, list[int]]) -> None:
+    """Add one partition's `partition_counts` to `total`, segment by segment."""
+    for segment, counts in part.items():
+        cur = total.get(segment)
+        total[segment] = counts if cur is None else merge(cur, counts)
 
 
 def local_partial(processor: Processor, partitions: Iterable[int], segments: list[str] | None,
@@ -69,15 +72,14 @@ def local_partial(processor: Processor, partitions: Iterable[int], segments: lis
     """Sum the buckets covering [start, end) for `segments` (None: every known segment)."""
     rs = readers(processor, partitions)
     stream_time: dict[int, int | None] = {}
-    for p, get, _ in rs:
+    total: dict[str, list[int]] = {}
+    for reader in rs:
+        p, get, _ = reader
         st = get(keys.stream_time_key(p))
         stream_time[p] = None if st is None else st["t"]
-    wanted = segments if segments is not None else sorted(set().union(*(k for _, _, k in rs)))
-    counts: dict[str, list[int]] = {}
-    for segment in wanted:
-        total = segment_counts(rs, segment, start, end)
-        if total is not None:
-            counts[segment] = total
+        add_counts(total, partition_counts(reader, start, end))
+    wanted = sorted(total) if segments is None else segments
+    counts = {segment: total[segment] for segment in wanted if segment in total}
     return Partial([p for p, _, _ in rs], counts, stream_time)
 
 

@@ -1,8 +1,8 @@
 """The state writes of a batch of input messages, coalesced per key.
 
 Why: every table write is one changelog record and costs tens of microseconds in Faust; a
-response touches about 18 entries (segment buckets, caps, customer, stream time), most of
-them shared with the other responses of the batch. Planning each message against this
+response touches about 6 entries (its minute, hour and day buckets, caps, customer, stream
+time), most of them shared with the other responses of the batch. Planning each message against this
 overlay and writing each key once per batch gives the same final state with far fewer
 records.
 
@@ -42,13 +42,13 @@ class PendingWrites:
         self._by_partition: dict[int, dict[str, Any]] = {}
 
     def get(self, key: str, default: Any = None) -> Any:
-        # One lookup in the batch's writes, not two: this runs ~20 times per response.
+        # One lookup in the batch's writes, not two: this runs several times per message.
         value = self._all.get(key, _ABSENT)
         return self._table.get(key, default) if value is _ABSENT else value
 
     def put(self, partition: int, items: Sequence[tuple[str, Any]]) -> None:
         """Write each (key, value) of `items` in order, for partition `partition`. Takes a
-        plan's writes at once (about 20 for a response), put in C."""
+        plan's writes at once, put in C."""
         self._all.update(items)
         writes = self._by_partition.get(partition)
         if writes is None:

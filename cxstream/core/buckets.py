@@ -1,8 +1,17 @@
-"""Bucket bookkeeping, independent of where buckets are stored.
+"""Bucket bookkeeping: which buckets a response counts in, how a window sums them, and how
+the worker stores them.
 
 Writing: a response adds to its three buckets (minute, hour, UTC day) in each of its
 segments. Reading: a window [start, end) is the sum of the aligned buckets `cover` returns.
-Keys stay tuples here; the worker encodes them (see `keys.bucket_key`).
+
+Stored layout: one state entry per partition, resolution and bucket start
+(`keys.bucket_key`), holding every segment's counts, ``{"o": offset, "s": {segment: [8
+counters]}}``, where `o` is the last source offset applied to it (the crash-safety stamp, see
+`cxstream.core.step`). Why not one entry per segment: a response then wrote 18 entries (three
+buckets in each of ~6 segments), each a changelog record, a store write and an index entry;
+now it writes three, shared with the batch's other responses of the same minute, hour and
+day, and the worker keeps about a tenth of the entries. A response's segments all land in
+the same three entries at once, so one stamp per entry is as exact as one per segment.
 """
 
 from __future__ import annotations
@@ -11,10 +20,11 @@ from typing import Any, Callable, Sequence, TypeAlias
 
 from cxstream.core import keys
 from cxstream.core.model import SurveyResponse
-from cxstream.core.scoring import WIDTH, Counts, merge, zero
+from cxstream.core.scoring import WIDTH, Counts, Increment, merge, plus, zero
 from cxstream.core.windows import bucket_keys_for, cover
 
-__all__ = ["BucketKey", "increments", "query", "window_counts"]
+__all__ = ["BucketKey", "add_response", "increments", "query", "stored_counts", "window_counts",
+           "window_counts_all"]
 
 #: (segment, resolution_ms, bucket_start_ms)
 BucketKey: TypeAlias = tuple[str, int, int]
@@ -43,15 +53,64 @@ def query(get: Callable[[str, int, int], Sequence[int] | None], segment: str, st
     return acc
 
 
+def add_response(stored: dict[str, Any] | None, offset: int, segments: Sequence[str],
+                 inc: Increment, fresh: Counts) -> dict[str, Any] | None:
+    """The bucket entry after adding one response (at source `offset`, increment `inc`) to
+    each of `segments`; None when `stored` already holds that offset (applied before a
+    crash). `fresh` is `inc` applied to zero counts.
+
+    Never mutates `stored` (the old entry may still be in flight to the changelog): the new
+    entry shares the untouched segments' counts with it, and new segments share `fresh`, so
+    stored counts lists are never mutated in place by anyone."""
+    if stored is None:
+        return {"o": offset, "s": dict.fromkeys(segments, fresh)}
+    counts = stored_counts(stored)
+    if stored["o"] >= offset:
+        return None
+    counts = counts.copy()
+    for segment in segments:
+        cur = counts.get(segment)
+        if cur is None:
+            counts[segment] = fresh
+            continue
+        if len(cur) != WIDTH:
+            plus(cur, inc)  # raises: a broken bucket is an error, not a guess
+        new = cur.copy()  # `plus` inlined: this runs ~18 times per response
+        for position, amount in inc:
+            new[position] += amount
+        counts[segment] = new
+    return {"o": offset, "s": counts}
+
+
+def stored_counts(entry: Any) -> dict[str, Counts]:
+    """Segment → counts of a stored bucket entry; ValueError for anything else (a bucket of
+    an earlier layout is an error, never read as zero)."""
+    if type(entry) is not dict or type(entry.get("o")) is not int or type(entry.get("s")) is not dict:
+        raise ValueError("not a bucket entry of this release "
+                         "(expected {\"o\": offset, \"s\": {segment: counts}})")
+    return entry["s"]
+
+
 def window_counts(get: Callable[[str], Any], partition: int, segment: str, start: int,
                   end: int) -> Counts:
-    """`query` over the worker's table for partition `partition`.
-
-    Stored bucket values there are the 8 counters followed by the last applied source
-    offset (the crash-safety stamp), which is dropped here.
-    """
+    """`query` over the worker's table for partition `partition` (zero without data)."""
     def read(seg: str, res: int, bstart: int) -> Sequence[int] | None:
-        value = get(keys.bucket_key(partition, seg, res, bstart))
-        return None if value is None else value[:WIDTH]
+        entry = get(keys.bucket_key(partition, res, bstart))
+        return None if entry is None else stored_counts(entry).get(seg)
 
     return query(read, segment, start, end)
+
+
+def window_counts_all(get: Callable[[str], Any], partition: int, start: int, end: int
+                      ) -> dict[str, Counts]:
+    """Every segment's counts over [start, end) in partition `partition`, each covering
+    entry read once (a scrape reads all segments); segments without data are absent."""
+    acc: dict[str, Counts] = {}
+    for res, bstart in cover(start, end):
+        entry = get(keys.bucket_key(partition, res, bstart))
+        if entry is None:
+            continue
+        for segment, counts in stored_counts(entry).items():
+            total = acc.get(segment)
+            acc[segment] = merge(zero() if total is None else total, counts)
+    return acc

@@ -9,26 +9,32 @@ from __future__ import annotations
 import heapq
 import sys
 from collections import Counter
+from typing import Any
 
 from cxstream.core import keys
+from cxstream.core.buckets import stored_counts
+from cxstream.core.windows import DAY
 
 
 class ExpiryIndex:
-    """Bucket keys of one partition grouped by their end; also counts buckets per segment.
+    """Bucket keys of one partition grouped by their end; also the segments with data.
 
-    Bucket ends are whole minutes, and a response's buckets in all its segments end at the
-    same few instants, so the heap holds each end once and a group of keys under it. With
-    30 d windows a partition keeps ~100 000 buckets: a heap entry per bucket made each
-    response's expiry cost grow with the window (a deeper heap, tuple comparisons), where
-    one entry per minute keeps it a few integer comparisons.
+    Bucket ends are whole minutes and many buckets end at the same instant, so the heap
+    holds each end once and a group of keys under it.
+
+    Segments: a response counts in its minute, hour and day bucket alike, and the day bucket
+    ends last, so the segments with any bucket in retention are exactly those of the live day
+    entries. Only those (a few dozen per partition) are tracked, each segment counted once
+    per day entry holding it.
     """
 
-    __slots__ = ("_ends", "_heap", "_live", "segments")
+    __slots__ = ("_ends", "_heap", "_live", "_days", "segments")
 
     def __init__(self) -> None:
-        self._ends: dict[int, list[tuple[str, str]]] = {}  # end -> [(key, segment)]
+        self._ends: dict[int, list[str]] = {}  # end -> keys ending then
         self._heap: list[int] = []  # the distinct ends in `_ends`
         self._live: set[str] = set()
+        self._days: dict[str, set[str]] = {}  # day entry key -> its segments
         self.segments: Counter[str] = Counter()
 
     def __contains__(self, key: str) -> bool:
@@ -37,26 +43,30 @@ class ExpiryIndex:
     def __len__(self) -> int:
         return len(self._live)
 
-    def add(self, key: str, segment: str, end_ms: int) -> None:
+    def add_bucket(self, key: str, entry: Any) -> None:
+        """Record the stored bucket entry `entry` under `key` (`keys.bucket_key`): new, or
+        rewritten with more segments."""
         if key not in self._live:
-            # A partition holds hundreds of thousands of buckets but few segments: one string
-            # per segment, not one per bucket (tens of MB at 100 000 customers).
-            segment = sys.intern(segment)
+            _, res, start = keys.parse_bucket_key(key)
             self._live.add(key)
-            self.segments[segment] += 1
-            group = self._ends.get(end_ms)
+            end = start + res
+            group = self._ends.get(end)
             if group is None:
-                self._ends[end_ms] = [(key, segment)]
-                heapq.heappush(self._heap, end_ms)
+                self._ends[end] = [key]
+                heapq.heappush(self._heap, end)
             else:
-                group.append((key, segment))
-
-    def add_bucket(self, key: str) -> None:
-        """`add` for a stored bucket key (`keys.bucket_key`), which names its segment and,
-        with its resolution and start, its end."""
-        if key not in self._live:
-            _, res, start, segment = keys.parse_bucket_key(key)
-            self.add(key, segment, start + res)
+                group.append(key)
+            if res == DAY:
+                self._days[key] = set()
+        known = self._days.get(key)
+        if known is not None:
+            counts = stored_counts(entry)
+            if len(counts) != len(known):  # entries only ever gain segments
+                for segment in counts.keys() - known:
+                    # One string per segment, not one per entry.
+                    segment = sys.intern(segment)
+                    known.add(segment)
+                    self.segments[segment] += 1
 
     def pop_expired(self, cutoff_ms: int) -> list[str]:
         """Remove and return the keys of buckets that end at or before `cutoff_ms`, earliest
@@ -64,10 +74,11 @@ class ExpiryIndex:
         out: list[str] = []
         heap, live, segments = self._heap, self._live, self.segments
         while heap and heap[0] <= cutoff_ms:
-            for key, segment in self._ends.pop(heapq.heappop(heap)):
+            for key in self._ends.pop(heapq.heappop(heap)):
                 live.discard(key)
-                segments[segment] -= 1
-                if not segments[segment]:
-                    del segments[segment]
+                for segment in self._days.pop(key, ()):
+                    segments[segment] -= 1
+                    if not segments[segment]:
+                        del segments[segment]
                 out.append(key)
         return out

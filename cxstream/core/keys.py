@@ -12,27 +12,29 @@ CUSTOMER = "c"
 BUCKET = "b"
 STREAM_TIME = "t"
 CAP = "v"
+#: What every key of a kind starts with.
+BUCKET_PREFIX = BUCKET + "|"
+CUSTOMER_PREFIX = CUSTOMER + "|"
 
 
 def customer_key(customer_id: str) -> str:
     return f"c|{customer_id}"
 
 
-def bucket_key(partition: int, segment: str, resolution: int, start: int) -> str:
-    # The segment goes last: its value may contain '|'.
-    return f"b|{partition}|{resolution}|{start}|{segment}"
+def bucket_key(partition: int, resolution: int, start: int) -> str:
+    """The entry of one bucket (resolution, start) of a partition, holding every segment's
+    counts (see `cxstream.core.buckets`)."""
+    return f"b|{partition}|{resolution}|{start}"
 
 
-def bucket_key_prefix(partition: int, resolution: int, start: int) -> str:
-    """`bucket_key` minus the segment: a response writes one bucket per segment and
-    resolution, so the writer formats this once per resolution and appends each segment."""
-    return f"b|{partition}|{resolution}|{start}|"
-
-
-def parse_bucket_key(key: str) -> tuple[int, int, int, str]:
-    """(partition, resolution_ms, start_ms, segment) of a bucket key."""
-    _, p, res, start, segment = key.split("|", 4)
-    return int(p), int(res), int(start), segment
+def parse_bucket_key(key: str) -> tuple[int, int, int]:
+    """(partition, resolution_ms, start_ms) of a bucket key. ValueError for a key of the
+    earlier layout (one entry per segment, `b|p|res|start|segment`), which this release no
+    longer reads."""
+    parts = key.split("|")
+    if len(parts) != 4:
+        raise ValueError(f"not a bucket key of this release: {key[:80]!r}")
+    return int(parts[1]), int(parts[2]), int(parts[3])
 
 
 def bucket_prefix(partition: int) -> str:

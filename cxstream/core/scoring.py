@@ -60,7 +60,8 @@ def category(score: int) -> Category:
 
 
 def increment(survey: str, score: int) -> Increment:
-    """What one response adds, validated once: a response goes into ~18 buckets, and
+    """What one response adds, validated once: a response goes into three buckets in
+    each of its ~6 segments, and
     applying these pairs is much cheaper than re-validating the score for each of them."""
     _check_score(survey, score)
     if survey == "nps":

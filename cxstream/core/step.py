@@ -6,7 +6,7 @@ away from Faust, lets tests replay any crash point without a broker.
 Guarantees, by construction:
 
 * **No double counting.** Every state entry written for an input message carries that
-  message's offset (buckets: the last element; customers: `h[topic]`). A message whose
+  message's offset (buckets: `o`; customers: `h[topic]`). A message whose
   offset is at or below an entry's stamp has already been applied to that entry and is
   skipped for it. All entries of one partition share one ordered changelog partition, so a
   crash loses a suffix of writes, never a middle: stamps are exact after recovery.
@@ -33,7 +33,8 @@ from cxstream.core.journey import (
     is_duplicate_survey,
 )
 from cxstream.core.model import SurveyResponse
-from cxstream.core.scoring import WIDTH, category, increment, plus
+from cxstream.core.buckets import add_response
+from cxstream.core.scoring import category, increment, plus
 from cxstream.core.scoring import zero as zero_counts
 from cxstream.core.segments import dimension_values, segment_keys
 from cxstream.core.windows import MINUTE, bucket_keys_for, is_too_late
@@ -43,11 +44,9 @@ Kind = Literal["surveys", "interactions", "customers"]
 
 #: Short names of the per-topic offset stamps in a customer record.
 _STAMP = {"surveys": "s", "interactions": "i", "customers": "c"}
-#: Recent bucket key prefixes (see `_bucket_prefixes`); emptied when full.
-_PREFIXES: dict[tuple[int, int], tuple[str, ...]] = {}
-_PREFIXES_MAX = 4096
-#: A stored bucket: the counters, then the offset stamp.
-_STORED_WIDTH = WIDTH + 1
+#: Recent bucket keys (see `_bucket_keys`); emptied when full.
+_KEYS: dict[tuple[int, int], tuple[str, ...]] = {}
+_KEYS_MAX = 4096
 
 
 class StateView(Protocol):
@@ -190,50 +189,30 @@ def _survey(
 
 def _add_to_buckets(writes: list[tuple[str, Any]], view: StateView, partition: int,
                     offset: int, r: SurveyResponse, segments: tuple[str, ...]) -> None:
-    """Append the bucket writes of response `r` (at `offset`): its three buckets in each
-    segment, each stored as `[counts..., offset]`, skipping those that already hold it.
-
-    The hot loop of a response (~18 buckets): the score is validated and turned into its
-    counter increments once, and each resolution's key prefix is formatted once (at most).
-    The buckets this response creates share one value list: stored values are never
-    mutated in place (a bucket update copies, see below; readers slice), so this saves
-    allocations, and garbage collector work on them, only.
-    """
+    """Append the bucket writes of response `r` (at `offset`): its minute, hour and day
+    entries, each with the response added in every segment (`buckets.add_response`),
+    skipping those that already hold it. The score is validated and turned into its counter
+    increments once."""
     inc = increment(r.survey, r.score)
-    fresh = [*plus(zero_counts(), inc), offset]
-    prefixes = _bucket_prefixes(partition, r.occurred_at)
+    fresh = plus(zero_counts(), inc)
     get = view.get
-    append = writes.append
-    for segment in segments:
-        for prefix in prefixes:
-            bkey = prefix + segment
-            cur = get(bkey)
-            if cur is None:
-                append((bkey, fresh))  # one list for all new buckets: never mutated
-                continue
-            if cur[-1] >= offset:
-                continue  # this bucket already holds this message
-            if len(cur) != _STORED_WIDTH:
-                plus(cur[:-1], inc)  # raises: a broken bucket is an error, not a guess
-            new = cur.copy()  # `plus` inlined (it runs ~18 times per response)
-            for position, amount in inc:
-                new[position] += amount
-            new[-1] = offset
-            append((bkey, new))
+    for bkey in _bucket_keys(partition, r.occurred_at):
+        new = add_response(get(bkey), offset, segments, inc, fresh)
+        if new is not None:
+            writes.append((bkey, new))
 
 
-def _bucket_prefixes(partition: int, occurred_at: int) -> tuple[str, ...]:
-    """`keys.bucket_key_prefix` of the buckets at `occurred_at`, finest first; remembered
-    per (partition, minute), which all three buckets are a function of."""
+def _bucket_keys(partition: int, occurred_at: int) -> tuple[str, ...]:
+    """`keys.bucket_key` of the buckets at `occurred_at`, finest first; remembered per
+    (partition, minute), which all three are a function of."""
     cache_key = (partition, occurred_at - occurred_at % MINUTE)
-    prefixes = _PREFIXES.get(cache_key)
-    if prefixes is None:
-        if len(_PREFIXES) >= _PREFIXES_MAX:
-            _PREFIXES.clear()
-        prefixes = _PREFIXES[cache_key] = tuple(
-            keys.bucket_key_prefix(partition, res, start)
-            for res, start in bucket_keys_for(occurred_at))
-    return prefixes
+    found = _KEYS.get(cache_key)
+    if found is None:
+        if len(_KEYS) >= _KEYS_MAX:
+            _KEYS.clear()
+        found = _KEYS[cache_key] = tuple(
+            keys.bucket_key(partition, res, start) for res, start in bucket_keys_for(occurred_at))
+    return found
 
 
 def _advance(out: Plan, partition: int, old: int | None, new: int) -> None:

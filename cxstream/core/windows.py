@@ -3,7 +3,8 @@
 Rolling windows are answered from tumbling buckets at three resolutions (minute, hour,
 UTC day). Each response is added to its three buckets, so the write cost does not depend on
 the window length; a query covers [T − W, T) with the fewest aligned buckets, so its read
-cost is bounded (≤ 59 + 23 + W/1d + 23 + 59 buckets per segment and partition).
+cost is bounded (≤ 59 + 23 + W/1d + 23 + 59 buckets per partition; each bucket holds every
+segment, see `cxstream.core.buckets`).
 
 Days are aligned on the Unix epoch, i.e. they are UTC days (epoch ms has no leap seconds).
 """

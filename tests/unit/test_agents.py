@@ -68,19 +68,20 @@ class Database(dict):
 def test_bucket_keys_missing_from_the_expiry_index_are_not_read() -> None:
     """A bucket the partition's index does not hold is not stored: answered without a read
     (most responses create buckets); everything else is read from the store."""
-    stored = bucket_key(0, "all", 60_000, 0)
-    db = Database({stored: [1, 0, 0, 0, 0, 0, 0, 0, 7], "c|c-1": {"s": {}, "h": {}}})
+    stored = bucket_key(0, 60_000, 0)
+    entry = {"o": 7, "s": {"all": [1, 0, 0, 0, 0, 0, 0, 0]}}
+    db = Database({stored: entry, "c|c-1": {"s": {}, "h": {}}})
     table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=lambda p: db))
     indexes: dict[int, ExpiryIndex] = {}
     reader = agents._PartitionReader(table, indexes)  # noqa: SLF001
-    new = bucket_key(0, "all", 60_000, 60_000)
+    new = bucket_key(0, 60_000, 60_000)
 
     assert reader.get(new) is None and len(db.reads) == 1  # no index yet: read
     index = indexes[0] = ExpiryIndex()
-    index.add_bucket(stored)
+    index.add_bucket(stored, entry)
     reader.clear()
     assert reader.get(new, "none") == "none" and len(db.reads) == 1
-    assert reader.get(stored) == [1, 0, 0, 0, 0, 0, 0, 0, 7] and len(db.reads) == 2
+    assert reader.get(stored) == entry and len(db.reads) == 2
     assert reader.get("c|c-1") == {"s": {}, "h": {}} and len(db.reads) == 3
     reader.partition = 1  # another partition, without an index: read
-    assert reader.get(bucket_key(1, "all", 60_000, 0)) is None and len(db.reads) == 4
+    assert reader.get(bucket_key(1, 60_000, 0)) is None and len(db.reads) == 4

@@ -98,12 +98,12 @@ def test_a_crash_anywhere_in_a_batch_is_repaired_by_the_replay(
 def test_ordered_writes_caps_then_buckets_then_customers_then_stream_time() -> None:
     pending = PendingWrites({})
     pending.put(0, [(keys.stream_time_key(0), {"t": 1}), (keys.customer_key("c1"), {"s": {}})])
-    pending.put(0, [(keys.bucket_key(0, "all", 60_000, 0), [1, 0]), (keys.cap_key(0, "plan"), ["pro"]),
-                    (keys.bucket_key(0, "all", 60_000, 60_000), [1, 1])])
+    pending.put(0, [(keys.bucket_key(0, 60_000, 0), {"o": 0, "s": {}}), (keys.cap_key(0, "plan"), ["pro"]),
+                    (keys.bucket_key(0, 60_000, 60_000), {"o": 1, "s": {}})])
     pending.put(0, [(keys.stream_time_key(0), {"t": 2})])  # coalesced: the last value, once
     assert [k for k, _ in pending.ordered(0)] == [
-        keys.cap_key(0, "plan"), keys.bucket_key(0, "all", 60_000, 0),
-        keys.bucket_key(0, "all", 60_000, 60_000), keys.customer_key("c1"),
+        keys.cap_key(0, "plan"), keys.bucket_key(0, 60_000, 0),
+        keys.bucket_key(0, 60_000, 60_000), keys.customer_key("c1"),
         keys.stream_time_key(0)]
     assert dict(pending.ordered(0))[keys.stream_time_key(0)] == {"t": 2}
     assert len(pending) == 5 and pending.partitions() == [0]
@@ -119,8 +119,8 @@ def test_reads_see_the_batch_before_the_table() -> None:
 
 
 KEYS = st.sampled_from([keys.cap_key(0, "plan"), keys.cap_key(0, "region"), keys.customer_key("c1"),
-                        keys.customer_key("c2"), keys.bucket_key(0, "all", 60_000, 0),
-                        keys.bucket_key(0, "plan:pro", 60_000, 0), keys.bucket_key(0, "all", 3_600_000, 0),
+                        keys.customer_key("c2"), keys.bucket_key(0, 60_000, 0),
+                        keys.bucket_key(0, 60_000, 60_000), keys.bucket_key(0, 3_600_000, 0),
                         keys.stream_time_key(0)])
 
 

@@ -8,13 +8,14 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cxstream.core.buckets import increments, query, window_counts
+from cxstream.core.buckets import add_response, increments, query, window_counts, window_counts_all
 from cxstream.core.model import SurveyResponse
-from cxstream.core.scoring import add, summary, zero
+from cxstream.core.scoring import add, increment, plus, summary, zero
 from cxstream.core.segments import segment_keys
 from cxstream.core.windows import (
     DAY,
@@ -255,9 +256,42 @@ def test_query_reads_only_the_cover_and_missing_is_zero() -> None:
 def test_window_counts_reads_the_worker_table_and_drops_the_offset_stamp() -> None:
     from cxstream.core import keys
 
-    table = {keys.bucket_key(2, "plan:a|b", DAY, BASE): [1, 2, 3, 4, 5, 6, 7, 8, 999]}
+    table = {keys.bucket_key(2, DAY, BASE): {"o": 999, "s": {"plan:a|b": [1, 2, 3, 4, 5, 6, 7, 8]}},
+             keys.bucket_key(2, HOUR, BASE + DAY): {"o": 1000, "s": {"all": [1, 0, 0, 0, 0, 0, 0, 0]}}}
     assert window_counts(table.get, 2, "plan:a|b", BASE, BASE + DAY) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert window_counts(table.get, 2, "all", BASE, BASE + DAY) == zero()
     assert window_counts(table.get, 1, "plan:a|b", BASE, BASE + DAY) == zero()
+    assert window_counts_all(table.get, 2, BASE, BASE + DAY + HOUR) == {
+        "plan:a|b": [1, 2, 3, 4, 5, 6, 7, 8], "all": [1, 0, 0, 0, 0, 0, 0, 0]}
+    assert window_counts_all(table.get, 2, BASE + MINUTE, BASE + DAY) == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.frozensets(st.sampled_from(["all", "plan:pro", "region:eu"]),
+                                        min_size=1),
+                          st.sampled_from(["nps", "csat", "ces"]), st.integers(1, 5),
+                          st.booleans()), max_size=20))
+def test_add_response_counts_each_offset_once_and_never_mutates(
+        adds: list[tuple[frozenset[str], str, int, bool]]) -> None:
+    """Responses added at rising offsets (some added again, as a replay would) equal the
+    brute-force sum per segment; no entry, once returned, changes afterwards."""
+    entry: dict | None = None
+    expected: dict[str, list[int]] = {}
+    snapshots: list[tuple[dict, bytes]] = []
+    for offset, (segments, survey, score, again) in enumerate(adds):
+        inc = increment(survey, score)
+        fresh = plus(zero(), inc)
+        ordered = sorted(segments)
+        new = add_response(entry, offset, ordered, inc, fresh)
+        assert new is not None and new["o"] == offset
+        for segment in ordered:
+            expected[segment] = plus(expected.get(segment, zero()), inc)
+        entry = new
+        if again:  # the same message replayed after a crash: already in the entry
+            assert add_response(entry, offset, ordered, inc, fresh) is None
+        snapshots.append((entry, orjson.dumps(entry)))
+    assert (entry or {"s": {}})["s"] == expected
+    assert all(orjson.dumps(e) == frozen for e, frozen in snapshots)
 
 
 def test_oracle_rules_by_hand() -> None:

@@ -95,8 +95,10 @@ def test_replayed_message_changes_nothing() -> None:
     assert again.outcome == "replayed" and not again.before_alert and again.alert is None
 
 
-def totals(table: dict[str, Any]) -> dict[str, list[int]]:
-    return {k: v[:-1] for k, v in table.items() if k.startswith("b|")}
+def totals(table: dict[str, Any]) -> dict[tuple[str, str], list[int]]:
+    """(bucket key, segment) -> counts of every stored bucket entry (stamps left out)."""
+    return {(k, seg): counts for k, v in table.items() if k.startswith("b|")
+            for seg, counts in v["s"].items()}
 
 
 @st.composite
@@ -202,11 +204,17 @@ def test_plans_never_mutate_the_state_they_read_or_wrote(msgs: list[tuple[str, b
     assert all(frozen(v) == snapshot for v, snapshot in written)
 
 
-def test_a_broken_bucket_fails_loudly() -> None:
-    """A stored bucket without 8 counters and an offset is an error, not a guess."""
-    bkey = keys.bucket_key(0, "all", 60_000, BASE)
-    with pytest.raises(ValueError, match="8 entries"):
-        plan("surveys", {bkey: [1, 2, 3]}, CFG, partition=0, offset=5, key=b"c1",
+@pytest.mark.parametrize("stored, message", [
+    ({"o": 0, "s": {"all": [1, 2, 3]}}, "8 entries"),
+    ([1, 0, 0, 0, 0, 0, 0, 0, 0], "not a bucket entry of this release"),  # the earlier layout
+    ({"s": {}}, "not a bucket entry of this release"),
+])
+def test_a_broken_bucket_fails_loudly(stored: Any, message: str) -> None:
+    """A stored bucket entry that is not an offset and 8 counters per segment is an error,
+    not a guess."""
+    bkey = keys.bucket_key(0, 60_000, BASE)
+    with pytest.raises(ValueError, match=message):
+        plan("surveys", {bkey: stored}, CFG, partition=0, offset=5, key=b"c1",
              value=survey("e1", "c1", 9, BASE), now_ms=NOW)
 
 
@@ -214,7 +222,8 @@ def test_bucket_keys_are_the_documented_keys() -> None:
     p = plan("surveys", {}, CFG, partition=3, offset=0, key=b"c1",
              value=survey("e1", "c1", 9, BASE + 61_000, touchpoint="web"), now_ms=NOW)
     buckets = [k for k, _ in p.before_alert if k.startswith("b|")]
-    assert buckets == [keys.bucket_key(3, seg, res, (BASE + 61_000) // res * res)
-                       for seg in ("all", "plan:pro", "touchpoint:web")
+    assert buckets == [keys.bucket_key(3, res, (BASE + 61_000) // res * res)
                        for res in (60_000, 3_600_000, 86_400_000)]
-    assert all(v == [1, 0, 0, 0, 0, 0, 0, 0, 0] for k, v in p.before_alert if k.startswith("b|"))
+    one = [1, 0, 0, 0, 0, 0, 0, 0]
+    assert all(v == {"o": 0, "s": {"all": one, "plan:pro": one, "touchpoint:web": one}}
+               for k, v in p.before_alert if k.startswith("b|"))

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cxstream.core import keys
-from cxstream.core.buckets import window_counts
+from cxstream.core.buckets import window_counts, window_counts_all
 from cxstream.core.expiry import ExpiryIndex
 from cxstream.core.scoring import summary
 from cxstream.core.step import StepConfig, plan
@@ -68,7 +68,7 @@ def run_pipeline(events: list[oracle.Ev]) -> dict[str, Any]:
         for k, v in p.before_alert + p.after_alert:
             table[k] = v
             if k.startswith("b|"):
-                idx.add_bucket(k)
+                idx.add_bucket(k, v)
         if p.stream_time is not None:
             for k in idx.pop_expired(p.stream_time - HORIZON):
                 del table[k]
@@ -76,9 +76,15 @@ def run_pipeline(events: list[oracle.Ev]) -> dict[str, Any]:
 
 
 def query(table: dict[str, Any], partitions: int, segment: str, start: int, end: int) -> dict[str, Any]:
+    """The segment's scores, read one segment at a time (`window_counts`, the API's single
+    segment path) and all segments at once (`window_counts_all`, scrapes), which must agree."""
     total = [0] * 8
+    every = [0] * 8
     for p in range(partitions):
         total = [a + b for a, b in zip(total, window_counts(table.get, p, segment, start, end))]
+        found = window_counts_all(table.get, p, start, end).get(segment, [0] * 8)
+        every = [a + b for a, b in zip(every, found)]
+    assert every == total
     return summary(total)
 
 
@@ -110,7 +116,7 @@ def test_expired_buckets_are_deleted() -> None:
     st_by_p = oracle.stream_times(events, HORIZON)
     for k in table:
         if k.startswith("b|"):
-            p, res, start, _ = keys.parse_bucket_key(k)
+            p, res, start = keys.parse_bucket_key(k)
             assert start + res > st_by_p[p] - HORIZON, k
 
 
