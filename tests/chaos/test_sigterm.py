@@ -5,6 +5,7 @@ uncommitted tail (never the stream), and the results equal the oracle."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.integration.harness import (
     assert_scores_match_oracle,
     metric_samples,
     mixed_stream,
+    produce_sent,
     wait_for,
     wait_inputs_drained,
 )
@@ -75,7 +77,10 @@ async def test_sigterm_mid_stream_and_drained(worker_factory: Any) -> None:
     profiles, surveys = mixed_stream(seed=606, responses=2500)
     expected = Expected()
     items = profiles + surveys
-    await expected.produce(w.bootstrap, t, items)
+    # Paced (about 4 s in all), so the stream is still flowing when the worker is stopped:
+    # sent at once, the whole of it took the worker less than a poll of `processed_at_least`.
+    sending = asyncio.create_task(
+        produce_sent(w.bootstrap, t, items, chunks=20, pause_s=(0.1, 0.3), seed=606))
 
     # 1. Mid-stream: exit 0 in time; the restart replays only an uncommitted tail.
     await wait_for(lambda: processed_at_least(w, 0.3 * len(items)), 120, "30% of the stream processed")
@@ -83,6 +88,7 @@ async def test_sigterm_mid_stream_and_drained(worker_factory: Any) -> None:
     committed, end = await committed_and_end(w)
     done = sum(committed.values())
     assert 0 < done < sum(end.values()), (committed, end)  # it stopped mid-stream, having committed
+    expected.add(t, items, await sending)
     w.start()
     await w.wait_ready(120)
     await wait_inputs_drained(w)
