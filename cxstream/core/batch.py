@@ -2,9 +2,9 @@
 
 Why: every table write is one changelog record and costs tens of microseconds in Faust; a
 response touches about 6 entries (its minute, hour and day buckets, caps, customer, stream
-time), most of them shared with the other responses of the batch. Planning each message against this
-overlay and writing each key once per batch gives the same final state with far fewer
-records.
+time), most of them shared with the other responses of the batch. Planning each message
+against this overlay and writing each key once per batch gives the same final state with far
+fewer records.
 
 Crash safety needs more than the final values: the changelog of a partition must be such
 that any *prefix* of it (a crash loses a suffix) is a state the replay repairs exactly. Per

@@ -85,7 +85,8 @@ def add_response(stored: dict[str, Any] | None, offset: int, segments: Sequence[
 def stored_counts(entry: Any) -> dict[str, Counts]:
     """Segment → counts of a stored bucket entry; ValueError for anything else (a bucket of
     an earlier layout is an error, never read as zero)."""
-    if type(entry) is not dict or type(entry.get("o")) is not int or type(entry.get("s")) is not dict:
+    if (type(entry) is not dict or type(entry.get("o")) is not int
+            or type(entry.get("s")) is not dict):
         raise ValueError("not a bucket entry of this release "
                          "(expected {\"o\": offset, \"s\": {segment: counts}})")
     return entry["s"]

@@ -60,9 +60,9 @@ def category(score: int) -> Category:
 
 
 def increment(survey: str, score: int) -> Increment:
-    """What one response adds, validated once: a response goes into three buckets in
-    each of its ~6 segments, and
-    applying these pairs is much cheaper than re-validating the score for each of them."""
+    """What one response adds, validated once: a response goes into three buckets in each
+    of its ~6 segments, and applying these pairs is much cheaper than re-validating the
+    score for each of them."""
     _check_score(survey, score)
     if survey == "nps":
         return ((PROMOTERS if score >= 9 else PASSIVES if score >= 7 else DETRACTORS, 1),)
