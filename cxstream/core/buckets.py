@@ -23,7 +23,7 @@ from cxstream.core.model import SurveyResponse
 from cxstream.core.scoring import WIDTH, Counts, Increment, merge, plus, zero
 from cxstream.core.windows import bucket_keys_for, cover
 
-__all__ = ["BucketKey", "add_response", "increments", "query", "stored_counts", "window_counts",
+__all__ = ["BucketKey", "add_response", "increments", "query", "stored_counts",
            "window_counts_all"]
 
 #: (segment, resolution_ms, bucket_start_ms)
@@ -90,16 +90,6 @@ def stored_counts(entry: Any) -> dict[str, Counts]:
         raise ValueError("not a bucket entry of this release "
                          "(expected {\"o\": offset, \"s\": {segment: counts}})")
     return entry["s"]
-
-
-def window_counts(get: Callable[[str], Any], partition: int, segment: str, start: int,
-                  end: int) -> Counts:
-    """`query` over the worker's table for partition `partition` (zero without data)."""
-    def read(seg: str, res: int, bstart: int) -> Sequence[int] | None:
-        entry = get(keys.bucket_key(partition, res, bstart))
-        return None if entry is None else stored_counts(entry).get(seg)
-
-    return query(read, segment, start, end)
 
 
 def window_counts_all(get: Callable[[str], Any], partition: int, start: int, end: int

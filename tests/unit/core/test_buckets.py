@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cxstream.core.buckets import add_response, increments, query, window_counts, window_counts_all
+from cxstream.core.buckets import add_response, increments, query, window_counts_all
 from cxstream.core.model import SurveyResponse
 from cxstream.core.scoring import add, increment, plus, summary, zero
 from cxstream.core.segments import segment_keys
@@ -253,14 +253,13 @@ def test_query_reads_only_the_cover_and_missing_is_zero() -> None:
     assert reads == [("all", res, b) for res, b in cover(start, end)]
 
 
-def test_window_counts_reads_the_worker_table_and_drops_the_offset_stamp() -> None:
+def test_window_counts_all_reads_the_worker_table_and_drops_the_offset_stamp() -> None:
     from cxstream.core import keys
 
     table = {keys.bucket_key(2, DAY, BASE): {"o": 999, "s": {"plan:a|b": [1, 2, 3, 4, 5, 6, 7, 8]}},
              keys.bucket_key(2, HOUR, BASE + DAY): {"o": 1000, "s": {"all": [1, 0, 0, 0, 0, 0, 0, 0]}}}
-    assert window_counts(table.get, 2, "plan:a|b", BASE, BASE + DAY) == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert window_counts(table.get, 2, "all", BASE, BASE + DAY) == zero()
-    assert window_counts(table.get, 1, "plan:a|b", BASE, BASE + DAY) == zero()
+    assert window_counts_all(table.get, 2, BASE, BASE + DAY) == {"plan:a|b": [1, 2, 3, 4, 5, 6, 7, 8]}
+    assert window_counts_all(table.get, 1, BASE, BASE + DAY) == {}
     assert window_counts_all(table.get, 2, BASE, BASE + DAY + HOUR) == {
         "plan:a|b": [1, 2, 3, 4, 5, 6, 7, 8], "all": [1, 0, 0, 0, 0, 0, 0, 0]}
     assert window_counts_all(table.get, 2, BASE + MINUTE, BASE + DAY) == {}
