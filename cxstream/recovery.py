@@ -113,17 +113,17 @@ async def restart_stalled(app: Any, stalls: Stalls, now: float | None = None) ->
     stalled = stalls.check(time.monotonic() if now is None else now, progress)
     consumer = app.consumer
     for tp in stalled:
-        have, need = progress[tp]
+        start = next_needed(recovery, tp)
         log.warning(
             "table recovery: changelog partition %s:%d has received nothing for %.0f s at "
             "offset %d of %d (%s); reading it again from offset %d. If this repeats, check "
             "the broker's health and cxstream_recovery_remaining_messages.",
-            tp.topic, tp.partition, stalls.stall_s, have + 1, need + 1,
-            client_state(consumer, tp), have + 1)
+            tp.topic, tp.partition, stalls.stall_s, start, progress[tp][1] + 1,
+            client_state(consumer, tp), start)
         RECOVERY_STALLS.inc()
         try:
             consumer.resume_partitions({tp})  # an active partition is fetched during recovery
-            await consumer.seek_wait({tp: have + 1})
+            await consumer.seek_wait({tp: start})
         except IllegalStateError:
             pass  # no longer assigned: the next rebalance's recovery seeks it itself
     return stalled
