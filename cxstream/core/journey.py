@@ -26,7 +26,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-from cxstream.core.model import CustomerProfile, Interaction, SurveyResponse
+from cxstream.core.model import CustomerProfile, Interaction, SurveyResponse, record
 from cxstream.core.scoring import Category, category
 
 __all__ = [
@@ -58,7 +58,7 @@ class Turn:
     previous_category: Category | None  # None: the customer had no NPS response before
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CustomerState:
     """Everything cxstream remembers about one customer, kept as JSON-ready values because
     the Faust table stores it as JSON (`to_json` / `from_json`, compact keys):

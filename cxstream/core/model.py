@@ -7,7 +7,24 @@ minutes, so flooring sub-millisecond input never moves an event across a bound.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, TypeAlias
+from typing import TYPE_CHECKING, Literal, Mapping, TypeAlias
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from typing_extensions import dataclass_transform
+
+    @dataclass_transform(frozen_default=True)
+    def record(cls: Any) -> Any: ...
+else:
+    #: The decorator of the records built for every event: a frozen dataclass for type
+    #: checkers, a plain slots dataclass at runtime. Why: a frozen dataclass's `__init__`
+    #: sets each field through `object.__setattr__`, 0.84 µs for seven fields against 0.19;
+    #: about four are built per event (the decoded event, two customer states, the
+    #: segments). Nothing assigns their fields, and what they hold (dicts, tuples) was never
+    #: protected by `frozen` anyway: the copy-on-write rule of `cxstream.core.journey`
+    #: keeps it unchanged, and the tests check that.
+    record = dataclass(slots=True)
 
 SurveyKind: TypeAlias = Literal["nps", "csat", "ces"]
 SURVEY_KINDS: tuple[SurveyKind, ...] = ("nps", "csat", "ces")
@@ -16,7 +33,7 @@ SURVEY_KINDS: tuple[SurveyKind, ...] = ("nps", "csat", "ces")
 SCORE_RANGES: Mapping[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 5)}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SurveyResponse:
     event_id: str
     customer_id: str
@@ -30,7 +47,7 @@ class SurveyResponse:
     interaction_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Interaction:
     event_id: str
     customer_id: str

@@ -13,10 +13,9 @@ fold. Values are used verbatim (case-sensitive); a key splits on its first colon
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Collection, Mapping
 
-from cxstream.core.model import SurveyResponse
+from cxstream.core.model import SurveyResponse, record
 
 __all__ = ["ALL", "OTHER", "SegmentResult", "dimension_values", "parse_segment_key",
            "segment_keys"]
@@ -28,7 +27,7 @@ _DIMENSION = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 _VALUE_MAX = 128
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SegmentResult:
     """Where one response counts, and what the caller must persist about the cap."""
 
