@@ -37,16 +37,21 @@ from cxstream.core.buckets import add_response
 from cxstream.core.scoring import category, increment, plus
 from cxstream.core.scoring import zero as zero_counts
 from cxstream.core.segments import dimension_values, segment_keys
-from cxstream.core.windows import MINUTE, bucket_keys_for, is_too_late
+from cxstream.core.windows import HOUR, MINUTE, RESOLUTIONS, bucket_keys_for, is_too_late
 
 Outcome = Literal["accepted", "duplicate", "deadlettered", "too_late", "replayed"]
 Kind = Literal["surveys", "interactions", "customers"]
 
 #: Short names of the per-topic offset stamps in a customer record.
 _STAMP = {"surveys": "s", "interactions": "i", "customers": "c"}
-#: Recent bucket keys (see `_bucket_keys`); emptied when full.
+#: Recent bucket keys (see `_bucket_keys`): all of them per (partition, minute), the coarser
+#: ones per (partition, hour); each emptied when full.
 _KEYS: dict[tuple[int, int], tuple[str, ...]] = {}
+_COARSE: dict[tuple[int, int], tuple[str, ...]] = {}
 _KEYS_MAX = 4096
+# `_bucket_keys` takes the finest bucket to be the minute and the others to be a function of
+# the hour.
+assert RESOLUTIONS[0] == MINUTE and all(res % HOUR == 0 for res in RESOLUTIONS[1:])
 
 
 class StateView(Protocol):
@@ -204,14 +209,23 @@ def _add_to_buckets(writes: list[tuple[str, Any]], view: StateView, partition: i
 
 def _bucket_keys(partition: int, occurred_at: int) -> tuple[str, ...]:
     """`keys.bucket_key` of the buckets at `occurred_at`, finest first; remembered per
-    (partition, minute), which all three are a function of."""
-    cache_key = (partition, occurred_at - occurred_at % MINUTE)
-    found = _KEYS.get(cache_key)
+    (partition, minute), which all of them are a function of, and the coarser ones per
+    (partition, hour): a backlog spread over days has few events per minute, and building
+    the three keys cost more than the rest of the bucket updates."""
+    minute = occurred_at - occurred_at % MINUTE
+    found = _KEYS.get((partition, minute))
     if found is None:
+        hour = minute - minute % HOUR
+        coarse = _COARSE.get((partition, hour))
+        if coarse is None:
+            if len(_COARSE) >= _KEYS_MAX:
+                _COARSE.clear()
+            coarse = _COARSE[partition, hour] = tuple([
+                keys.bucket_key(partition, res, start)
+                for res, start in bucket_keys_for(occurred_at)[1:]])
         if len(_KEYS) >= _KEYS_MAX:
             _KEYS.clear()
-        found = _KEYS[cache_key] = tuple(
-            keys.bucket_key(partition, res, start) for res, start in bucket_keys_for(occurred_at))
+        found = _KEYS[partition, minute] = (keys.bucket_key(partition, MINUTE, minute), *coarse)
     return found
 
 
