@@ -201,7 +201,8 @@ class Processor:
             rejected.append((p.rejection, msg))
             return
         partition = msg.partition
-        pending.put(partition, p.before_alert)
+        if p.before_alert:  # empty for interactions, most of the stream
+            pending.put(partition, p.before_alert)
         pending.put(partition, p.after_alert)
         if p.alert is not None:
             alerts.append(p.alert)
@@ -364,10 +365,8 @@ class _PartitionReader:
     def written(self, entries: list[tuple[str, Any]]) -> None:
         """Entries now in the store (None: deleted)."""
         if self._dict is None:
-            cache = self._cache
-            for key, value in entries:
-                if not key.startswith(keys.CUSTOMER_PREFIX):
-                    cache[key] = value
+            self._cache.update([item for item in entries
+                                if not item[0].startswith(keys.CUSTOMER_PREFIX)])
 
     def clear(self) -> None:
         self._cache.clear()
