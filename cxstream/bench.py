@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 import orjson
 
 from cxstream import gc_tuning
+from cxstream.changelog import send_full
 from cxstream.demo import stop_process
 from cxstream.core import keys
 from cxstream.core.expiry import ExpiryIndex
@@ -832,9 +833,8 @@ class _Batches:
             builder = self.open[topic, partition] = self.producer.create_batch()
         if builder.append(key=key, value=value, timestamp=None) is not None:
             return []
-        full = await self.producer.send_batch(builder, topic, partition=partition)
-        builder = self.open[topic, partition] = self.producer.create_batch()
-        builder.append(key=key, value=value, timestamp=None)
+        self.open[topic, partition], full = await send_full(self.producer, builder, topic,
+                                                            partition, key, value)
         return [full]
 
     async def send(self) -> list[Any]:

@@ -85,6 +85,19 @@ def _same(value: Any) -> Any:
     return value
 
 
+async def send_full(producer: Any, builder: Any, topic: str, partition: int,
+                    key: bytes | None, value: bytes | None) -> tuple[Any, Any]:
+    """`builder` (aiokafka's `create_batch`) has no room for the record `key`, `value`: send
+    it to `topic`[`partition`] and start a new one holding that record. Returns the new
+    builder and the future of the batch sent; ValueError for a record no batch can hold."""
+    full = await producer.send_batch(builder, topic, partition=partition)
+    builder = producer.create_batch()
+    if builder.append(key=key, value=value, timestamp=None) is None:
+        raise ValueError(f"a record of {len(value or b'')} bytes does not fit in a producer "
+                         "batch")
+    return builder, full
+
+
 def _fill(store_batch: Any, entries: Entries) -> None:
     """Put entries in a RocksDB write batch, encoded as `encode` does."""
     for key, value in encode(entries):
@@ -170,11 +183,9 @@ class ChangelogWriter:
             key = dumps(k)
             value = None if v is None else dumps(v)
             if builder.append(key=key, value=value, timestamp=None) is None:
-                futures.append((await producer.send_batch(builder, topic, partition=partition), count))
-                builder, count = producer.create_batch(), 0
-                if builder.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a state entry of {len(value or b'')} bytes does not fit "
-                                     "in a producer batch")
+                builder, full = await send_full(producer, builder, topic, partition, key, value)
+                futures.append((full, count))
+                count = 0
             if store_batch is not None:
                 if value is None:
                     store_batch.delete(key)
