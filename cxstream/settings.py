@@ -365,8 +365,11 @@ def _read_secret(variable: str, path: str) -> str:
     return text
 
 
-#: Variables read elsewhere that are not worker settings (the test suite's broker override).
-_NON_SETTING_VARS = frozenset({"CXSTREAM_TEST_BROKER"})
+#: Variables read elsewhere that are not worker settings: the test suite's broker override and
+#: compiled-core check, and the install's switch for compiling the core (README, "Compiled
+#: core"), which may stay set in the environment the worker later runs in.
+_NON_SETTING_VARS = frozenset({"CXSTREAM_TEST_BROKER", "CXSTREAM_REQUIRE_COMPILED",
+                               "CXSTREAM_COMPILE"})
 
 
 def _hostname() -> str:

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cxstream's local broker and tests need, only when missing:
-# Java and Maven for the local Kafka broker, and Prometheus (`prometheus` and `promtool`) for
-# the metrics tests, which start their own Prometheus on a free port.
+# Java and Maven for the local Kafka broker, Prometheus (`prometheus` and `promtool`) for
+# the metrics tests, which start their own Prometheus on a free port, and a C compiler and
+# the Python headers, with which the install compiles the core (setup.py).
 set -euo pipefail
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+python3 - <<'PY' || need+=(python3-dev)
+import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
+PY
 want_prometheus=0
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   want_prometheus=1

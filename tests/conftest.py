@@ -24,6 +24,21 @@ from tests.integration.receivers import HttpReceiver
 T = TypeVar("T")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test a compiled core older than its source: Python imports the compiled
+    module, so the tests would pass or fail on code that is no longer in the checkout."""
+    from cxstream import core
+
+    in_checkout = Path(core.__file__).resolve().is_relative_to(Path(__file__).resolve().parents[1])
+    if in_checkout and (old := core.stale()):
+        pytest.exit(f"the compiled cxstream.core modules {', '.join(old)} are older than their "
+                    "source: run `make install` (or `pip install -e .`) to compile them again, "
+                    "or delete cxstream/core/*.so to test the Python source", returncode=2)
+    if os.environ.get("CXSTREAM_REQUIRE_COMPILED") == "1" and not core.compiled():
+        pytest.exit("CXSTREAM_REQUIRE_COMPILED=1, but the core runs as plain Python: the "
+                    "install could not compile it (its output says why)", returncode=2)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``host:port`` of a ready Kafka broker shared by the whole session.

@@ -53,11 +53,13 @@ def query(get: Callable[[str, int, int], Sequence[int] | None], segment: str, st
     return acc
 
 
-def add_response(stored: dict[str, Any] | None, offset: int, segments: Sequence[str],
+def add_response(stored: Any, offset: int, segments: Sequence[str],
                  inc: Increment, fresh: Counts) -> dict[str, Any] | None:
     """The bucket entry after adding one response (at source `offset`, increment `inc`) to
     each of `segments`; None when `stored` already holds that offset (applied before a
-    crash). `fresh` is `inc` applied to zero counts.
+    crash). `fresh` is `inc` applied to zero counts. `stored` is what the store holds
+    (a bucket entry or None), typed Any because it is checked here: anything else is a
+    ValueError, never a guess.
 
     Never mutates `stored` (the old entry may still be in flight to the changelog): the new
     entry shares the untouched segments' counts with it, and new segments share `fresh`, so

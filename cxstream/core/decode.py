@@ -52,7 +52,9 @@ from cxstream.core.errors import ErrorCode as E
 from cxstream.core.errors import Rejection
 from cxstream.core.model import (
     SCORE_RANGES,
+    SURVEY_KINDS,
     CustomerProfile,
+    SurveyKind,
     Interaction,
     Owner,
     SurveyResponse,
@@ -109,7 +111,7 @@ _OWNER_STRINGS: _Spec = (
     ("email", False, EMAIL_MIN, EMAIL_MAX),
     ("slack", False, 1, NAME_MAX),
 )
-_SURVEYS = {kind: kind for kind in SCORE_RANGES}  # canonical (interned) strings
+_SURVEYS: dict[str, SurveyKind] = {kind: kind for kind in SURVEY_KINDS}  # canonical strings
 
 
 # -- reasons -----------------------------------------------------------------------------------
@@ -145,8 +147,9 @@ def _length(name: str, low: int, high: int, length: int) -> Rejection:
 
 
 # -- the phases shared by all events -----------------------------------------------------------
-def _load(raw: bytes) -> dict[str, Any] | Rejection:
-    """TOO_LARGE, NOT_JSON, NOT_OBJECT."""
+def _load(raw: Any) -> dict[str, Any] | Rejection:
+    """TOO_LARGE, NOT_JSON, NOT_OBJECT. `raw` is typed Any: the decoders never raise, even
+    on an argument that is not bytes (the compiled core would check the type first)."""
     if len(raw) > MAX_VALUE_BYTES:
         return Rejection(E.TOO_LARGE, f"value is {len(raw)} bytes, over the {MAX_VALUE_BYTES}-byte limit")
     try:
@@ -268,7 +271,7 @@ def _guarded(exc: Exception) -> Rejection:
 
 
 # -- the events --------------------------------------------------------------------------------
-def decode_survey(raw: bytes, key: bytes | None, now_ms: int) -> SurveyResponse | Rejection:
+def decode_survey(raw: Any, key: bytes | None, now_ms: int) -> SurveyResponse | Rejection:
     """A survey response (schemas/survey-response.schema.json), or why not."""
     try:
         return _survey(raw, key, now_ms)
@@ -276,7 +279,7 @@ def decode_survey(raw: bytes, key: bytes | None, now_ms: int) -> SurveyResponse 
         return _guarded(exc)
 
 
-def decode_interaction(raw: bytes, key: bytes | None, now_ms: int) -> Interaction | Rejection:
+def decode_interaction(raw: Any, key: bytes | None, now_ms: int) -> Interaction | Rejection:
     """An interaction (schemas/interaction.schema.json), or why not."""
     try:
         return _interaction(raw, key, now_ms)
@@ -284,7 +287,7 @@ def decode_interaction(raw: bytes, key: bytes | None, now_ms: int) -> Interactio
         return _guarded(exc)
 
 
-def decode_profile(raw: bytes, key: bytes | None, now_ms: int) -> CustomerProfile | Rejection:
+def decode_profile(raw: Any, key: bytes | None, now_ms: int) -> CustomerProfile | Rejection:
     """A customer profile (schemas/customer-profile.schema.json), or why not."""
     try:
         return _profile(raw, key, now_ms)
@@ -292,12 +295,12 @@ def decode_profile(raw: bytes, key: bytes | None, now_ms: int) -> CustomerProfil
         return _guarded(exc)
 
 
-def _survey(raw: bytes, key: bytes | None, now_ms: int) -> SurveyResponse | Rejection:
+def _survey(raw: Any, key: bytes | None, now_ms: int) -> SurveyResponse | Rejection:
     doc = _load(raw)
-    if type(doc) is not dict:
+    if isinstance(doc, Rejection):
         return doc
     get = doc.get
-    strings = [get("event_id"), get("customer_id"), get("touchpoint"), get("channel"),
+    strings: list[Any] = [get("event_id"), get("customer_id"), get("touchpoint"), get("channel"),
                get("comment"), get("interaction_id")]
     survey, score, occurred_at, segment = get("survey"), get("score"), get("occurred_at"), get("segment")
     strings_ok = _strings_ok(_SURVEY_STRINGS, strings)
@@ -339,7 +342,7 @@ def _survey(raw: bytes, key: bytes | None, now_ms: int) -> SurveyResponse | Reje
         return Rejection(E.SCORE_OUT_OF_RANGE, f"{shown} is outside the {kind} range {low}..{high}")
     # bad_timestamp, future_timestamp
     at = _timestamp("occurred_at", occurred_at, now_ms)
-    if type(at) is not int:
+    if isinstance(at, Rejection):
         return at
     # key_mismatch
     event_id, customer_id, touchpoint, channel, comment, interaction_id = strings
@@ -350,12 +353,12 @@ def _survey(raw: bytes, key: bytes | None, now_ms: int) -> SurveyResponse | Reje
                           comment, interaction_id)
 
 
-def _interaction(raw: bytes, key: bytes | None, now_ms: int) -> Interaction | Rejection:
+def _interaction(raw: Any, key: bytes | None, now_ms: int) -> Interaction | Rejection:
     doc = _load(raw)
-    if type(doc) is not dict:
+    if isinstance(doc, Rejection):
         return doc
     get = doc.get
-    strings = [get("event_id"), get("customer_id"), get("kind"), get("touchpoint"), get("channel"),
+    strings: list[Any] = [get("event_id"), get("customer_id"), get("kind"), get("touchpoint"), get("channel"),
                get("outcome")]
     occurred_at, segment = get("occurred_at"), get("segment")
     strings_ok = _strings_ok(_INTERACTION_STRINGS, strings)
@@ -379,7 +382,7 @@ def _interaction(raw: bytes, key: bytes | None, now_ms: int) -> Interaction | Re
         return r
     # bad_timestamp, future_timestamp
     at = _timestamp("occurred_at", occurred_at, now_ms)
-    if type(at) is not int:
+    if isinstance(at, Rejection):
         return at
     # key_mismatch
     event_id, customer_id, kind, touchpoint, channel, outcome = strings
@@ -389,9 +392,9 @@ def _interaction(raw: bytes, key: bytes | None, now_ms: int) -> Interaction | Re
                        {} if segment is None else segment)
 
 
-def _profile(raw: bytes, key: bytes | None, now_ms: int) -> CustomerProfile | Rejection:
+def _profile(raw: Any, key: bytes | None, now_ms: int) -> CustomerProfile | Rejection:
     doc = _load(raw)
-    if type(doc) is not dict:
+    if isinstance(doc, Rejection):
         return doc
     get = doc.get
     customer_id, segment, updated_at, owner = get("customer_id"), get("segment"), get("updated_at"), get("owner")
@@ -431,7 +434,7 @@ def _profile(raw: bytes, key: bytes | None, now_ms: int) -> CustomerProfile | Re
                              "text on both sides, no spaces or control characters")
     # bad_timestamp, future_timestamp
     at = _timestamp("updated_at", updated_at, now_ms)
-    if type(at) is not int:
+    if isinstance(at, Rejection):
         return at
     # key_mismatch
     if (r := _key(key, customer_id)) is not None:

@@ -44,8 +44,17 @@ SEEN_CAP = 1000
 JOURNEY_LEN = 10
 
 TurnKind = Literal["detractor", "recovered"]
-#: Marks a field `_with` leaves as it is.
-_KEEP: Any = object()
+
+
+class _Keep:
+    """The type of `_KEEP`, which marks a field `_with` leaves as it is (a class rather than
+    a bare object, so that the compiled core accepts it where an entry is expected)."""
+
+    __slots__ = ()
+
+
+_KEEP = _Keep()
+
 #: One JSON object of the state (see `CustomerState` for the keys of each kind).
 Entry: TypeAlias = dict[str, Any]
 
@@ -121,7 +130,7 @@ class CustomerState:
                 "s": dict(self.seen)}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], *, copy: bool = True) -> CustomerState:
+    def from_json(cls, d: Any, *, copy: bool = True) -> CustomerState:
         """Read a stored record; ValueError for an unknown version or a broken layout, so
         a record written by an incompatible release fails loudly instead of being misread.
 
@@ -173,19 +182,20 @@ def _clone(value: Any) -> Any:
     return value
 
 
-def _with(state: CustomerState, *, nps: Entry | None = _KEEP, csat: Entry | None = _KEEP,
-          ces: Entry | None = _KEEP, journey: tuple[Entry, ...] = _KEEP,
-          profile: Entry | None = _KEEP, seen: dict[str, int] = _KEEP) -> CustomerState:
+def _with(state: CustomerState, *, nps: Entry | None | _Keep = _KEEP,
+          csat: Entry | None | _Keep = _KEEP, ces: Entry | None | _Keep = _KEEP,
+          journey: tuple[Entry, ...] | _Keep = _KEEP, profile: Entry | None | _Keep = _KEEP,
+          seen: dict[str, int] | _Keep = _KEEP) -> CustomerState:
     """`dataclasses.replace` for the state, without its generic (and per event costly)
     field introspection."""
     return CustomerState(
         state.customer_id,
-        state.nps if nps is _KEEP else nps,
-        state.csat if csat is _KEEP else csat,
-        state.ces if ces is _KEEP else ces,
-        state.journey if journey is _KEEP else journey,
-        state.profile if profile is _KEEP else profile,
-        state.seen if seen is _KEEP else seen,
+        state.nps if isinstance(nps, _Keep) else nps,
+        state.csat if isinstance(csat, _Keep) else csat,
+        state.ces if isinstance(ces, _Keep) else ces,
+        state.journey if isinstance(journey, _Keep) else journey,
+        state.profile if isinstance(profile, _Keep) else profile,
+        state.seen if isinstance(seen, _Keep) else seen,
     )
 
 

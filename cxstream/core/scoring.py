@@ -12,7 +12,7 @@ high_effort_share as a fraction 0..1 (share of responses that are 4 or 5).
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Sequence, TypeAlias
+from typing import Any, Literal, Sequence, TypeAlias, cast
 
 from cxstream.core.model import SCORE_RANGES
 
@@ -43,7 +43,10 @@ def _check(counts: Sequence[int]) -> None:
         raise ValueError(f"counts must have {WIDTH} entries, got {len(counts)}")
 
 
-def _check_score(survey: str, score: int) -> None:
+def _check_score(survey: str, score: object) -> int:
+    """`score` itself once it is a valid score of `survey` (typed `object`: callers pass
+    decoded JSON, and the compiled core would otherwise turn a wrong type into a TypeError
+    before this check could name it)."""
     bounds = SCORE_RANGES.get(survey)
     if bounds is None:
         raise ValueError(f"unknown survey {survey!r} (expected nps, csat or ces)")
@@ -51,19 +54,20 @@ def _check_score(survey: str, score: int) -> None:
     if type(score) is not int or not bounds[0] <= score <= bounds[1]:
         raise ValueError(f"{survey} score must be an integer {bounds[0]}..{bounds[1]}, "
                          f"got {score!r}")
+    return cast(int, score)
 
 
-def category(score: int) -> Category:
+def category(score: object) -> Category:
     """NPS category: promoters 9–10, passives 7–8, detractors 0–6."""
-    _check_score("nps", score)
+    score = _check_score("nps", score)
     return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
 
 
-def increment(survey: str, score: int) -> Increment:
+def increment(survey: str, score: object) -> Increment:
     """What one response adds, validated once: a response goes into three buckets in each
     of its ~6 segments, and applying these pairs is much cheaper than re-validating the
     score for each of them."""
-    _check_score(survey, score)
+    score = _check_score(survey, score)
     if survey == "nps":
         return ((PROMOTERS if score >= 9 else PASSIVES if score >= 7 else DETRACTORS, 1),)
     if survey == "csat":
@@ -71,7 +75,7 @@ def increment(survey: str, score: int) -> Increment:
     return ((CES_N, 1), (CES_SUM, score), (CES_HIGH, int(score >= 4)))  # ces
 
 
-def add(counts: Sequence[int], survey: str, score: int) -> Counts:
+def add(counts: Sequence[int], survey: str, score: object) -> Counts:
     """A copy of `counts` with one response added (validated: a bad score would otherwise
     silently land in a category forever)."""
     return plus(counts, increment(survey, score))

@@ -32,7 +32,7 @@ from cxstream.core.journey import (
     apply_survey,
     is_duplicate_survey,
 )
-from cxstream.core.model import SurveyResponse
+from cxstream.core.model import Interaction, SurveyResponse
 from cxstream.core.buckets import add_response
 from cxstream.core.scoring import category, increment, plus
 from cxstream.core.scoring import zero as zero_counts
@@ -123,7 +123,7 @@ def plan(
     if stamps.get(stamp, -1) >= offset:
         return Plan("replayed")
     state = state if state is not None else CustomerState.empty(decoded.customer_id)
-    if kind == "interactions":
+    if isinstance(decoded, Interaction):
         new_state = apply_interaction(state, decoded, journey_len=cfg.journey_length)
     else:
         new_state = apply_profile(state, decoded)

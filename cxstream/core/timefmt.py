@@ -45,7 +45,7 @@ MIN_MS = (date(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY_MS
 MAX_MS = (date(9999, 12, 31).toordinal() - _EPOCH_ORDINAL + 1) * _DAY_MS - 1
 
 
-def parse_rfc3339(value: str) -> int | None:
+def parse_rfc3339(value: object) -> int | None:
     """Epoch milliseconds (UTC) of an RFC 3339 date-time, or None if it is not one.
 
     Never raises, whatever it is given (non-strings give None).

@@ -87,3 +87,14 @@ def test_deadletter_retention_is_given_to_the_dead_letter_topics_only() -> None:
     assert topic_configs(Settings.from_env({}), "cx.deadletter") == {}
     with pytest.raises(SettingsError, match="CXSTREAM_DEADLETTER_RETENTION"):
         Settings.from_env({"CXSTREAM_DEADLETTER_RETENTION": "forever"})
+
+
+def test_the_build_and_test_switches_are_not_refused_as_unknown_settings() -> None:
+    """CXSTREAM_COMPILE (install time) may stay set where the worker runs, and CI sets
+    CXSTREAM_REQUIRE_COMPILED for the whole test session; any other unknown CXSTREAM_
+    variable is still refused."""
+    env = {"CXSTREAM_COMPILE": "0", "CXSTREAM_REQUIRE_COMPILED": "1",
+           "CXSTREAM_TEST_BROKER": "127.0.0.1:9092"}
+    assert Settings.from_env(env).partitions == Settings.from_env({}).partitions
+    with pytest.raises(SettingsError, match="CXSTREAM_COMPILED"):
+        Settings.from_env({**env, "CXSTREAM_COMPILED": "1"})

@@ -57,7 +57,19 @@ def test_installs_with_the_project_constraints() -> None:
     pip = shlex.split(installs[0].split("&&")[0])
     assert pip[:2] == ["pip", "install"]
     assert pip[pip.index("-c") + 1] == "constraints.txt"
-    assert ".[rocksdb]" in pip  # the store the image defaults to (CXSTREAM_STORE below)
+    # The wheel the build stage compiled, with the store the image defaults to (CXSTREAM_STORE).
+    assert "$(echo /wheels/cxstream-*.whl)[rocksdb]" in pip
+
+
+def test_the_image_core_is_compiled_in_a_build_stage() -> None:
+    """The slim image has no C compiler: the wheel is built in the full image, and that build
+    fails if the wheel lacks the compiled core (setup.py falls back to Python silently)."""
+    stages = of("FROM")
+    assert stages[0].startswith("python:3.11 AS build") and stages[-1].startswith("python:3.11-slim")
+    build = next(args for args in of("RUN") if "pip wheel" in args)
+    assert "--wheel-dir /wheels ." in build and "grep -q native__mypyc" in build
+    assert "--from=build /wheels /wheels" in of("COPY")
+    assert "setup.py" in of("COPY")[0].split()
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "constraints.txt").read_text(), re.M))
     assert {"faust-streaming", "aiokafka", "rocksdict"} <= set(pins)
     # Installing before switching user, and no cache kept in the layer.
