@@ -48,6 +48,7 @@ import orjson
 from cxstream import gc_tuning
 from cxstream.changelog import send_full
 from cxstream.demo import stop_process
+from cxstream.core import compiled as core_compiled
 from cxstream.core import keys
 from cxstream.core.expiry import ExpiryIndex
 from cxstream.core.step import StepConfig, plan
@@ -126,6 +127,10 @@ def render_table(results: dict[str, Any]) -> str:
                          f"{_fmt(lat.get('worker_receipt_to_ack_mean_ms'), '.0f')} ms; backlog when "
                          f"sending stopped {_fmt(lat.get('backlog_at_send_end'), '.0f')} events, "
                          f"drained {_fmt(lat.get('drain_after_send_s'), '.1f')} s later")
+    core = results.get("machine", {}).get("core")
+    if core is not None:  # the worker's speed depends on it (README, "Compiled core")
+        lines.append("core: compiled (mypyc)" if core == "compiled" else
+                     "core: plain Python, NOT compiled (README, \"Compiled core\"): slower")
     cx = results.get("cxstream")
     if isinstance(cx, dict) and cx.get("peak_rss_mb") is not None:
         lines.append(f"worker peak RSS (VmHWM): {cx['peak_rss_mb']:.0f} MB "
@@ -892,7 +897,8 @@ async def run_bench(settings: Any, *, phases: Sequence[str], events: int = 200_0
         "config": {"phases": list(phases), "events": events, "customers": customers,
                    "windows_responses": responses, "seed": seed, "latency_seconds": latency_s},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(),
+                    "core": "compiled" if core_compiled() else "python"},
     }
     errors: dict[str, str] = {}
     if "windows" in phases:

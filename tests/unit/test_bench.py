@@ -84,6 +84,15 @@ def test_table_shows_every_phase_and_ratios() -> None:
     assert "faust: FAILED: boom" in text
 
 
+def test_table_says_whether_the_core_was_compiled() -> None:
+    """Figures of a plain Python core are not comparable with the README's: say so."""
+    base = {"baseline": {"events": 1, "seconds": 1.0, "events_per_s": 1.0}}
+    compiled = render_table(add_ratios({**base, "machine": {"core": "compiled"}}))
+    plain = render_table(add_ratios({**base, "machine": {"core": "python"}}))
+    assert "core: compiled (mypyc)" in compiled and "NOT compiled" not in compiled
+    assert "core: plain Python, NOT compiled" in plain
+
+
 def test_table_leaves_out_phases_not_run() -> None:
     text = render_table(add_ratios({"baseline": {"events": 1, "seconds": 1.0, "events_per_s": 1.0}}))
     assert "baseline" in text and "latency" not in text and "windows" not in text
