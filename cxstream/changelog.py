@@ -98,15 +98,6 @@ async def send_full(producer: Any, builder: Any, topic: str, partition: int,
     return builder, full
 
 
-def _fill(store_batch: Any, entries: Entries) -> None:
-    """Put entries in a RocksDB write batch, encoded as `encode` does."""
-    for key, value in encode(entries):
-        if value is None:
-            store_batch.delete(key)
-        else:
-            store_batch.put(key, value)
-
-
 class ChangelogWriter:
     """Writes entries of the state table partition by partition, changelog first."""
 
@@ -129,7 +120,7 @@ class ChangelogWriter:
                 store = WriteBatch(raw_mode=True) if rocksdb else None
                 sent[partition] = (await self._send(topic, partition, entries, store), store)
         for partition, (futures, store) in sent.items():
-            last = await self._last_offset(topic, partition, writes[partition], futures)
+            last = await self._last_offset(topic, partition, writes[partition], futures, store)
             self._apply(TP(topic, partition), writes[partition], store, last)
 
     def _apply(self, tp: TP, entries: Entries, store_batch: Any, last_offset: int) -> None:
@@ -155,14 +146,11 @@ class ChangelogWriter:
                     store_batch: Any) -> list[tuple[asyncio.Future[Any], int]]:
         """Hand the entries to the producer as record batches, filling `store_batch` (a
         RocksDB write batch, or None) on the way; (future, count) per record batch. A failure
-        to hand them over comes back as a failed future, retried by `_last_offset`; the
-        write batch is then filled anew, as it may hold only part of the entries."""
+        to hand them over comes back as a failed future, retried by `_last_offset`, which
+        fills the write batch anew (it may hold only part of the entries)."""
         try:
             return await self._send_batches(topic, partition, entries, store_batch)
         except KafkaError as exc:
-            if store_batch is not None:
-                store_batch.clear()
-                _fill(store_batch, entries)
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             return [(failed, 0)]
@@ -196,11 +184,16 @@ class ChangelogWriter:
         return futures
 
     async def _last_offset(self, topic: str, partition: int, entries: Entries,
-                           futures: list[tuple[asyncio.Future[Any], int]]) -> int:
+                           futures: list[tuple[asyncio.Future[Any], int]],
+                           store_batch: Any) -> int:
         """The changelog offset of the last record, once all are acknowledged; sends them
-        all again while the broker fails them."""
+        all again while the broker fails them, filling `store_batch` (if any) anew each time,
+        so that it holds the entries once whichever attempt succeeds."""
         async def again() -> int:
-            return await _last_of(await self._send_batches(topic, partition, entries))
+            if store_batch is not None:
+                store_batch.clear()
+            return await _last_of(await self._send_batches(topic, partition, entries,
+                                                           store_batch))
 
         return await until_acknowledged(again, f"state changelog {topic}[{partition}]",
                                         first=_last_of(futures))
