@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from typing import Any, Callable
 
 import faust
@@ -23,23 +22,21 @@ from faust.types import TP
 
 from cxstream import metrics
 from cxstream.batching import Batch, batching_consumer
-from cxstream.changelog import ChangelogWriter, partition_databases, stored_value
+from cxstream.changelog import ChangelogWriter, partition_databases
 from cxstream.core import keys
 from cxstream.core.alert import cloudevent_headers
-from cxstream.core.batch import PendingWrites
-from cxstream.core.deadletter import MAX_KEY_BYTES, dead_letter, processing_error
+from cxstream.core.batch import PendingWrites, Planned, plan_records
+from cxstream.core.deadletter import MAX_KEY_BYTES, dead_letter
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
-from cxstream.core.step import StepConfig, plan
+from cxstream.core.step import Kind, StepConfig
+from cxstream.core.store import StoreReader, stored_value
 from cxstream.core.windows import DAY
 from cxstream.retry import until_acknowledged
 from cxstream.settings import Settings
 from cxstream.topics import Topics
 
 log = logging.getLogger(__name__)
-
-#: Marks a key a dict does not hold (None is a value: a deletion).
-_ABSENT: Any = object()
 
 
 class Processor:
@@ -50,7 +47,7 @@ class Processor:
         self.settings = settings
         self.state = state
         self.topics = Topics(settings.topic_prefix)
-        self.kinds = {
+        self.kinds: dict[str, Kind] = {
             self.topics.surveys: "surveys",
             self.topics.interactions: "interactions",
             self.topics.customers: "customers",
@@ -66,7 +63,9 @@ class Processor:
         self.deadletters = app.topic(self.topics.deadletter, **raw)
         self.indexes: dict[int, ExpiryIndex] = {}
         self.pending: list[asyncio.Future[None]] = []
-        self.reader = _PartitionReader(state, self.indexes)
+        store: Any = getattr(state, "data", state)
+        self.reader = StoreReader(partition_databases(state), getattr(store, "data", store),
+                                  self.indexes)
         #: Writes of the batch being completed, until they are in the store (`process`).
         self.overlay: dict[str, Any] = {}
         self.completing: asyncio.Future[None] | None = None
@@ -141,32 +140,34 @@ class Processor:
         meanwhile, reading this one's writes from `overlay` until they are in the store.
         Batches complete one after another, in order."""
         now_ms = int(time.time() * 1000)
-        tally = _Tally()
-        pending = PendingWrites(_Overlay(self.overlay, self.reader))
-        alerts: list[dict[str, Any]] = []
-        advanced: dict[int, int] = {}
-        rejected: list[tuple[Rejection, Any]] = []
-        for tp, records in batch.items():
-            kind = self.kinds[tp.topic]
-            self.reader.partition = tp.partition
-            for record in records:
-                self._plan_one(kind, record, now_ms, pending, alerts, advanced, tally, rejected)
-        for rejection, record in rejected:
+        out = Planned()
+        reader = self.reader
+        pending = PendingWrites(reader)
+        reader.top = self.overlay  # only while planning: after, the store may be ahead of it
+        try:
+            for tp, records in batch.items():
+                reader.use(tp.partition)
+                plan_records(self.kinds[tp.topic], records, pending, self.cfg, now_ms, out,
+                             _failed)
+        finally:
+            reader.top = {}
+        for rejection, record in out.rejected:
             await self._dead_letter(rejection, record, now_ms)
-        writes = {p: self._entries(p, pending, advanced.get(p)) for p in pending.partitions()}
+        writes = {p: self._entries(p, pending, out.advanced.get(p))
+                  for p in pending.partitions()}
         overlay = {k: v for entries in writes.values() for k, v in entries}
         self.overlay = overlay
         dead_letters, self.pending = self.pending, []
         done = asyncio.ensure_future(self._complete(
-            self.completing, alerts, writes, overlay, advanced, tally, dead_letters, fetched_at))
+            self.completing, writes, overlay, out, dead_letters, fetched_at))
         self.completing = done
         return done
 
-    async def _complete(self, previous: asyncio.Future[None] | None, alerts: list[dict[str, Any]],
+    async def _complete(self, previous: asyncio.Future[None] | None,
                         writes: dict[int, list[tuple[str, Any]]], overlay: dict[str, Any],
-                        advanced: dict[int, int], tally: _Tally,
-                        dead_letters: list[asyncio.Future[None]], fetched_at: float | None) -> None:
-        sent = [(alert, await self._produce_alert(alert)) for alert in alerts]
+                        out: Planned, dead_letters: list[asyncio.Future[None]],
+                        fetched_at: float | None) -> None:
+        sent = [(alert, await self._produce_alert(alert)) for alert in out.alerts]
         if previous is not None:
             await previous  # its state first: the changelog keeps the batches' order
         await self._await_alerts(sent, fetched_at)
@@ -175,43 +176,10 @@ class Processor:
             self.reader.written(entries)
         if self.overlay is overlay:
             self.overlay = {}  # in the store now; never serve it after a rebalance
-        for partition, stream_time in advanced.items():
+        for partition, stream_time in out.advanced.items():
             metrics.STREAM_TIME.labels(str(partition)).set(stream_time / 1000)
-        tally.flush()
+        _count(out)
         await asyncio.gather(*dead_letters)
-
-    def _plan_one(self, kind: str, msg: Any, now_ms: int, pending: PendingWrites,
-                  alerts: list[dict[str, Any]], advanced: dict[int, int], tally: _Tally,
-                  rejected: list[tuple[Rejection, Any]]) -> None:
-        """Plan one record into the batch's pending writes and alerts; what it rejects goes
-        to `rejected`, dead-lettered once the batch is planned (no coroutine per record)."""
-        try:
-            p = plan(kind, pending, self.cfg, partition=msg.partition, offset=msg.offset,
-                     key=msg.key, value=msg.value, now_ms=now_ms)
-        except Exception as exc:  # noqa: BLE001 - one bad event must never stop the stream
-            # Type only at ERROR: the message and traceback may quote customer data (DEBUG only).
-            log.error("processing %s[%d]@%d failed: %s (dead-lettered)", msg.topic,
-                      msg.partition, msg.offset, type(exc).__name__)
-            log.debug("details of the processing error", exc_info=exc)
-            rejected.append((processing_error(exc), msg))
-            tally.events[kind, "deadlettered"] += 1
-            return
-        tally.events[kind, p.outcome] += 1
-        if p.rejection is not None:
-            rejected.append((p.rejection, msg))
-            return
-        partition = msg.partition
-        if p.before_alert:  # empty for interactions, most of the stream
-            pending.put(partition, p.before_alert)
-        pending.put(partition, p.after_alert)
-        if p.alert is not None:
-            alerts.append(p.alert)
-        if p.outcome == "accepted" and p.survey is not None:
-            tally.responses[p.survey, p.category or "none"] += 1
-            for dim in p.folded:
-                tally.folds[dim] += 1
-        if p.stream_time is not None:
-            advanced[partition] = p.stream_time
 
     def _entries(self, partition: int, pending: PendingWrites,
                  stream_time: int | None) -> list[tuple[str, Any]]:
@@ -276,100 +244,22 @@ async def _handed_over(topic: Any, **record: Any) -> asyncio.Future[Any]:
         return failed
 
 
-class _Tally:
-    """Metric increments of a batch, added once per label set (a labelled Prometheus
-    increment costs about as much as planning a message's cheap parts)."""
-
-    __slots__ = ("events", "responses", "folds")
-
-    def __init__(self) -> None:
-        self.events: Counter[tuple[str, str]] = Counter()
-        self.responses: Counter[tuple[str, str]] = Counter()
-        self.folds: Counter[str] = Counter()
-
-    def flush(self) -> None:
-        for (kind, outcome), n in self.events.items():
-            metrics.EVENTS.labels(kind, outcome).inc(n)
-        for (survey, cat), n in self.responses.items():
-            metrics.RESPONSES.labels(survey, cat).inc(n)
-        for dim, n in self.folds.items():
-            metrics.SEGMENT_FOLDS.labels(dim).inc(n)
+def _failed(msg: Any, exc: Exception) -> None:
+    """Log a record whose planning raised (it is dead-lettered as a processing error)."""
+    # Type only at ERROR: the message and traceback may quote customer data (DEBUG only).
+    log.error("processing %s[%d]@%d failed: %s (dead-lettered)", msg.topic, msg.partition,
+              msg.offset, type(exc).__name__)
+    log.debug("details of the processing error", exc_info=exc)
 
 
-class _Overlay:
-    """The previous batch's writes (None: deleted) over the store. Looks in the reader's
-    memory (`_PartitionReader.memory`) itself: most reads end there, one call earlier."""
-
-    __slots__ = ("top", "memory", "store")
-
-    def __init__(self, top: dict[str, Any], store: _PartitionReader) -> None:
-        self.top, self.memory, self.store = top, store.memory, store
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self.top.get(key, _ABSENT)
-        if value is _ABSENT:
-            value = self.memory.get(key, _ABSENT)
-            if value is _ABSENT:
-                return self.store.get(key, default)
-        return default if value is None else value
-
-
-class _PartitionReader:
-    """Reads the state table's local store for the partition being planned, bypassing the
-    table (Faust's decoding and its current-event lookup cost more than the read itself).
-
-    The memory store is one dict; the RocksDB store keeps one database per partition,
-    holding keys and values as JSON (Faust's codec, which orjson reads and writes byte for
-    byte the same). With RocksDB, the entries that carry their partition in the key (segment
-    buckets, caps, stream time: few, and read by most messages) are also kept decoded in
-    memory, written through by `written` and dropped at every rebalance (`clear`); customer
-    records (one per customer, most read once a batch) are not. Values read are never
-    mutated (see `cxstream.core.journey`).
-
-    A bucket key that the partition's expiry index does not hold is not in the store (the
-    index holds every stored bucket of an owned partition, see `Processor.index`), so it is
-    answered without a read: most responses create new minute buckets, and the reads of
-    keys that do not exist were a tenth of the worker's time (and filled the cache)."""
-
-    #: Most entries kept decoded (RocksDB); past it, the cache starts over.
-    CACHE_MAX = 20_000
-
-    def __init__(self, table: faust.Table, indexes: dict[int, ExpiryIndex]) -> None:
-        self.partition = 0
-        self._indexes = indexes
-        self._db_for_partition = partition_databases(table)
-        store: Any = getattr(table, "data", table)
-        self._dict = None if self._db_for_partition is not None else getattr(store, "data", store)
-        self._cache: dict[str, Any] = {}
-        #: What `get` answers from memory: the memory store itself, or the RocksDB cache.
-        self.memory: dict[str, Any] = self._cache if self._dict is None else self._dict
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if self._dict is not None:
-            return self._dict.get(key, default)
-        cache = self._cache
-        if key in cache:
-            value = cache[key]
-        else:
-            if key.startswith(keys.BUCKET_PREFIX):
-                index = self._indexes.get(self.partition)
-                if index is not None and key not in index:
-                    return default
-            value = stored_value(self._db_for_partition(self.partition), key)
-            if not key.startswith(keys.CUSTOMER_PREFIX):
-                if len(cache) >= self.CACHE_MAX:
-                    cache.clear()
-                cache[key] = value
-        return default if value is None else value
-
-    def written(self, entries: list[tuple[str, Any]]) -> None:
-        """Entries now in the store (None: deleted)."""
-        if self._dict is None:
-            self._cache.update([item for item in entries
-                                if not item[0].startswith(keys.CUSTOMER_PREFIX)])
-
-    def clear(self) -> None:
-        self._cache.clear()
+def _count(out: Planned) -> None:
+    """Add a batch's metric increments, once per label set."""
+    for (kind, outcome), n in out.events.items():
+        metrics.EVENTS.labels(kind, outcome).inc(n)
+    for (survey, cat), n in out.responses.items():
+        metrics.RESPONSES.labels(survey, cat).inc(n)
+    for dim, n in out.folds.items():
+        metrics.SEGMENT_FOLDS.labels(dim).inc(n)
 
 
 def register(app: faust.App, settings: Settings, state: faust.Table) -> Processor:

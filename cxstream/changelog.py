@@ -41,13 +41,6 @@ def encode(entries: Entries) -> list[tuple[bytes, bytes | None]]:
     return [(orjson.dumps(k), None if v is None else orjson.dumps(v)) for k, v in entries]
 
 
-def stored_value(db: Any, key: str) -> Any:
-    """The value of `key` in a partition's RocksDB database (stored as `encode` writes it),
-    None when absent."""
-    raw = db.get(orjson.dumps(key))
-    return None if raw is None else orjson.loads(raw)
-
-
 def partition_databases(table: Any) -> Callable[[int], Any] | None:
     """The RocksDB store's lookup of a partition's database, or None for a store that is one
     dict (the memory store, or a dict standing in for the table). Faust has no public

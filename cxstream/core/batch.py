@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, Callable
 
 from cxstream.core import keys
-from cxstream.core.step import StateView
+from cxstream.core.deadletter import processing_error
+from cxstream.core.errors import Rejection
+from cxstream.core.step import Kind, StateView, StepConfig, plan
 
 #: Write order of the key kinds within one partition (see the module docstring).
 _RANK = {keys.CAP: 0, keys.BUCKET: 1, keys.CUSTOMER: 2, keys.STREAM_TIME: 3}
@@ -69,3 +71,60 @@ class PendingWrites:
         for item in writes.items():
             groups[_RANK[item[0][:1]]].append(item)
         return chain.from_iterable(groups)
+
+
+class Planned:
+    """What planning a batch's records produced, for the agent to carry out: the alerts,
+    each partition's new stream time, the rejected records with why, and the metric
+    increments (added to Prometheus once per label set and batch, as a labelled increment
+    costs about as much as planning a message's cheap parts)."""
+
+    def __init__(self) -> None:
+        self.alerts: list[dict[str, Any]] = []
+        #: partition → its new stream time, for the partitions whose stream time advanced.
+        self.advanced: dict[int, int] = {}
+        #: (rejection, record), dead-lettered once the batch is planned.
+        self.rejected: list[tuple[Rejection, Any]] = []
+        #: (kind, outcome) → events; (survey, category or "none") → accepted responses;
+        #: dimension → responses whose value went to "<dimension>:other".
+        self.events: dict[tuple[str, str], int] = {}
+        self.responses: dict[tuple[str, str], int] = {}
+        self.folds: dict[str, int] = {}
+
+
+def plan_records(kind: Kind, records: Sequence[Any], pending: PendingWrites, cfg: StepConfig,
+                 now_ms: int, out: Planned, failed: Callable[[Any, Exception], None]) -> None:
+    """Plan `records` (Kafka records of topic `kind`, one partition, in offset order) into
+    the batch's pending writes and `out`. A record whose planning raises is rejected as a
+    processing error, after `failed(record, exc)` (which logs it): one bad event must never
+    stop the stream. Why here: the loop runs for every event (compiled, see setup.py)."""
+    events = out.events
+    for msg in records:
+        partition: int = msg.partition
+        try:
+            p = plan(kind, pending, cfg, partition=partition, offset=msg.offset,
+                     key=msg.key, value=msg.value, now_ms=now_ms)
+        except Exception as exc:  # noqa: BLE001 - one bad event must never stop the stream
+            failed(msg, exc)
+            out.rejected.append((processing_error(exc), msg))
+            _count(events, (kind, "deadlettered"))
+            continue
+        _count(events, (kind, p.outcome))
+        if p.rejection is not None:
+            out.rejected.append((p.rejection, msg))
+            continue
+        if p.before_alert:  # empty for interactions, most of the stream
+            pending.put(partition, p.before_alert)
+        pending.put(partition, p.after_alert)
+        if p.alert is not None:
+            out.alerts.append(p.alert)
+        if p.outcome == "accepted" and p.survey is not None:
+            _count(out.responses, (p.survey, p.category or "none"))
+            for dim in p.folded:
+                out.folds[dim] = out.folds.get(dim, 0) + 1
+        if p.stream_time is not None:
+            out.advanced[partition] = p.stream_time
+
+
+def _count(counter: dict[tuple[str, str], int], label: tuple[str, str]) -> None:
+    counter[label] = counter.get(label, 0) + 1

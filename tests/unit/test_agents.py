@@ -1,20 +1,16 @@
 """The processor (`cxstream.agents`): a record the broker cannot take yet is sent again until
-acknowledged, and never fails the batch (a failed batch stops the consumer); reads of the
-store skip the bucket keys known not to exist."""
+acknowledged, and never fails the batch (a failed batch stops the consumer)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-from cxstream import agents, retry
+from cxstream import retry
 from cxstream.agents import Processor
-from cxstream.core.expiry import ExpiryIndex
-from cxstream.core.keys import bucket_key
 
 from .processing import Changelog, Sink, handle
 
@@ -51,37 +47,3 @@ async def test_alerts_that_cannot_be_handed_over_are_sent_again(processor: Proce
     # The customer record that remembers the turn is written once the alert is acknowledged.
     [writes] = processor.changelog.writes  # type: ignore[attr-defined]
     assert any(key == "c|c-1" for key, _ in writes[0])
-
-
-class Database(dict):
-    """One partition's RocksDB database, as the reader sees it: JSON bytes, reads counted."""
-
-    def __init__(self, entries: dict[str, Any]) -> None:
-        super().__init__({orjson.dumps(k): orjson.dumps(v) for k, v in entries.items()})
-        self.reads: list[bytes] = []
-
-    def get(self, key: bytes, default: Any = None) -> Any:
-        self.reads.append(key)
-        return super().get(key, default)
-
-
-def test_bucket_keys_missing_from_the_expiry_index_are_not_read() -> None:
-    """A bucket the partition's index does not hold is not stored: answered without a read
-    (most responses create buckets); everything else is read from the store."""
-    stored = bucket_key(0, 60_000, 0)
-    entry = {"o": 7, "s": {"all": [1, 0, 0, 0, 0, 0, 0, 0]}}
-    db = Database({stored: entry, "c|c-1": {"s": {}, "h": {}}})
-    table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=lambda p: db))
-    indexes: dict[int, ExpiryIndex] = {}
-    reader = agents._PartitionReader(table, indexes)  # noqa: SLF001
-    new = bucket_key(0, 60_000, 60_000)
-
-    assert reader.get(new) is None and len(db.reads) == 1  # no index yet: read
-    index = indexes[0] = ExpiryIndex()
-    index.add_bucket(stored, entry)
-    reader.clear()
-    assert reader.get(new, "none") == "none" and len(db.reads) == 1
-    assert reader.get(stored) == entry and len(db.reads) == 2
-    assert reader.get("c|c-1") == {"s": {}, "h": {}} and len(db.reads) == 3
-    reader.partition = 1  # another partition, without an index: read
-    assert reader.get(bucket_key(1, 60_000, 0)) is None and len(db.reads) == 4

@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from cxstream import agents
 from cxstream.agents import Processor
 from cxstream.core.notification import Channel, NotifyConfig
+from cxstream.core.store import StoreReader
 from cxstream.notifier import Notifier
 from cxstream.senders import new_session
 from cxstream.settings import Settings
@@ -55,7 +55,7 @@ def survey(**overrides: Any) -> bytes:
 
 
 async def test_processor_error_paths_log_no_personal_data(
-        processor: Processor, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+        processor: Processor, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     topic = processor.topics.surveys
     bad = [
@@ -71,10 +71,13 @@ async def test_processor_error_paths_log_no_personal_data(
         await handle(processor, topic, value, offset=offset)
     assert len(processor.deadletters.sent) == len(bad)  # type: ignore[attr-defined]
 
-    def explode(*args: Any, **kwargs: Any) -> Any:
-        raise ValueError(f"cannot handle {EMAIL}: {COMMENT} ({NAME})")
+    class Exploding:
+        """A store whose reads fail with personal data in the message."""
 
-    monkeypatch.setattr(agents, "plan", explode)
+        def get(self, *args: Any) -> Any:
+            raise ValueError(f"cannot handle {EMAIL}: {COMMENT} ({NAME})")
+
+    processor.reader = StoreReader(None, Exploding(), {})
     await handle(processor, topic, survey(), offset=99)
     dead = [orjson.loads(d["value"]) for d in processor.deadletters.sent]  # type: ignore[attr-defined]
     assert dead[-1]["error_code"] == "processing_error"

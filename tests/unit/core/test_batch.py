@@ -4,16 +4,25 @@ anywhere in the batch's changelog writes is repaired exactly by the replay."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cxstream.core import keys
-from cxstream.core.batch import PendingWrites
-from cxstream.core.step import plan
+from cxstream.core.batch import PendingWrites, Planned, plan_records
 
-from .test_step import CFG, NOW, run, streams, totals
+from .test_step import BASE, CFG, NOW, run, streams, survey, totals
+
+
+def record(offset: int, key: bytes | None, value: bytes, partition: int = 0) -> Any:
+    """A Kafka record as the agent hands it over (the fields `plan_records` reads)."""
+    return SimpleNamespace(topic="t", partition=partition, offset=offset, key=key, value=value)
+
+
+def unexpected(msg: Any, exc: Exception) -> None:
+    raise AssertionError(f"planning offset {msg.offset} raised {exc!r}") from exc
 
 
 def run_batched(messages: list[tuple[str, bytes, bytes]], sizes: list[int],
@@ -34,12 +43,12 @@ def run_batched(messages: list[tuple[str, bytes, bytes]], sizes: list[int],
         turn += 1
         batch = range(offset, min(offset + size, len(messages)))
         pending = PendingWrites(table)
-        for o in batch:
+        out = Planned()
+        for o in batch:  # one record per call: the kinds interleave in one offset sequence
             kind, key, value = messages[o]
-            p = plan(kind, pending, CFG, partition=0, offset=o, key=key, value=value, now_ms=NOW)
-            pending.put(0, [*p.before_alert, *p.after_alert])
-            if p.alert is not None:
-                alerts.append((o, p.alert))
+            planned = len(out.alerts)
+            plan_records(kind, [record(o, key, value)], pending, CFG, NOW, out, unexpected)
+            alerts.extend((o, alert) for alert in out.alerts[planned:])
         for k, v in pending.ordered(0):
             table[k] = v
             log.append((k, v))
@@ -138,3 +147,48 @@ def test_a_pending_none_is_a_value() -> None:
     pending = PendingWrites({"c|a": 1})
     pending.put(0, [("c|a", None)])
     assert pending.get("c|a", "default") is None
+
+
+def test_plan_records_collects_what_the_agent_carries_out() -> None:
+    """Outcomes counted per kind, accepted responses per category, the alert, the stream
+    time, and rejected records with their reason (never silently dropped)."""
+    pending = PendingWrites({})
+    out = Planned()
+    records = [record(0, b"c1", survey("e1", "c1", 3, BASE)),
+               record(1, b"c1", survey("e1", "c1", 3, BASE)),           # the same event again
+               record(2, b"c2", survey("e2", "c2", 9, BASE + 60_000)),
+               record(3, b"c3", b"not json"),
+               record(4, None, survey("e4", "c3", 5, BASE))]           # no key
+    plan_records("surveys", records, pending, CFG, NOW, out, unexpected)
+
+    assert out.events == {("surveys", "accepted"): 2, ("surveys", "duplicate"): 1,
+                          ("surveys", "deadlettered"): 2}
+    assert out.responses == {("nps", "detractor"): 1, ("nps", "promoter"): 1}
+    assert [(a["kind"], a["customer_id"]) for a in out.alerts] == [("detractor", "c1")]
+    assert out.advanced == {0: BASE + 60_000}
+    assert [(r.code.value, msg.offset) for r, msg in out.rejected] == [
+        ("not_json", 3), ("key_mismatch", 4)]
+    assert pending.get(keys.customer_key("c2"))["h"] == {"s": 2}
+
+
+def test_a_record_whose_planning_raises_is_rejected_and_the_rest_planned() -> None:
+    class Broken(dict):  # type: ignore[type-arg]
+        def get(self, key: str, default: Any = None) -> Any:
+            if key == keys.customer_key("c1"):
+                raise KeyError("boom")
+            return super().get(key, default)
+
+    failures: list[tuple[int, str]] = []
+    out = Planned()
+    pending = PendingWrites(Broken())
+    records = [record(7, b"c1", survey("e1", "c1", 3, BASE)),
+               record(8, b"c2", survey("e2", "c2", 3, BASE))]
+    plan_records("surveys", records, pending, CFG, NOW, out,
+                 lambda msg, exc: failures.append((msg.offset, type(exc).__name__)))
+
+    assert failures == [(7, "KeyError")]
+    assert [(r.code.value, msg.offset) for r, msg in out.rejected] == [("processing_error", 7)]
+    assert "boom" not in out.rejected[0][0].reason  # the type only: it may quote customer data
+    assert out.events == {("surveys", "deadlettered"): 1, ("surveys", "accepted"): 1}
+    written = [k for k, _ in pending.ordered(0)]
+    assert keys.customer_key("c2") in written and keys.customer_key("c1") not in written
