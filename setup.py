@@ -22,10 +22,10 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 #: The modules compiled: those that run for every event. The rest of the core (errors,
-#: model, notification, deadletter) stays Python: its dataclass and enum tricks gain
-#: nothing compiled, and mypyc does not compile them all.
-COMPILED = ["step", "journey", "decode", "batch", "store", "buckets", "timefmt", "segments",
-            "scoring", "keys", "windows", "alert", "expiry"]
+#: notification, deadletter) stays Python: it runs only for a rejected event or an alert
+#: sent, and mypyc does not compile errors' Enum.
+COMPILED = ["step", "journey", "decode", "batch", "store", "model", "buckets", "timefmt",
+            "segments", "scoring", "keys", "windows", "alert", "expiry"]
 #: Name of the shared library holding the compiled modules (inside `cxstream.core`).
 GROUP = "cxstream.core.native"
 #: The setup commands that build extensions: mypyc runs only for those (a PEP 517 build

@@ -26,6 +26,7 @@ from cxstream.core import keys
 from cxstream.core.deadletter import processing_error
 from cxstream.core.errors import Rejection
 from cxstream.core.step import Kind, StateView, StepConfig, plan
+from cxstream.core.store import StoreReader
 
 #: Write order of the key kinds within one partition (see the module docstring).
 _RANK = {keys.CAP: 0, keys.BUCKET: 1, keys.CUSTOMER: 2, keys.STREAM_TIME: 3}
@@ -36,26 +37,35 @@ _ABSENT: Any = object()
 class PendingWrites:
     """Reads through to `table`; holds this batch's writes per partition until flushed."""
 
-    __slots__ = ("_table", "_all", "_by_partition")
+    __slots__ = ("_table", "_reader", "_all", "_by_partition")
 
     def __init__(self, table: StateView) -> None:
         self._table = table
+        #: The same, when it is the worker's reader: called directly (compiled), not
+        #: through the protocol.
+        self._reader: StoreReader | None = table if isinstance(table, StoreReader) else None
         self._all: dict[str, Any] = {}
         self._by_partition: dict[int, dict[str, Any]] = {}
 
     def get(self, key: str, default: Any = None) -> Any:
         # One lookup in the batch's writes, not two: this runs several times per message.
         value = self._all.get(key, _ABSENT)
-        return self._table.get(key, default) if value is _ABSENT else value
+        if value is not _ABSENT:
+            return value
+        if self._reader is not None:
+            return self._reader.get(key, default)
+        return self._table.get(key, default)
 
     def put(self, partition: int, items: Sequence[tuple[str, Any]]) -> None:
-        """Write each (key, value) of `items` in order, for partition `partition`. Takes a
-        plan's writes at once, put in C."""
-        self._all.update(items)
+        """Write each (key, value) of `items` in order, for partition `partition`. (A loop:
+        compiled, `dict.update` with a list first looks for a `keys` attribute on it.)"""
         writes = self._by_partition.get(partition)
         if writes is None:
             writes = self._by_partition[partition] = {}
-        writes.update(items)
+        every = self._all
+        for key, value in items:
+            every[key] = value
+            writes[key] = value
 
     def __len__(self) -> int:
         return sum(len(w) for w in self._by_partition.values())

@@ -23,10 +23,10 @@ dicts and tuples. The deep-copying defaults stay for any other caller.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from cxstream.core.model import CustomerProfile, Interaction, SurveyResponse, record
+from cxstream.core.model import CustomerProfile, Interaction, SurveyResponse
 from cxstream.core.scoring import Category, category
 
 __all__ = [
@@ -67,7 +67,6 @@ class Turn:
     previous_category: Category | None  # None: the customer had no NPS response before
 
 
-@record
 class CustomerState:
     """Everything cxstream remembers about one customer, kept as JSON-ready values because
     the Faust table stores it as JSON (`to_json` / `from_json`, compact keys):
@@ -91,13 +90,34 @@ class CustomerState:
     ids; a typical customer needs well under 2 KB.
     """
 
-    customer_id: str
-    nps: Entry | None = None
-    csat: Entry | None = None
-    ces: Entry | None = None
-    journey: tuple[Entry, ...] = ()
-    profile: Entry | None = None
-    seen: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("customer_id", "nps", "csat", "ces", "journey", "profile", "seen")
+
+    def __init__(self, customer_id: str, nps: Entry | None = None, csat: Entry | None = None,
+                 ces: Entry | None = None, journey: tuple[Entry, ...] = (),
+                 profile: Entry | None = None, seen: dict[str, int] | None = None) -> None:
+        # A plain class rather than a dataclass: two are built per event, and compiled
+        # (mypyc) a dataclass's `__init__` is still the Python one the dataclasses module
+        # generates. Nothing assigns the fields after this (see the module docstring).
+        self.customer_id = customer_id
+        self.nps = nps
+        self.csat = csat
+        self.ces = ces
+        self.journey = journey
+        self.profile = profile
+        self.seen: dict[str, int] = {} if seen is None else seen
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CustomerState):
+            return NotImplemented
+        return (self.customer_id == other.customer_id and self.nps == other.nps
+                and self.csat == other.csat and self.ces == other.ces
+                and self.journey == other.journey and self.profile == other.profile
+                and self.seen == other.seen)
+
+    def __repr__(self) -> str:
+        return (f"CustomerState({self.customer_id!r}, nps={self.nps!r}, csat={self.csat!r}, "
+                f"ces={self.ces!r}, journey={self.journey!r}, profile={self.profile!r}, "
+                f"seen={self.seen!r})")
 
     @classmethod
     def empty(cls, customer_id: str) -> CustomerState:

@@ -6,25 +6,8 @@ minutes, so flooring sub-millisecond input never moves an event across a bound.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Mapping, TypeAlias
-
-if TYPE_CHECKING:
-    from typing import Any
-
-    from typing_extensions import dataclass_transform
-
-    @dataclass_transform(frozen_default=True)
-    def record(cls: Any) -> Any: ...
-else:
-    #: The decorator of the records built for every event: a frozen dataclass for type
-    #: checkers, a plain slots dataclass at runtime. Why: a frozen dataclass's `__init__`
-    #: sets each field through `object.__setattr__`, 0.84 µs for seven fields against 0.19;
-    #: about four are built per event (the decoded event, two customer states, the
-    #: segments). Nothing assigns their fields, and what they hold (dicts, tuples) was never
-    #: protected by `frozen` anyway: the copy-on-write rule of `cxstream.core.journey`
-    #: keeps it unchanged, and the tests check that.
-    record = dataclass(slots=True)
+from dataclasses import dataclass
+from typing import Literal, Mapping, TypeAlias
 
 SurveyKind: TypeAlias = Literal["nps", "csat", "ces"]
 SURVEY_KINDS: tuple[SurveyKind, ...] = ("nps", "csat", "ces")
@@ -33,30 +16,73 @@ SURVEY_KINDS: tuple[SurveyKind, ...] = ("nps", "csat", "ces")
 SCORE_RANGES: Mapping[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 5)}
 
 
-@record
 class SurveyResponse:
-    event_id: str
-    customer_id: str
-    survey: SurveyKind
-    score: int
-    occurred_at: int  # epoch ms, UTC
-    segment: Mapping[str, str] = field(default_factory=dict)
-    touchpoint: str | None = None
-    channel: str | None = None
-    comment: str | None = None
-    interaction_id: str | None = None
+    """A valid survey response. Plain classes rather than dataclasses, for the records built
+    for every event: compiled (mypyc, see setup.py), a dataclass's `__init__` is still the
+    Python one the dataclasses module generates, and the compiled core reads the fields of
+    a class it compiled directly. Nothing assigns the fields after `__init__`, and what
+    they hold is never mutated (see `cxstream.core.journey`)."""
+
+    __slots__ = ("event_id", "customer_id", "survey", "score", "occurred_at", "segment",
+                 "touchpoint", "channel", "comment", "interaction_id")
+
+    def __init__(self, event_id: str, customer_id: str, survey: SurveyKind, score: int,
+                 occurred_at: int, segment: dict[str, str] | None = None,
+                 touchpoint: str | None = None, channel: str | None = None,
+                 comment: str | None = None, interaction_id: str | None = None) -> None:
+        self.event_id = event_id
+        self.customer_id = customer_id
+        self.survey: SurveyKind = survey
+        self.score = score
+        self.occurred_at = occurred_at  # epoch ms, UTC
+        self.segment: dict[str, str] = {} if segment is None else segment
+        self.touchpoint = touchpoint
+        self.channel = channel
+        self.comment = comment
+        self.interaction_id = interaction_id
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.event_id, self.customer_id, self.survey, self.score, self.occurred_at,
+                self.segment, self.touchpoint, self.channel, self.comment, self.interaction_id)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SurveyResponse):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return "SurveyResponse" + repr(self._fields())
 
 
-@record
 class Interaction:
-    event_id: str
-    customer_id: str
-    occurred_at: int  # epoch ms, UTC
-    kind: str
-    touchpoint: str | None = None
-    channel: str | None = None
-    outcome: str | None = None
-    segment: Mapping[str, str] = field(default_factory=dict)
+    """A valid interaction (a plain class, as `SurveyResponse`)."""
+
+    __slots__ = ("event_id", "customer_id", "occurred_at", "kind", "touchpoint", "channel",
+                 "outcome", "segment")
+
+    def __init__(self, event_id: str, customer_id: str, occurred_at: int, kind: str,
+                 touchpoint: str | None = None, channel: str | None = None,
+                 outcome: str | None = None, segment: dict[str, str] | None = None) -> None:
+        self.event_id = event_id
+        self.customer_id = customer_id
+        self.occurred_at = occurred_at  # epoch ms, UTC
+        self.kind = kind
+        self.touchpoint = touchpoint
+        self.channel = channel
+        self.outcome = outcome
+        self.segment: dict[str, str] = {} if segment is None else segment
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.event_id, self.customer_id, self.occurred_at, self.kind, self.touchpoint,
+                self.channel, self.outcome, self.segment)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Interaction):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return "Interaction" + repr(self._fields())
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Collection, Mapping
 
-from cxstream.core.model import SurveyResponse, record
+from cxstream.core.model import SurveyResponse
 
 __all__ = ["ALL", "OTHER", "SegmentResult", "dimension_values", "parse_segment_key",
            "segment_keys"]
@@ -27,13 +27,25 @@ _DIMENSION = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 _VALUE_MAX = 128
 
 
-@record
 class SegmentResult:
-    """Where one response counts, and what the caller must persist about the cap."""
+    """Where one response counts, and what the caller must persist about the cap. (A plain
+    class, built for every response: see `cxstream.core.model.SurveyResponse` for why.)"""
 
-    keys: tuple[str, ...]  # starts with "all"; then sorted by dimension; no duplicates
-    admit: tuple[tuple[str, str], ...]  # (dimension, value) newly admitted under the cap
-    folded: tuple[str, ...]  # dimensions whose value went to "<dimension>:other"
+    __slots__ = ("keys", "admit", "folded")
+
+    def __init__(self, keys: tuple[str, ...], admit: tuple[tuple[str, str], ...],
+                 folded: tuple[str, ...]) -> None:
+        self.keys = keys  # starts with "all"; then sorted by dimension; no duplicates
+        self.admit = admit  # (dimension, value) newly admitted under the cap
+        self.folded = folded  # dimensions whose value went to "<dimension>:other"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SegmentResult):
+            return NotImplemented
+        return (self.keys, self.admit, self.folded) == (other.keys, other.admit, other.folded)
+
+    def __repr__(self) -> str:
+        return f"SegmentResult({self.keys!r}, {self.admit!r}, {self.folded!r})"
 
 
 def dimension_values(r: SurveyResponse) -> dict[str, str]:

@@ -18,7 +18,7 @@ Guarantees, by construction:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from cxstream.core import keys
@@ -32,7 +32,7 @@ from cxstream.core.journey import (
     apply_survey,
     is_duplicate_survey,
 )
-from cxstream.core.model import Interaction, SurveyResponse
+from cxstream.core.model import CustomerProfile, Interaction, SurveyResponse
 from cxstream.core.buckets import add_response
 from cxstream.core.scoring import category, increment, plus
 from cxstream.core.scoring import zero as zero_counts
@@ -68,20 +68,34 @@ class StepConfig:
     journey_length: int = 10
 
 
-@dataclass(slots=True)
 class Plan:
-    """Effects of one message, in the order they must be carried out."""
+    """Effects of one message, in the order they must be carried out.
 
-    outcome: Outcome
-    rejection: Rejection | None = None
-    before_alert: list[tuple[str, Any]] = field(default_factory=list)
-    alert: dict[str, Any] | None = None
-    after_alert: list[tuple[str, Any]] = field(default_factory=list)
-    #: New stream time of the partition when this message advanced it (for expiry).
-    stream_time: int | None = None
-    survey: str | None = None
-    category: str | None = None
-    folded: tuple[str, ...] = ()
+    A plain class rather than a dataclass: one is built per event, and compiled (mypyc) a
+    dataclass's `__init__` is still the Python one the dataclasses module generates (0.3 to
+    0.4 µs here, against a tenth of that for this one)."""
+
+    __slots__ = ("outcome", "rejection", "before_alert", "alert", "after_alert", "stream_time",
+                 "survey", "category", "folded")
+
+    def __init__(self, outcome: Outcome, rejection: Rejection | None = None, *,
+                 survey: str | None = None,
+                 after_alert: list[tuple[str, Any]] | None = None) -> None:
+        self.outcome: Outcome = outcome
+        self.rejection: Rejection | None = rejection
+        self.before_alert: list[tuple[str, Any]] = []
+        self.alert: dict[str, Any] | None = None
+        self.after_alert: list[tuple[str, Any]] = [] if after_alert is None else after_alert
+        #: New stream time of the partition when this message advanced it (for expiry).
+        self.stream_time: int | None = None
+        self.survey: str | None = survey
+        self.category: str | None = None
+        self.folded: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return (f"Plan({self.outcome!r}, rejection={self.rejection!r}, "
+                f"before_alert={self.before_alert!r}, alert={self.alert!r}, "
+                f"after_alert={self.after_alert!r}, stream_time={self.stream_time!r})")
 
 
 def _customer(view: StateView, ckey: str) -> tuple[CustomerState | None, dict[str, int]]:
@@ -114,7 +128,11 @@ def plan(
     raw = value if value is not None else b""
     if kind == "surveys":
         return _survey(view, cfg, partition, offset, key, raw, now_ms)
-    decoded = (decode_interaction if kind == "interactions" else decode_profile)(raw, key, now_ms)
+    decoded: Interaction | CustomerProfile | Rejection
+    if kind == "interactions":  # called directly: through a variable, a compiled call is slow
+        decoded = decode_interaction(raw, key, now_ms)
+    else:
+        decoded = decode_profile(raw, key, now_ms)
     if isinstance(decoded, Rejection):
         return Plan("deadlettered", rejection=decoded)
     ckey = keys.customer_key(decoded.customer_id)
