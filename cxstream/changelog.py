@@ -91,6 +91,15 @@ async def send_full(producer: Any, builder: Any, topic: str, partition: int,
     return builder, full
 
 
+def aiokafka_producer(app: Any) -> Any:
+    """Faust's own aiokafka producer (same connection, security settings and idempotence),
+    for the records cxstream sends itself; Faust has no public accessor for it."""
+    producer = getattr(app.producer, "_producer", None)
+    if producer is None:
+        raise RuntimeError("the Kafka producer is not started: nothing can be sent yet")
+    return producer
+
+
 class ChangelogWriter:
     """Writes entries of the state table partition by partition, changelog first."""
 
@@ -192,9 +201,4 @@ class ChangelogWriter:
                                         first=_last_of(futures))
 
     def _producer(self) -> Any:
-        # Faust's own aiokafka producer (same connection, security settings and idempotence);
-        # Faust has no public accessor for it.
-        producer = getattr(self.app.producer, "_producer", None)
-        if producer is None:
-            raise RuntimeError("the Kafka producer is not started; state cannot be written")
-        return producer
+        return aiokafka_producer(self.app)
