@@ -5,7 +5,9 @@ Why: planning a message allocates a few hundred short-lived objects; with Python
 threshold (700 allocations) the young generation is collected every few messages, and each
 collection also walks the survivors: about a third of the pure step's time. With 100 000 the
 bench's worker ran about 20 % faster (400 000 events, one run each: 15 134 against 12 313
-events/s) at the same peak RSS; what unreachable cycles hold meanwhile stays small.
+events/s) at the same peak RSS; with 1 000 000 its collections took 36 instead of 132 ms
+over 190 000 events (0.19 instead of 0.69 µs per event, `gc.callbacks`), each young
+collection finding well under one cycle to free (55 objects in 162 collections).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-THRESHOLDS = (100_000, 50, 50)
+THRESHOLDS = (1_000_000, 50, 50)
 
 
 def tune() -> tuple[int, int, int]:
