@@ -116,3 +116,20 @@ async def test_a_failed_hand_over_sends_everything_again_and_stores_it_all(
     # Every entry in the store, though the write batch was being filled when it failed.
     assert store.contents(1) == {k: v for k, v in encode(entries) if v is not None}
     assert store.persisted == {TP(TOPIC, 1): len(log) - 1}
+
+
+async def test_an_entry_no_record_batch_can_hold_is_an_error(store: Store) -> None:
+    """Never an endless loop of empty record batches. (aiokafka's batches take any first
+    record, however large; a builder with a hard limit stands in for one that would not.)"""
+
+    class Strict(BatchBuilder):
+        def append(self, *, timestamp: Any, key: Any, value: Any, headers: Any = ()) -> Any:
+            return None if len(value or b"") > 300 else super().append(
+                timestamp=timestamp, key=key, value=value)
+
+    producer = Producer()
+    producer.create_batch = lambda: Strict(200, 0)  # type: ignore[method-assign]
+    entries = [*ENTRIES[:2], ("c|huge", {"x": "y" * 500}), *ENTRIES[2:4]]
+    with pytest.raises(ValueError, match="a record of 508 bytes does not fit in a producer batch"):
+        await writer(producer, store)._send_batches(TOPIC, 0, entries)  # noqa: SLF001
+    assert producer.log[0] == encode(ENTRIES[:2])  # what came before it was sent
