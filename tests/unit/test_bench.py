@@ -135,3 +135,27 @@ def test_every_customer_gets_an_event_when_there_are_enough(events: int, custome
     assert all(0 <= i < events for i in firsts)
     assert 0 in firsts  # spread from the start of the run
     assert first_events(sim.customers, events, seed=3) == firsts  # reproducible
+
+
+def test_live_events_are_prepared_ready_to_send() -> None:
+    """Made up before the latency phase's clock starts: each one's `occurred_at` filled in
+    when sent gives an event the worker accepts, in the partition `send` would choose."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from cxstream.bench import _prepare_live
+    from cxstream.core.decode import decode_interaction, decode_survey
+    from cxstream.core.timefmt import format_rfc3339
+
+    partitions = {f"p.{t}": [0, 1, 2, 3] for t in ("surveys", "interactions", "customers")}
+    events = _prepare_live(Simulator(seed=3, customers=50), 300, partitions, "p.")
+    now_ms = 1_790_000_000_123
+    decoders = {"p.surveys": decode_survey, "p.interactions": decode_interaction}
+    surveys = 0
+    for topic, partition, key, parts, survey_id in events:
+        value = format_rfc3339(now_ms).encode().join(parts)
+        decoded = decoders[topic](value, key, now_ms)
+        assert decoded.occurred_at == now_ms, decoded  # type: ignore[union-attr]
+        assert partition == DefaultPartitioner()(key, [0, 1, 2, 3], [0, 1, 2, 3])
+        assert (survey_id == decoded.event_id) is (topic == "p.surveys")  # type: ignore[union-attr]
+        surveys += survey_id is not None
+    assert 0 < surveys < len(events) == 300
