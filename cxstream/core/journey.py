@@ -26,7 +26,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from cxstream.core.model import CustomerProfile, Interaction, SurveyResponse
+from cxstream.core.model import CustomerProfile, Interaction, Record, SurveyResponse
 from cxstream.core.scoring import Category, category
 
 __all__ = [
@@ -67,7 +67,7 @@ class Turn:
     previous_category: Category | None  # None: the customer had no NPS response before
 
 
-class CustomerState:
+class CustomerState(Record):
     """Everything cxstream remembers about one customer, kept as JSON-ready values because
     the Faust table stores it as JSON (`to_json` / `from_json`, compact keys):
 
@@ -95,9 +95,7 @@ class CustomerState:
     def __init__(self, customer_id: str, nps: Entry | None = None, csat: Entry | None = None,
                  ces: Entry | None = None, journey: tuple[Entry, ...] = (),
                  profile: Entry | None = None, seen: dict[str, int] | None = None) -> None:
-        # A plain class rather than a dataclass: two are built per event, and compiled
-        # (mypyc) a dataclass's `__init__` is still the Python one the dataclasses module
-        # generates. Nothing assigns the fields after this (see the module docstring).
+        # A `Record`, not a dataclass: two are built per event.
         self.customer_id = customer_id
         self.nps = nps
         self.csat = csat
@@ -106,18 +104,9 @@ class CustomerState:
         self.profile = profile
         self.seen: dict[str, int] = {} if seen is None else seen
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CustomerState):
-            return NotImplemented
-        return (self.customer_id == other.customer_id and self.nps == other.nps
-                and self.csat == other.csat and self.ces == other.ces
-                and self.journey == other.journey and self.profile == other.profile
-                and self.seen == other.seen)
-
-    def __repr__(self) -> str:
-        return (f"CustomerState({self.customer_id!r}, nps={self.nps!r}, csat={self.csat!r}, "
-                f"ces={self.ces!r}, journey={self.journey!r}, profile={self.profile!r}, "
-                f"seen={self.seen!r})")
+    def _fields(self) -> tuple[object, ...]:
+        return (self.customer_id, self.nps, self.csat, self.ces, self.journey, self.profile,
+                self.seen)
 
     @classmethod
     def empty(cls, customer_id: str) -> CustomerState:

@@ -16,12 +16,32 @@ SURVEY_KINDS: tuple[SurveyKind, ...] = ("nps", "csat", "ces")
 SCORE_RANGES: Mapping[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 5)}
 
 
-class SurveyResponse:
-    """A valid survey response. Plain classes rather than dataclasses, for the records built
-    for every event: compiled (mypyc, see setup.py), a dataclass's `__init__` is still the
-    Python one the dataclasses module generates, and the compiled core reads the fields of
-    a class it compiled directly. Nothing assigns the fields after `__init__`, and what
-    they hold is never mutated (see `cxstream.core.journey`)."""
+class Record:
+    """The base of the records built for every event (`SurveyResponse`, `Interaction`,
+    `CustomerState`, `SegmentResult`, `Plan`): plain classes rather than dataclasses, because
+    compiled (mypyc, see setup.py) a dataclass's `__init__` is still the Python one the
+    dataclasses module generates, and the compiled core reads the fields of a class it
+    compiled directly. What a dataclass gave besides, equality by value and a repr, comes
+    from here, over the fields a record lists in `_fields`. Nothing assigns the fields after
+    `__init__`, and what they hold is never mutated (see `cxstream.core.journey`)."""
+
+    __slots__ = ()
+
+    def _fields(self) -> tuple[object, ...]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Record)
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return type(self).__name__ + repr(self._fields())
+
+
+class SurveyResponse(Record):
+    """A valid survey response."""
 
     __slots__ = ("event_id", "customer_id", "survey", "score", "occurred_at", "segment",
                  "touchpoint", "channel", "comment", "interaction_id")
@@ -45,17 +65,10 @@ class SurveyResponse:
         return (self.event_id, self.customer_id, self.survey, self.score, self.occurred_at,
                 self.segment, self.touchpoint, self.channel, self.comment, self.interaction_id)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SurveyResponse):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __repr__(self) -> str:
-        return "SurveyResponse" + repr(self._fields())
 
 
-class Interaction:
-    """A valid interaction (a plain class, as `SurveyResponse`)."""
+class Interaction(Record):
+    """A valid interaction."""
 
     __slots__ = ("event_id", "customer_id", "occurred_at", "kind", "touchpoint", "channel",
                  "outcome", "segment")
@@ -76,13 +89,6 @@ class Interaction:
         return (self.event_id, self.customer_id, self.occurred_at, self.kind, self.touchpoint,
                 self.channel, self.outcome, self.segment)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Interaction):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __repr__(self) -> str:
-        return "Interaction" + repr(self._fields())
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Collection, Mapping
 
-from cxstream.core.model import SurveyResponse
+from cxstream.core.model import Record, SurveyResponse
 
 __all__ = ["ALL", "OTHER", "SegmentResult", "dimension_values", "parse_segment_key",
            "segment_keys"]
@@ -27,9 +27,8 @@ _DIMENSION = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 _VALUE_MAX = 128
 
 
-class SegmentResult:
-    """Where one response counts, and what the caller must persist about the cap. (A plain
-    class, built for every response: see `cxstream.core.model.SurveyResponse` for why.)"""
+class SegmentResult(Record):
+    """Where one response counts, and what the caller must persist about the cap."""
 
     __slots__ = ("keys", "admit", "folded")
 
@@ -39,13 +38,8 @@ class SegmentResult:
         self.admit = admit  # (dimension, value) newly admitted under the cap
         self.folded = folded  # dimensions whose value went to "<dimension>:other"
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SegmentResult):
-            return NotImplemented
-        return (self.keys, self.admit, self.folded) == (other.keys, other.admit, other.folded)
-
-    def __repr__(self) -> str:
-        return f"SegmentResult({self.keys!r}, {self.admit!r}, {self.folded!r})"
+    def _fields(self) -> tuple[object, ...]:
+        return (self.keys, self.admit, self.folded)
 
 
 def dimension_values(r: SurveyResponse) -> dict[str, str]:

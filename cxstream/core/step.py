@@ -32,7 +32,7 @@ from cxstream.core.journey import (
     apply_survey,
     is_duplicate_survey,
 )
-from cxstream.core.model import CustomerProfile, Interaction, SurveyResponse
+from cxstream.core.model import CustomerProfile, Interaction, Record, SurveyResponse
 from cxstream.core.buckets import add_response
 from cxstream.core.scoring import category, increment, plus
 from cxstream.core.scoring import zero as zero_counts
@@ -68,12 +68,9 @@ class StepConfig:
     journey_length: int = 10
 
 
-class Plan:
-    """Effects of one message, in the order they must be carried out.
-
-    A plain class rather than a dataclass: one is built per event, and compiled (mypyc) a
-    dataclass's `__init__` is still the Python one the dataclasses module generates (0.3 to
-    0.4 µs here, against a tenth of that for this one)."""
+class Plan(Record):
+    """Effects of one message, in the order they must be carried out. (A `Record`, not a
+    dataclass: the dataclass's `__init__` took 0.3 to 0.4 µs here, this one 0.13.)"""
 
     __slots__ = ("outcome", "rejection", "before_alert", "alert", "after_alert", "stream_time",
                  "survey", "category", "folded")
@@ -92,10 +89,9 @@ class Plan:
         self.category: str | None = None
         self.folded: tuple[str, ...] = ()
 
-    def __repr__(self) -> str:
-        return (f"Plan({self.outcome!r}, rejection={self.rejection!r}, "
-                f"before_alert={self.before_alert!r}, alert={self.alert!r}, "
-                f"after_alert={self.after_alert!r}, stream_time={self.stream_time!r})")
+    def _fields(self) -> tuple[object, ...]:
+        return (self.outcome, self.rejection, self.before_alert, self.alert, self.after_alert,
+                self.stream_time, self.survey, self.category, self.folded)
 
 
 def _customer(view: StateView, ckey: str) -> tuple[CustomerState | None, dict[str, int]]:
