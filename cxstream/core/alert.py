@@ -11,7 +11,17 @@ import hashlib
 import uuid
 from typing import Any
 
-from cxstream.core.journey import CustomerState, Turn
+from cxstream.core.journey import (
+    AT,
+    CHANNEL,
+    ID,
+    KIND,
+    OUTCOME,
+    TOUCHPOINT,
+    CustomerState,
+    Journey,
+    Turn,
+)
 from cxstream.core.model import SurveyResponse
 from cxstream.core.timefmt import format_rfc3339
 
@@ -46,13 +56,14 @@ def alert_id(customer_id: str, survey_event_id: str) -> str:
 
 
 def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Turn, *,
-                detected_at_ms: int) -> dict[str, Any]:
+                journey: Journey, detected_at_ms: int) -> dict[str, Any]:
     """The alert document for the turn `response` caused on `state_before`.
 
     Context is the state *before* the response, i.e. as known when it was processed:
     `owner` is the profile's owner (null without a profile); `segment` is the response's
     own segment when it has one (the survey tool knew it at answer time), else the
-    profile's, else {}; `recent_interactions` is the kept journey, newest first.
+    profile's, else {}; `recent_interactions` is `journey`, the customer's kept interactions
+    (newest first).
     """
     r = response
     if r.survey != "nps":
@@ -78,9 +89,9 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
         "comment": r.comment,
         "owner": dict(owner) if owner is not None else None,
         "recent_interactions": [
-            {"event_id": e["id"], "kind": e["kind"], "occurred_at": format_rfc3339(e["at"]),
-             "touchpoint": e["tp"], "channel": e["ch"], "outcome": e["out"]}
-            for e in state_before.journey
+            {"event_id": e[ID], "kind": e[KIND], "occurred_at": format_rfc3339(e[AT]),
+             "touchpoint": e[TOUCHPOINT], "channel": e[CHANNEL], "outcome": e[OUTCOME]}
+            for e in journey
         ],
         "schema_version": SCHEMA_VERSION,
     }

@@ -8,12 +8,13 @@ fewer records.
 
 Crash safety needs more than the final values: the changelog of a partition must be such
 that any *prefix* of it (a crash loses a suffix) is a state the replay repairs exactly. Per
-message, `cxstream.core.step` orders the writes caps → buckets → customer → stream time, and
-every bucket and customer entry is stamped with the offset it last applied. Writing the
-coalesced entries kind by kind in that same order keeps the property for the whole batch: a
-persisted customer entry implies that every bucket and cap (holding its message) persisted
-before it, and the stream time, written last, never runs ahead of the entries that justify
-it. Expired buckets are deleted after the stream time, as per message.
+message, `cxstream.core.step` orders the writes caps → buckets → journey → customer → stream
+time, and every bucket, journey and customer entry is stamped with the offset it last
+applied. Writing the coalesced entries kind by kind in that same order keeps the property for
+the whole batch: a persisted customer entry implies that every bucket and cap (holding its
+message) persisted before it, and so did the journey it moved out of a record of an earlier
+layout; the stream time, written last, never runs ahead of the entries that justify it.
+Expired buckets are deleted after the stream time, as per message.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from cxstream.core.step import Kind, StateView, StepConfig, plan
 from cxstream.core.store import StoreReader
 
 #: Write order of the key kinds within one partition (see the module docstring).
-_RANK = {keys.CAP: 0, keys.BUCKET: 1, keys.CUSTOMER: 2, keys.STREAM_TIME: 3}
+_RANK = {keys.CAP: 0, keys.BUCKET: 1, keys.JOURNEY: 2, keys.CUSTOMER: 3, keys.STREAM_TIME: 4}
 #: Marks a key without a pending write (None is a value like any other).
 _ABSENT: Any = object()
 

@@ -9,16 +9,25 @@ number, so keys from different partitions never collide in a store shared across
 from __future__ import annotations
 
 CUSTOMER = "c"
+JOURNEY = "j"
 BUCKET = "b"
 STREAM_TIME = "t"
 CAP = "v"
 #: What every key of a kind starts with.
 BUCKET_PREFIX = BUCKET + "|"
 CUSTOMER_PREFIX = CUSTOMER + "|"
+JOURNEY_PREFIX = JOURNEY + "|"
 
 
 def customer_key(customer_id: str) -> str:
+    """The customer's record: latest scores, profile, remembered survey ids."""
     return f"c|{customer_id}"
+
+
+def journey_key(customer_id: str) -> str:
+    """The customer's recent interactions, apart from `customer_key`'s record: most events
+    are interactions, and they then read and write only this (see `cxstream.core.journey`)."""
+    return f"j|{customer_id}"
 
 
 def bucket_key(partition: int, resolution: int, start: int) -> str:

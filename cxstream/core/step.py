@@ -6,7 +6,7 @@ away from Faust, lets tests replay any crash point without a broker.
 Guarantees, by construction:
 
 * **No double counting.** Every state entry written for an input message carries that
-  message's offset (buckets: `o`; customers: `h[topic]`). A message whose
+  message's offset (buckets and journeys: `o`; customers: `h[topic]`). A message whose
   offset is at or below an entry's stamp has already been applied to that entry and is
   skipped for it. All entries of one partition share one ordered changelog partition, so a
   crash loses a suffix of writes, never a middle: stamps are exact after recovery.
@@ -26,13 +26,18 @@ from cxstream.core.alert import build_alert
 from cxstream.core.decode import decode_interaction, decode_profile, decode_survey
 from cxstream.core.errors import ErrorCode, Rejection
 from cxstream.core.journey import (
+    VERSION,
     CustomerState,
+    Journey,
     apply_interaction,
     apply_profile,
     apply_survey,
     is_duplicate_survey,
+    journey_from_json,
+    journey_to_json,
+    legacy_journey,
 )
-from cxstream.core.model import CustomerProfile, Interaction, Record, SurveyResponse
+from cxstream.core.model import Record, SurveyResponse
 from cxstream.core.buckets import add_response
 from cxstream.core.scoring import category, increment, plus
 from cxstream.core.scoring import zero as zero_counts
@@ -42,8 +47,9 @@ from cxstream.core.windows import HOUR, MINUTE, RESOLUTIONS, bucket_keys_for, is
 Outcome = Literal["accepted", "duplicate", "deadlettered", "too_late", "replayed"]
 Kind = Literal["surveys", "interactions", "customers"]
 
-#: Short names of the per-topic offset stamps in a customer record.
-_STAMP = {"surveys": "s", "interactions": "i", "customers": "c"}
+#: Short name of the offset stamp of interactions in a customer record of version 1 or 2
+#: (responses stamp "s", profiles "c"; interactions now stamp the journey's entry).
+_LEGACY_STAMP = "i"
 #: Recent bucket keys (see `_bucket_keys`): all of them per (partition, minute), the coarser
 #: ones per (partition, hour); each emptied when full.
 _KEYS: dict[tuple[int, int], tuple[str, ...]] = {}
@@ -94,19 +100,48 @@ class Plan(Record):
                 self.stream_time, self.survey, self.category, self.folded)
 
 
-def _customer(view: StateView, ckey: str) -> tuple[CustomerState | None, dict[str, int]]:
-    """The state and offset stamps stored under customer key `ckey`. The state shares the
+def _customer(view: StateView, ckey: str
+              ) -> tuple[CustomerState | None, dict[str, int], Journey | None]:
+    """The state and offset stamps stored under customer key `ckey`, and the journey the
+    record still holds if it is of an earlier layout (else None). The state shares the
     stored record's entries (no deep copy per event): neither is ever mutated in place, see
     `cxstream.core.journey`; the stamps are a copy, as the caller updates them."""
     rec = view.get(ckey)
     if rec is None:
-        return None, {}
-    return CustomerState.from_json(rec["s"], copy=False), dict(rec["h"])
+        return None, {}, None
+    doc = rec["s"]
+    state = CustomerState.from_json(doc, copy=False)
+    return state, dict(rec["h"]), None if doc["v"] == VERSION else legacy_journey(doc)
 
 
-def _customer_write(ckey: str, state: CustomerState, stamps: dict[str, int]) -> tuple[str, Any]:
-    """The new record: shares unchanged entries with the old one (never mutated either)."""
-    return ckey, {"s": state.to_json(copy=False), "h": stamps}
+def _journey(view: StateView, customer_id: str) -> tuple[Journey, int]:
+    """The customer's journey and the offset of the last interaction applied to it (-1:
+    none). A customer whose record is of an earlier layout has it there until it moves to
+    its own entry (`_customer_writes`, or the customer's next interaction)."""
+    rec = view.get(keys.journey_key(customer_id))
+    if rec is not None:
+        return journey_from_json(rec)
+    old = view.get(keys.customer_key(customer_id))
+    if old is not None:
+        journey = legacy_journey(old["s"])
+        if journey is not None:
+            return journey, old["h"].get(_LEGACY_STAMP, -1)
+    return (), -1
+
+
+def _customer_writes(view: StateView, ckey: str, state: CustomerState,
+                     stamps: dict[str, int], legacy: Journey | None) -> list[tuple[str, Any]]:
+    """The new customer record, which shares unchanged entries with the old one (never
+    mutated either). A record of an earlier layout (`legacy`: its journey) is rewritten
+    without the journey, so the journey moves to its own entry first, unless it has one."""
+    writes: list[tuple[str, Any]] = []
+    if legacy is not None:
+        jkey = keys.journey_key(state.customer_id)
+        stamp = stamps.pop(_LEGACY_STAMP, -1)
+        if (legacy or stamp >= 0) and view.get(jkey) is None:
+            writes.append((jkey, journey_to_json(legacy, stamp)))
+    writes.append((ckey, {"s": state.to_json(copy=False), "h": stamps}))
+    return writes
 
 
 def plan(
@@ -124,25 +159,28 @@ def plan(
     raw = value if value is not None else b""
     if kind == "surveys":
         return _survey(view, cfg, partition, offset, key, raw, now_ms)
-    decoded: Interaction | CustomerProfile | Rejection
     if kind == "interactions":  # called directly: through a variable, a compiled call is slow
-        decoded = decode_interaction(raw, key, now_ms)
-    else:
-        decoded = decode_profile(raw, key, now_ms)
-    if isinstance(decoded, Rejection):
-        return Plan("deadlettered", rejection=decoded)
-    ckey = keys.customer_key(decoded.customer_id)
-    state, stamps = _customer(view, ckey)
-    stamp = _STAMP[kind]
-    if stamps.get(stamp, -1) >= offset:
+        interaction = decode_interaction(raw, key, now_ms)
+        if isinstance(interaction, Rejection):
+            return Plan("deadlettered", rejection=interaction)
+        journey, stamp = _journey(view, interaction.customer_id)
+        if stamp >= offset:
+            return Plan("replayed")
+        journey = apply_interaction(journey, interaction, journey_len=cfg.journey_length)
+        # Written even when unchanged (a repeated event id): the stamp moves on.
+        return Plan("accepted", after_alert=[(keys.journey_key(interaction.customer_id),
+                                              journey_to_json(journey, offset))])
+    profile = decode_profile(raw, key, now_ms)
+    if isinstance(profile, Rejection):
+        return Plan("deadlettered", rejection=profile)
+    ckey = keys.customer_key(profile.customer_id)
+    state, stamps, legacy = _customer(view, ckey)
+    if stamps.get("c", -1) >= offset:
         return Plan("replayed")
-    state = state if state is not None else CustomerState.empty(decoded.customer_id)
-    if isinstance(decoded, Interaction):
-        new_state = apply_interaction(state, decoded, journey_len=cfg.journey_length)
-    else:
-        new_state = apply_profile(state, decoded)
-    stamps[stamp] = offset
-    return Plan("accepted", after_alert=[_customer_write(ckey, new_state, stamps)])
+    state = state if state is not None else CustomerState.empty(profile.customer_id)
+    stamps["c"] = offset
+    return Plan("accepted", after_alert=_customer_writes(view, ckey, apply_profile(state, profile),
+                                                         stamps, legacy))
 
 
 def _survey(
@@ -153,7 +191,7 @@ def _survey(
     if isinstance(r, Rejection):
         return Plan("deadlettered", rejection=r)
     ckey = keys.customer_key(r.customer_id)
-    state, stamps = _customer(view, ckey)
+    state, stamps, legacy = _customer(view, ckey)
     st_rec = view.get(keys.stream_time_key(partition))
     stream_time = st_rec["t"] if st_rec is not None else None
     if stamps.get("s", -1) >= offset:
@@ -175,7 +213,7 @@ def _survey(
         # stream time may have moved on, and this message must not turn into a dead letter.
         stamps["s"] = offset
         out = Plan("duplicate", survey=r.survey,
-                   after_alert=[_customer_write(ckey, state, stamps)])
+                   after_alert=_customer_writes(view, ckey, state, stamps, legacy))
         _advance(out, partition, stream_time, new_st)
         return out
 
@@ -196,9 +234,10 @@ def _survey(
 
     new_state, turn = apply_survey(state, r, horizon_start_ms=new_st - cfg.horizon_ms)
     if turn is not None:
-        out.alert = build_alert(state, r, turn, detected_at_ms=now_ms)
+        journey, _ = _journey(view, r.customer_id)
+        out.alert = build_alert(state, r, turn, journey=journey, detected_at_ms=now_ms)
     stamps["s"] = offset
-    out.after_alert.append(_customer_write(ckey, new_state, stamps))
+    out.after_alert.extend(_customer_writes(view, ckey, new_state, stamps, legacy))
     _advance(out, partition, stream_time, new_st)
     if r.survey == "nps":
         out.category = category(r.score)

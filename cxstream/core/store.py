@@ -17,8 +17,8 @@ What is read from where:
   (Faust's codec, which orjson reads and writes byte for byte the same). The entries that
   carry their partition in the key (segment buckets, caps, stream time: few, and read by
   most messages) are also kept decoded in memory, written through by `written` and dropped
-  at every rebalance (`clear`); customer records (one per customer, most read once a batch)
-  are not.
+  at every rebalance (`clear`); customer records and journeys (one each per customer, most
+  read once a batch) are not.
 * A bucket key that the partition's expiry index does not hold is not in the store (the
   index holds every stored bucket of an owned partition, see `Processor.index`), so it is
   answered without a read: most responses create new minute buckets, and the reads of
@@ -86,7 +86,7 @@ class StoreReader:
         return default if value is None else value
 
     def _read(self, key: str) -> Any:
-        """`key` from the partition's database, cached unless a customer record; _ABSENT
+        """`key` from the partition's database, cached unless kept per customer; _ABSENT
         for a bucket the partition's index says is not stored (not read)."""
         if key.startswith(keys.BUCKET_PREFIX):
             index = self._indexes.get(self.partition)
@@ -95,7 +95,7 @@ class StoreReader:
         if self._db is None:
             self.use(self.partition)
         value = stored_value(self._db, key)
-        if not key.startswith(keys.CUSTOMER_PREFIX):
+        if not _per_customer(key):
             cache = self._cache
             if len(cache) >= CACHE_MAX:
                 cache.clear()
@@ -107,10 +107,15 @@ class StoreReader:
         if self._dict is None:
             cache = self._cache
             for key, value in entries:
-                if not key.startswith(keys.CUSTOMER_PREFIX):
+                if not _per_customer(key):
                     cache[key] = value
 
     def clear(self) -> None:
         """Forget what was read (at every rebalance: partitions may change hands)."""
         self._cache.clear()
         self._db = None
+
+
+def _per_customer(key: str) -> bool:
+    """Whether `key` is a customer record or journey (not kept decoded)."""
+    return key.startswith(keys.CUSTOMER_PREFIX) or key.startswith(keys.JOURNEY_PREFIX)

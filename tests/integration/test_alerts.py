@@ -1,6 +1,6 @@
 """Alerts acceptance: the detractor/recovered alerts on the alert topic equal a brute-force
-oracle's, with no duplicate alert_id, the owner in force when each response was processed,
-valid documents and CloudEvents headers."""
+oracle's, with no duplicate alert_id, the owner and the recent interactions in force when
+each response was processed, valid documents and CloudEvents headers."""
 
 from __future__ import annotations
 
@@ -49,6 +49,21 @@ def oracle(arrivals: list[dict]) -> dict[str, tuple[str, str]]:
     return out
 
 
+def oracle_journey(interactions: list[dict], customer_id: str, length: int = 10) -> list[dict]:
+    """The customer's `length` newest distinct interactions, newest first, as an alert lists
+    them (a re-delivered event id counts once, as first seen)."""
+    firsts: dict[str, dict] = {}
+    for d in interactions:
+        if d["customer_id"] == customer_id:
+            firsts.setdefault(d["event_id"], d)
+    newest = sorted(firsts.values(), key=lambda d: (parse_rfc3339(d["occurred_at"]), d["event_id"]),
+                    reverse=True)[:length]
+    return [{"event_id": d["event_id"], "kind": d["kind"],
+             "occurred_at": format_rfc3339(parse_rfc3339(d["occurred_at"])),
+             "touchpoint": d.get("touchpoint"), "channel": d.get("channel"), "outcome": d.get("outcome")}
+            for d in newest]
+
+
 async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> None:
     w = worker_factory()
     w.start()
@@ -56,7 +71,7 @@ async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> No
     rng = random.Random(11)
     t = w.prefix
     group = f"{t}cxstream"
-    inputs = [f"{t}surveys", f"{t}customers"]
+    inputs = [f"{t}surveys", f"{t}customers", f"{t}interactions"]
     now = int(time.time() * 1000)
     customers = [f"cust-{i:05d}" for i in range(2500)]
 
@@ -85,6 +100,21 @@ async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> No
     await wait_drained(w.bootstrap, group, inputs)
     moved = set(rng.sample(customers, 1000))
     await produce(w.bootstrap, f"{t}customers", [profile(c, "ben", now - 86_400_000) for c in sorted(moved)])
+    # Journeys: up to 14 interactions per customer (more than the 10 kept), out of order,
+    # some re-delivered, some without the optional fields.
+    interactions: list[dict] = []
+    for c in customers:
+        for _ in range(rng.randrange(15)):
+            interactions.append({
+                "event_id": f"i{len(interactions)}", "customer_id": c,
+                "occurred_at": format_rfc3339(now - rng.randrange(0, 3 * 86_400_000)),
+                "kind": rng.choice(["call", "chat", "ticket_opened"]),
+                **({"touchpoint": "support", "channel": "phone", "outcome": "open"}
+                   if rng.random() < 0.5 else {})})
+            if rng.random() < 0.05:
+                interactions.append(interactions[-1])
+    await produce(w.bootstrap, f"{t}interactions",
+                  [(d["customer_id"].encode(), orjson.dumps(d)) for d in interactions])
     await wait_drained(w.bootstrap, group, inputs)
     second = responses(4000, 10_000)
     await produce(w.bootstrap, f"{t}surveys", [(d["customer_id"].encode(), orjson.dumps(d)) for d in second])
@@ -107,4 +137,6 @@ async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> No
         assert headers["ce_specversion"] == b"1.0" and headers["ce_time"] == d["detected_at"].encode()
         owner = "ben" if d["alert_id"] in in_second and d["customer_id"] in moved else "ana"
         assert d["owner"]["name"] == owner, d
+        journey = oracle_journey(interactions, d["customer_id"]) if d["alert_id"] in in_second else []
+        assert d["recent_interactions"] == journey, d
     assert ids

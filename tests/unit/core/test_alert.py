@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from cxstream.core.alert import ALERT_NAMESPACE, alert_id, build_alert, cloudevent_headers
 from cxstream.core.journey import (
     CustomerState,
+    Journey,
     Turn,
     apply_interaction,
     apply_profile,
@@ -41,10 +42,14 @@ def context_state() -> CustomerState:
     s = CustomerState.empty("c1")
     s = apply_profile(s, CustomerProfile("c1", {"plan": "pro", "region": "br"}, T0,
                                          Owner("Ana", "ana@example.com", "@ana")))
-    s = apply_interaction(s, Interaction("i1", "c1", T0 + 1, "ticket_opened", "support", "email", "open"))
-    s = apply_interaction(s, Interaction("i2", "c1", T0 + 2_500, "call", None, "phone", None))
     s, _ = apply_survey(s, nps("a", 9, 2), horizon_start_ms=0)
     return s
+
+
+#: The journey of `context_state`'s customer.
+JOURNEY = apply_interaction(
+    apply_interaction((), Interaction("i1", "c1", T0 + 1, "ticket_opened", "support", "email", "open")),
+    Interaction("i2", "c1", T0 + 2_500, "call", None, "phone", None))
 
 
 # -- alert_id -------------------------------------------------------------------------------
@@ -76,7 +81,7 @@ def test_detractor_alert_document() -> None:
     r = nps("b", 3, 3_000, comment="slow", touchpoint="support", channel="chat")
     after, turn = apply_survey(s, r, horizon_start_ms=0)
     assert turn == Turn("detractor", "promoter")
-    doc = build_alert(s, r, turn, detected_at_ms=T0 + 3_412)
+    doc = build_alert(s, r, turn, journey=JOURNEY, detected_at_ms=T0 + 3_412)
     assert doc == {
         "alert_id": alert_id("c1", "b"),
         "kind": "detractor",
@@ -108,7 +113,7 @@ def test_recovered_alert_document_without_context() -> None:
     s, _ = apply_survey(s, nps("a", 2, 0), horizon_start_ms=0)
     r = nps("b", 8, 10)
     _, turn = apply_survey(s, r, horizon_start_ms=0)
-    doc = build_alert(s, r, turn, detected_at_ms=T0 + 20)
+    doc = build_alert(s, r, turn, journey=(), detected_at_ms=T0 + 20)
     assert doc["kind"] == "recovered" and doc["previous_category"] == "detractor" and doc["score"] == 8
     assert doc["owner"] is None and doc["segment"] == {} and doc["recent_interactions"] == []
     assert doc["touchpoint"] is None and doc["comment"] is None
@@ -119,7 +124,7 @@ def test_first_response_alert_has_no_previous_category() -> None:
     s = CustomerState.empty("c1")
     r = nps("a", 0, 0)
     _, turn = apply_survey(s, r, horizon_start_ms=0)
-    doc = build_alert(s, r, turn, detected_at_ms=T0)
+    doc = build_alert(s, r, turn, journey=(), detected_at_ms=T0)
     assert doc["previous_category"] is None and errors(doc) == []
 
 
@@ -128,7 +133,7 @@ def test_segment_is_the_responses_own_else_the_profiles() -> None:
     r = nps("b", 3, 3_000, segment={"plan": "free"})
     _, turn = apply_survey(s, r, horizon_start_ms=0)
     assert turn is not None
-    assert build_alert(s, r, turn, detected_at_ms=T0)["segment"] == {"plan": "free"}  # not merged
+    assert build_alert(s, r, turn, journey=JOURNEY, detected_at_ms=T0)["segment"] == {"plan": "free"}  # not merged
 
 
 def test_context_is_the_state_before_the_response() -> None:
@@ -139,9 +144,9 @@ def test_context_is_the_state_before_the_response() -> None:
     _, turn = apply_survey(s, r, horizon_start_ms=0)
     later = apply_profile(s, CustomerProfile("c1", {"plan": "ent"}, T0 + 9_000, Owner("Ben")))
     assert turn is not None
-    assert build_alert(s, r, turn, detected_at_ms=T0)["owner"]["name"] == "Ana"
-    assert build_alert(later, r, turn, detected_at_ms=T0)["owner"]["name"] == "Ben"
-    doc = build_alert(s, r, turn, detected_at_ms=T0)
+    assert build_alert(s, r, turn, journey=JOURNEY, detected_at_ms=T0)["owner"]["name"] == "Ana"
+    assert build_alert(later, r, turn, journey=JOURNEY, detected_at_ms=T0)["owner"]["name"] == "Ben"
+    doc = build_alert(s, r, turn, journey=JOURNEY, detected_at_ms=T0)
     doc["owner"]["name"] = "changed"
     assert s.profile["owner"]["name"] == "Ana"  # the document does not alias the state
 
@@ -149,9 +154,11 @@ def test_context_is_the_state_before_the_response() -> None:
 def test_build_alert_refuses_non_nps_and_foreign_responses() -> None:
     s = CustomerState.empty("c1")
     with pytest.raises(ValueError):
-        build_alert(s, SurveyResponse("x", "c1", "csat", 1, T0), Turn("detractor", None), detected_at_ms=T0)
+        build_alert(s, SurveyResponse("x", "c1", "csat", 1, T0), Turn("detractor", None), journey=(),
+                    detected_at_ms=T0)
     with pytest.raises(ValueError):
-        build_alert(s, SurveyResponse("x", "c2", "nps", 1, T0), Turn("detractor", None), detected_at_ms=T0)
+        build_alert(s, SurveyResponse("x", "c2", "nps", 1, T0), Turn("detractor", None), journey=(),
+                    detected_at_ms=T0)
 
 
 # -- CloudEvents ----------------------------------------------------------------------------
@@ -159,7 +166,7 @@ def test_cloudevent_headers_binary_mode() -> None:
     s = context_state()
     r = nps("b", 3, 3_000)
     _, turn = apply_survey(s, r, horizon_start_ms=0)
-    doc = build_alert(s, r, turn, detected_at_ms=T0 + 3_412)
+    doc = build_alert(s, r, turn, journey=JOURNEY, detected_at_ms=T0 + 3_412)
     assert cloudevent_headers(doc, source="cxstream/app1") == [
         ("ce_specversion", b"1.0"),
         ("ce_id", alert_id("c1", "b").encode()),
@@ -218,19 +225,20 @@ events = st.one_of(
 @given(st.lists(events, max_size=30), st.integers(0, 10**13))
 def test_every_built_alert_validates(evs: list[Any], detected: int) -> None:
     s = CustomerState.empty("c1")
+    j: Journey = ()
     for e in evs:
         if isinstance(e, SurveyResponse):
             after, turn = apply_survey(s, e, horizon_start_ms=0)
             if turn is not None:
-                doc = build_alert(s, e, turn, detected_at_ms=detected)
+                doc = build_alert(s, e, turn, journey=j, detected_at_ms=detected)
                 assert errors(doc) == []
                 assert parse_rfc3339(doc["occurred_at"]) == e.occurred_at
                 assert parse_rfc3339(doc["detected_at"]) == detected
-                assert len(doc["recent_interactions"]) == len(s.journey)
+                assert len(doc["recent_interactions"]) == len(j)
                 headers = dict(cloudevent_headers(doc, source="cxstream/t"))
                 assert headers["ce_id"].decode() == doc["alert_id"] and headers["ce_time"].decode() == doc["detected_at"]
             s = after
         elif isinstance(e, Interaction):
-            s = apply_interaction(s, e, journey_len=3)
+            j = apply_interaction(j, e, journey_len=3)
         else:
             s = apply_profile(s, e)

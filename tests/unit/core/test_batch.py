@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from cxstream.core import keys
 from cxstream.core.batch import PendingWrites, Planned, plan_records
+from cxstream.core.journey import CustomerState, journey_from_json, legacy_journey
 
-from .test_step import BASE, CFG, NOW, run, streams, survey, totals
+from .test_step import BASE, CFG, NOW, mixed_streams, run, streams, survey, totals
 
 
 def record(offset: int, key: bytes | None, value: bytes, partition: int = 0) -> Any:
@@ -104,18 +105,19 @@ def test_a_crash_anywhere_in_a_batch_is_repaired_by_the_replay(
             assert alert["alert_id"] in replay_ids
 
 
-def test_ordered_writes_caps_then_buckets_then_customers_then_stream_time() -> None:
+def test_ordered_writes_caps_then_buckets_then_journeys_then_customers_then_stream_time() -> None:
     pending = PendingWrites({})
     pending.put(0, [(keys.stream_time_key(0), {"t": 1}), (keys.customer_key("c1"), {"s": {}})])
     pending.put(0, [(keys.bucket_key(0, 60_000, 0), {"o": 0, "s": {}}), (keys.cap_key(0, "plan"), ["pro"]),
                     (keys.bucket_key(0, 60_000, 60_000), {"o": 1, "s": {}})])
+    pending.put(0, [(keys.journey_key("c1"), {"v": 3, "j": [], "o": 2})])
     pending.put(0, [(keys.stream_time_key(0), {"t": 2})])  # coalesced: the last value, once
     assert [k for k, _ in pending.ordered(0)] == [
         keys.cap_key(0, "plan"), keys.bucket_key(0, 60_000, 0),
-        keys.bucket_key(0, 60_000, 60_000), keys.customer_key("c1"),
+        keys.bucket_key(0, 60_000, 60_000), keys.journey_key("c1"), keys.customer_key("c1"),
         keys.stream_time_key(0)]
     assert dict(pending.ordered(0))[keys.stream_time_key(0)] == {"t": 2}
-    assert len(pending) == 5 and pending.partitions() == [0]
+    assert len(pending) == 6 and pending.partitions() == [0]
 
 
 def test_reads_see_the_batch_before_the_table() -> None:
@@ -192,3 +194,81 @@ def test_a_record_whose_planning_raises_is_rejected_and_the_rest_planned() -> No
     assert out.events == {("surveys", "deadlettered"): 1, ("surveys", "accepted"): 1}
     written = [k for k, _ in pending.ordered(0)]
     assert keys.customer_key("c2") in written and keys.customer_key("c1") not in written
+
+
+# -- a state of the earlier layout (version 2: the journey inside the customer record) ------
+def customer_ids(table: dict[str, Any]) -> set[str]:
+    return {k[2:] for k in table if k.startswith((keys.CUSTOMER_PREFIX, keys.JOURNEY_PREFIX))}
+
+
+def to_version_2(table: dict[str, Any]) -> dict[str, Any]:
+    """The same state as version 2 stored it: each customer one record, holding its journey
+    as objects and the interactions' offset stamp as `h.i` (an interaction alone made one)."""
+    out = {k: v for k, v in table.items()
+           if not k.startswith((keys.CUSTOMER_PREFIX, keys.JOURNEY_PREFIX))}
+    for cid in customer_ids(table):
+        rec, jrec = table.get(keys.customer_key(cid)), table.get(keys.journey_key(cid))
+        doc = dict(rec["s"]) if rec else CustomerState.empty(cid).to_json()
+        stamps = dict(rec["h"]) if rec else {}
+        journey, stamp = journey_from_json(jrec) if jrec else ((), -1)
+        doc["v"] = 2
+        doc["j"] = [{"id": e[0], "kind": e[1], "at": e[2], "tp": e[3], "ch": e[4], "out": e[5]}
+                    for e in journey]
+        if jrec:
+            stamps["i"] = stamp
+        out[keys.customer_key(cid)] = {"s": doc, "h": stamps}
+    return out
+
+
+def canonical(table: dict[str, Any]) -> dict[str, Any]:
+    """What a state means, whichever layout holds each customer: per customer its record (in
+    this layout), its stamps, its journey and the journey's stamp."""
+    out: dict[str, Any] = {k: v for k, v in table.items()
+                           if not k.startswith((keys.CUSTOMER_PREFIX, keys.JOURNEY_PREFIX))}
+    for cid in customer_ids(table):
+        rec, jrec = table.get(keys.customer_key(cid)), table.get(keys.journey_key(cid))
+        doc = CustomerState.from_json(rec["s"]) if rec else CustomerState.empty(cid)
+        stamps = {k: v for k, v in rec["h"].items() if k != "i"} if rec else {}
+        legacy = legacy_journey(rec["s"]) if rec else None
+        if jrec:
+            journey, stamp = journey_from_json(jrec)
+        elif legacy is not None:
+            journey, stamp = legacy, rec["h"].get("i", -1)
+        else:
+            journey, stamp = (), -1
+        out[cid] = (doc.to_json(), stamps, list(journey), stamp)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(mixed_streams(), sizes, st.integers(0, 60), st.data())
+def test_a_state_of_version_2_is_carried_on_exactly_also_across_a_crash(
+        msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int], cut: int,
+        data: st.DataObject) -> None:
+    """Workers upgraded mid-stream on the state version 2 wrote: from there, the state means
+    what it would had version 3 run throughout (journeys move to their own entries as
+    customers come by), and the alerts are the same documents (their recent interactions
+    included); also when the upgraded worker crashes and replays."""
+    cut = min(cut, len(msgs))
+    clean_alerts: list[tuple[int, dict[str, Any]]] = []
+    clean = run_batched(msgs, batch_sizes, alerts=clean_alerts)
+    old = to_version_2(run_batched(msgs[:cut], batch_sizes))
+    assert canonical(old) == canonical(run_batched(msgs[:cut], batch_sizes))
+
+    log: list[tuple[str, Any]] = []
+    ends: list[int] = []
+    upgraded_alerts: list[tuple[int, dict[str, Any]]] = []
+    upgraded = run_batched(msgs, batch_sizes, state=dict(old), log=log, start=cut,
+                           alerts=upgraded_alerts, ends=ends)
+    assert canonical(upgraded) == canonical(clean)
+    assert upgraded_alerts == [(o, a) for o, a in clean_alerts if o >= cut]
+
+    durable = data.draw(st.integers(0, len(log)), label="durable writes")
+    complete = sum(1 for e in ends if e <= durable)
+    committed = cut + data.draw(st.integers(0, complete), label="committed, past the cut")
+    recovered = {**old, **dict(log[:durable])}
+    replay_alerts: list[tuple[int, dict[str, Any]]] = []
+    final = run_batched(msgs, batch_sizes, state=recovered, start=committed, alerts=replay_alerts)
+    assert canonical(final) == canonical(clean)
+    # A repeat has the same id; like `detected_at`, its recent interactions may have moved on.
+    assert {a["alert_id"] for _, a in replay_alerts} <= {a["alert_id"] for _, a in upgraded_alerts}

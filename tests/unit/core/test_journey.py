@@ -1,5 +1,6 @@
 """Per-customer state: the turn rules example by example, the dedupe memory, the journey,
-the profile, the JSON layout, and turns against a brute-force oracle."""
+the profile, the JSON layouts (and reading the earlier ones), and turns against a
+brute-force oracle."""
 
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ from cxstream.core.alert import alert_id
 from cxstream.core.journey import (
     VERSION,
     CustomerState,
+    Journey,
     Turn,
     apply_interaction,
     apply_profile,
     apply_survey,
     category,
     is_duplicate_survey,
+    journey_from_json,
+    journey_to_json,
+    legacy_journey,
 )
 from cxstream.core.model import CustomerProfile, Interaction, Owner, SurveyResponse
 
@@ -146,20 +151,20 @@ def test_latest_nps_keeps_its_context() -> None:
 def test_inputs_are_never_modified() -> None:
     s = CustomerState.empty("c1")
     s = apply_profile(s, CustomerProfile("c1", {"plan": "pro"}, T0, Owner("Ana")))
-    s = apply_interaction(s, Interaction("i1", "c1", T0, "call"))
+    j = apply_interaction((), Interaction("i1", "c1", T0, "call"))
     s, _ = apply_survey(s, nps("a", 9, 0), horizon_start_ms=0)
-    before = snapshot(s)
+    before, journey_before = snapshot(s), orjson.dumps(j)
     after, turn = apply_survey(s, nps("b", 2, 10), horizon_start_ms=T0 + 5, seen_cap=1)
     apply_survey(s, SurveyResponse("c", "c1", "csat", 2, T0 + 20), horizon_start_ms=0)
-    apply_interaction(s, Interaction("i2", "c1", T0 + 30, "chat"), journey_len=1)
+    longer = apply_interaction(j, Interaction("i2", "c1", T0 + 30, "chat"), journey_len=1)
     apply_profile(s, CustomerProfile("c1", {"plan": "free"}, T0 + 40, None))
     assert turn is not None and snapshot(s) == before and snapshot(after) != before
+    assert orjson.dumps(j) == journey_before and longer != j
     exported = s.to_json()
     exported["s"]["zzz"] = 1
     exported["n"]["score"] = 0
     exported["p"]["owner"]["name"] = "x"
     exported["p"]["seg"]["plan"] = "x"
-    exported["j"][0]["id"] = "x"
     restored = CustomerState.from_json(s.to_json())
     restored.profile["seg"]["plan"] = "y"
     assert snapshot(s) == before
@@ -170,41 +175,37 @@ def test_events_of_another_customer_are_refused() -> None:
     with pytest.raises(ValueError):
         apply_survey(s, nps("a", 2, 0, cid="c2"), horizon_start_ms=0)
     with pytest.raises(ValueError):
-        apply_interaction(s, Interaction("i", "c2", T0, "call"))
-    with pytest.raises(ValueError):
         apply_profile(s, CustomerProfile("c2", {}, T0))
 
 
 # -- journey and profile --------------------------------------------------------------------
 def test_journey_keeps_the_newest_n_newest_first() -> None:
-    s = CustomerState.empty("c1")
+    j: Journey = ()
     for i in [5, 1, 9, 3, 9, 7]:
-        s = apply_interaction(s, Interaction(f"i{i}", "c1", T0 + i, "call"), journey_len=3)
-    assert [e["id"] for e in s.journey] == ["i9", "i7", "i5"]
+        j = apply_interaction(j, Interaction(f"i{i}", "c1", T0 + i, "call"), journey_len=3)
+    assert [e[0] for e in j] == ["i9", "i7", "i5"]
 
 
 def test_journey_default_length_is_ten_and_older_than_all_kept_is_dropped() -> None:
-    s = CustomerState.empty("c1")
+    j: Journey = ()
     for i in range(20, 0, -1):  # newest first: from the 11th on, each is older than all kept
-        s = apply_interaction(s, Interaction(f"i{i:02d}", "c1", T0 + i, "call"))
-    assert [e["at"] - T0 for e in s.journey] == list(range(20, 10, -1))
-    full = s
-    s = apply_interaction(s, Interaction("old", "c1", T0, "call"))
-    assert s is full  # dropped, and stays dropped on re-delivery
-    s = apply_interaction(s, Interaction("new", "c1", T0 + 15, "call", "support", "email", "open"))
-    assert [e["id"] for e in s.journey][:7] == ["i20", "i19", "i18", "i17", "i16", "new", "i15"]
-    assert len(s.journey) == 10 and s.journey[5] == {
-        "id": "new", "kind": "call", "at": T0 + 15, "tp": "support", "ch": "email", "out": "open"}
+        j = apply_interaction(j, Interaction(f"i{i:02d}", "c1", T0 + i, "call"))
+    assert [e[2] - T0 for e in j] == list(range(20, 10, -1))
+    full = j
+    j = apply_interaction(j, Interaction("old", "c1", T0, "call"))
+    assert j is full  # dropped, and stays dropped on re-delivery
+    j = apply_interaction(j, Interaction("new", "c1", T0 + 15, "call", "support", "email", "open"))
+    assert [e[0] for e in j][:7] == ["i20", "i19", "i18", "i17", "i16", "new", "i15"]
+    assert len(j) == 10 and j[5] == ["new", "call", T0 + 15, "support", "email", "open"]
 
 
 def test_journey_dedupes_by_event_id_and_keeps_older_ones_while_not_full() -> None:
-    s = CustomerState.empty("c1")
-    s = apply_interaction(s, Interaction("a", "c1", T0 + 10, "call"), journey_len=3)
-    same = apply_interaction(s, Interaction("a", "c1", T0 + 99, "chat"), journey_len=3)
-    assert same is s
-    s = apply_interaction(s, Interaction("b", "c1", T0 + 1, "call"), journey_len=3)
-    s = apply_interaction(s, Interaction("c", "c1", T0 + 10, "call"), journey_len=3)  # tie: "c" > "a"
-    assert [e["id"] for e in s.journey] == ["c", "a", "b"]
+    j = apply_interaction((), Interaction("a", "c1", T0 + 10, "call"), journey_len=3)
+    same = apply_interaction(j, Interaction("a", "c1", T0 + 99, "chat"), journey_len=3)
+    assert same is j
+    j = apply_interaction(j, Interaction("b", "c1", T0 + 1, "call"), journey_len=3)
+    j = apply_interaction(j, Interaction("c", "c1", T0 + 10, "call"), journey_len=3)  # tie: "c" > "a"
+    assert [e[0] for e in j] == ["c", "a", "b"]
 
 
 def test_profile_latest_by_updated_at() -> None:
@@ -283,25 +284,25 @@ def test_worst_case_state_size_is_bounded() -> None:
     seg = {f"d{i:02d}" + "x" * 61: "v" * 128 for i in range(16)}
     s = CustomerState.empty(cid)
     s = apply_profile(s, CustomerProfile(cid, seg, T0, Owner("n" * 128, "e" * 250 + "@x.io", "s" * 128)))
+    j: Journey = ()
     for i in range(30):
-        s = apply_interaction(s, Interaction(f"{i:04d}" + "i" * 124, cid, T0 + i, "k" * 64, "t" * 64, "c" * 64, "o" * 64))
+        j = apply_interaction(j, Interaction(f"{i:04d}" + "i" * 124, cid, T0 + i, "k" * 64, "t" * 64, "c" * 64, "o" * 64))
     for i in range(1200):
         kind = ("nps", "csat", "ces")[i % 3]
         s, _ = apply_survey(s, SurveyResponse(f"{i:04d}" + "e" * 124, cid, kind, 5, T0 + i, seg, "t" * 64,
                                               "c" * 64, "\u00e9" * 4000), horizon_start_ms=0)
-    assert len(s.seen) == 1000 and len(s.journey) == 10
-    assert len(orjson.dumps(s.to_json())) < 200_000
+    assert len(s.seen) == 1000 and len(j) == 10
+    assert len(orjson.dumps(s.to_json())) + len(orjson.dumps(journey_to_json(j, 2**62))) < 200_000
 
 
 # -- JSON -----------------------------------------------------------------------------------
 def test_json_round_trip_and_layout() -> None:
     s = CustomerState.empty("c1")
     s = apply_profile(s, CustomerProfile("c1", {"plan": "pro"}, T0, Owner("Ana", "ana@example.com", "@ana")))
-    s = apply_interaction(s, Interaction("i1", "c1", T0 + 1, "ticket_opened", "support", "email", "open"))
     s, _ = apply_survey(s, nps("a", 9, 2, comment="ok ✓"), horizon_start_ms=0)
     s, _ = apply_survey(s, SurveyResponse("b", "c1", "csat", 4, T0 + 3), horizon_start_ms=0)
     d = s.to_json()
-    assert d["v"] == VERSION == 2 and set(d) == {"v", "id", "n", "cs", "ce", "j", "p", "s"}
+    assert d["v"] == VERSION == 3 and set(d) == {"v", "id", "n", "cs", "ce", "p", "s"}
     assert CustomerState.from_json(json.loads(json.dumps(d))) == s
     assert CustomerState.from_json(orjson.loads(orjson.dumps(d))) == s
     assert CustomerState.from_json(CustomerState.empty("c9").to_json()) == CustomerState.empty("c9")
@@ -313,7 +314,48 @@ def test_version_1_records_are_read() -> None:
     s = CustomerState.from_json(v1)
     assert s.is_detractor and s.nps["cmt"] is None and s.nps["seg"] == {}
     assert apply_survey(s, nps("b", 2, 10), horizon_start_ms=0)[1] is None
-    assert s.to_json()["v"] == 2
+    assert s.to_json()["v"] == 3 and legacy_journey(v1) == ()
+
+
+def test_version_2_records_are_read_and_their_journey_taken_out() -> None:
+    v2 = {"v": 2, "id": "c1", "n": None, "cs": {"id": "x", "score": 4, "at": T0}, "ce": None,
+          "j": [{"id": "i2", "kind": "call", "at": T0 + 2, "tp": "support", "ch": None, "out": "ok"},
+                {"id": "i1", "kind": "chat", "at": T0 + 1, "tp": None, "ch": "web", "out": None}],
+          "p": None, "s": {"x": T0}}
+    s = CustomerState.from_json(v2)
+    assert s == CustomerState.from_json(v2, copy=False) and s.csat == v2["cs"]
+    assert s.to_json()["v"] == 3 and "j" not in s.to_json()
+    j = legacy_journey(v2)
+    assert j == (["i2", "call", T0 + 2, "support", None, "ok"], ["i1", "chat", T0 + 1, None, "web", None])
+    assert j is not None and apply_interaction(j, Interaction("i0", "c1", T0, "call"), journey_len=2) is j
+    assert legacy_journey(s.to_json()) is None  # this layout holds none
+
+
+def test_journey_entry_round_trip_and_layout() -> None:
+    j = apply_interaction((), Interaction("i1", "c1", T0 + 1, "ticket_opened", "support", "email", "open"))
+    j = apply_interaction(j, Interaction("i2", "c1", T0 + 2, "call"))
+    d = journey_to_json(j, 41)
+    assert d == {"v": 3, "o": 41, "j": [["i2", "call", T0 + 2, None, None, None],
+                                         ["i1", "ticket_opened", T0 + 1, "support", "email", "open"]]}
+    assert journey_from_json(orjson.loads(orjson.dumps(d))) == (j, 41)
+    assert journey_from_json(d)[0][0] is j[0]  # shared, not copied
+    assert journey_from_json(journey_to_json((), 0)) == ((), 0)
+
+
+@pytest.mark.parametrize("bad", [None, [], {}, {"v": 2, "j": [], "o": 1}, {"v": 3, "j": []},
+                                 {"v": 3, "j": {}, "o": 1}, {"v": 3, "j": [], "o": "1"},
+                                 {"v": 3, "j": [["i1", "call", T0]], "o": 1},
+                                 {"v": 3, "j": [{"id": "i1"}], "o": 1}])
+def test_broken_journey_entries_fail_loudly(bad: Any) -> None:
+    with pytest.raises(ValueError):
+        journey_from_json(bad)
+
+
+@pytest.mark.parametrize("bad", [{"v": 99}, [], {"v": 2, "id": "c1", "j": 5},
+                                 {"v": 2, "id": "c1", "j": [5]}, {"v": 1, "id": "c1"}])
+def test_legacy_journey_of_broken_records_fails_loudly(bad: Any) -> None:
+    with pytest.raises(ValueError):
+        legacy_journey(bad)
 
 
 BROKEN = [{"v": 99}, {}, {"v": 2, "id": "c1"},
@@ -334,14 +376,11 @@ def test_shared_json_shares_instead_of_copying() -> None:
     """`copy=False` (what `step` uses) skips the deep copies: same values, same objects."""
     s = CustomerState.empty("c1")
     s = apply_profile(s, CustomerProfile("c1", {"plan": "pro"}, T0, Owner("Ana")))
-    s = apply_interaction(s, Interaction("i1", "c1", T0, "call"))
     s, _ = apply_survey(s, nps("a", 9, 0, segment={"plan": "pro"}), horizon_start_ms=0)
     d = s.to_json(copy=False)
     assert d == s.to_json() and d["n"] is s.nps and d["p"] is s.profile and d["s"] is s.seen
-    assert d["j"] == list(s.journey) and d["j"][0] is s.journey[0]
     r = CustomerState.from_json(d, copy=False)
     assert r == s and r.nps is d["n"] and r.profile is d["p"] and r.seen is d["s"]
-    assert r.journey[0] is d["j"][0]
 
 
 def test_version_1_records_are_read_without_copying_too() -> None:
@@ -443,33 +482,35 @@ events = st.one_of(
 
 
 def fold_any(evs: list[Any], *, horizon_start_ms: int = 0, seen_cap: int = 1000,
-             journey_len: int = 10) -> CustomerState:
+             journey_len: int = 10) -> tuple[CustomerState, Journey]:
     s = CustomerState.empty("c1")
+    j: Journey = ()
     for e in evs:
         if isinstance(e, SurveyResponse):
             s, _ = apply_survey(s, e, horizon_start_ms=horizon_start_ms, seen_cap=seen_cap)
         elif isinstance(e, Interaction):
-            s = apply_interaction(s, e, journey_len=journey_len)
+            j = apply_interaction(j, e, journey_len=journey_len)
         else:
             s = apply_profile(s, e)
-    return s
+    return s, j
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(events, max_size=40), st.integers(T0, T0 + 20), st.integers(1, 6), st.integers(0, 4))
 def test_json_round_trip_and_bounds(evs: list[Any], horizon: int, cap: int, jlen: int) -> None:
-    s = fold_any(evs, horizon_start_ms=horizon, seen_cap=cap, journey_len=jlen)
+    s, j = fold_any(evs, horizon_start_ms=horizon, seen_cap=cap, journey_len=jlen)
     assert CustomerState.from_json(s.to_json()) == s
     assert CustomerState.from_json(orjson.loads(orjson.dumps(s.to_json()))) == s
+    assert journey_from_json(orjson.loads(orjson.dumps(journey_to_json(j, 7)))) == (j, 7)
     assert len(s.seen) <= cap and all(at >= horizon for at in s.seen.values())
-    assert len(s.journey) <= jlen
-    assert [(e["at"], e["id"]) for e in s.journey] == sorted(((e["at"], e["id"]) for e in s.journey), reverse=True)
+    assert len(j) <= jlen
+    assert [(e[2], e[0]) for e in j] == sorted(((e[2], e[0]) for e in j), reverse=True)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(events, max_size=40), st.integers(0, 4))
 def test_shared_json_round_trip(evs: list[Any], jlen: int) -> None:
-    s = fold_any(evs, journey_len=jlen)
+    s, _ = fold_any(evs, journey_len=jlen)
     shared = s.to_json(copy=False)
     assert shared == s.to_json()
     assert CustomerState.from_json(shared, copy=False) == s
@@ -484,13 +525,13 @@ interactions = st.builds(Interaction, st.text("ijk", min_size=1, max_size=2), st
 @given(st.lists(interactions, max_size=30), st.integers(0, 5))
 def test_journey_equals_re_sorting_every_time(arrivals: list[Interaction], jlen: int) -> None:
     """`apply_interaction` inserts in place; the reference re-sorts the whole list."""
-    s = CustomerState.empty("c1")
+    j: Journey = ()
     ref: list[Interaction] = []
     for i in arrivals:
-        s = apply_interaction(s, i, journey_len=jlen)
+        j = apply_interaction(j, i, journey_len=jlen)
         if any(e.event_id == i.event_id for e in ref):
             continue
         if len(ref) == jlen and (jlen == 0 or (i.occurred_at, i.event_id) < (ref[-1].occurred_at, ref[-1].event_id)):
             continue
         ref = sorted([*ref, i], key=lambda e: (e.occurred_at, e.event_id), reverse=True)[:jlen]
-    assert [(e["id"], e["at"], e["kind"]) for e in s.journey] == [(e.event_id, e.occurred_at, e.kind) for e in ref]
+    assert [(e[0], e[2], e[1]) for e in j] == [(e.event_id, e.occurred_at, e.kind) for e in ref]

@@ -1,6 +1,6 @@
 """Reads while a batch is planned (`cxstream.core.store`): the batch in flight over the
-store, the partition's entries kept decoded, customer records always read, and bucket keys
-known not to exist never read."""
+store, the partition's entries kept decoded, customer records and journeys always read, and
+bucket keys known not to exist never read."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from cxstream.core.expiry import ExpiryIndex
-from cxstream.core.keys import bucket_key, cap_key, customer_key, stream_time_key
+from cxstream.core.keys import bucket_key, cap_key, customer_key, journey_key, stream_time_key
 from cxstream.core.store import CACHE_MAX, StoreReader
 
 ENTRY = {"o": 7, "s": {"all": [1, 0, 0, 0, 0, 0, 0, 0]}}
@@ -49,16 +49,23 @@ def test_bucket_keys_missing_from_the_expiry_index_are_not_read() -> None:
 
 def test_partition_entries_are_read_once_customer_records_every_time() -> None:
     """Caps, buckets and stream time stay decoded (most messages read them); customer
-    records are read from the store each time (one per customer, most read once)."""
-    db = Database({cap_key(0, "plan"): ["pro"], customer_key("c1"): {"s": {}, "h": {}}})
+    records and journeys are read from the store each time (one per customer, most read
+    once)."""
+    journey = {"v": 3, "j": [], "o": 4}
+    db = Database({cap_key(0, "plan"): ["pro"], customer_key("c1"): {"s": {}, "h": {}},
+                   journey_key("c1"): journey})
     reader = StoreReader(lambda p: db, None, {})
     for _ in range(3):
         assert reader.get(cap_key(0, "plan")) == ["pro"]
         assert reader.get(stream_time_key(0), "none") == "none"  # absent: remembered too
         assert reader.get(customer_key("c1")) == {"s": {}, "h": {}}
+        assert reader.get(journey_key("c1")) == journey
+    reader.written([(journey_key("c1"), {**journey, "o": 5})])
+    assert reader.get(journey_key("c1")) == journey  # not kept: this fake store still has it
     assert db.reads.count(orjson.dumps(cap_key(0, "plan"))) == 1
     assert db.reads.count(orjson.dumps(stream_time_key(0))) == 1
     assert db.reads.count(orjson.dumps(customer_key("c1"))) == 3
+    assert db.reads.count(orjson.dumps(journey_key("c1"))) == 4
 
 
 def test_written_entries_replace_what_was_kept() -> None:
