@@ -1,13 +1,16 @@
-"""The bench's pure helpers: percentiles, ratios to the baseline, phase parsing, the table,
-which customers the produced events go to."""
+"""The bench's helpers: percentiles, ratios to the baseline, phase parsing, the table,
+which customers the produced events go to, the state's compacted size."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
 import pytest
 from click.testing import CliRunner
 
-from cxstream.bench import (add_ratios, dir_bytes, first_events, latency_summary, parse_phases,
-                            percentile, render_table, vm_hwm_kb)
+from cxstream.bench import (add_ratios, compacted_state_bytes, dir_bytes, first_events,
+                            latency_summary, parse_phases, percentile, render_table, vm_hwm_kb)
 from cxstream.cli import main
 from cxstream.simulator import Simulator
 
@@ -62,7 +65,7 @@ def test_table_shows_every_phase_and_ratios() -> None:
         "faust": {"events": 3000, "seconds": 1.5, "events_per_s": 2000.0},
         "cxstream": {"events": 3000, "seconds": 3.0, "events_per_s": 1000.0, "peak_rss_mb": 123.4,
                      "customers": 100, "store": "rocksdb://", "state_bytes_on_disk": 2 * 1024**2,
-                     "state_bytes_per_response": 700.0, "state_bytes_per_customer": 900.0},
+                     "state_bytes_compacted": 1024**2, "state_bytes_per_response": 700.0, "state_bytes_per_customer": 900.0},
         "latency": {"offered_events_per_s": 500.0, "sent_events_per_s": 499.0, "alerts": 12,
                     **latency_summary([10.0, 20.0, 30.0])},
         "windows": {"1h": {"us_per_response": 60.0, "writes_per_response": 18.0,
@@ -80,6 +83,7 @@ def test_table_shows_every_phase_and_ratios() -> None:
     assert lines[3].split()[0] == "cxstream" and lines[3].split()[-1] == "16.7%"
     assert "p50 20 ms" in text and "p99 30 ms" in text and "12 alerts" in text
     assert "123 MB" in text and "700 bytes per response" in text
+    assert "flushed and compacted: 1.0 MB" in text and "directory: 2.0 MB" in text
     assert "cost ratio (up to 30 d) / (1 h only): 1.10" in text
     assert "faust: FAILED: boom" in text
 
@@ -159,3 +163,24 @@ def test_live_events_are_prepared_ready_to_send() -> None:
         assert (survey_id == decoded.event_id) is (topic == "p.surveys")  # type: ignore[union-attr]
         surveys += survey_id is not None
     assert 0 < surveys < len(events) == 300
+
+
+def test_compacted_state_bytes_reads_a_live_database_and_leaves_it_alone(tmp_path: Path) -> None:
+    """The state's size once flushed and compacted, read beside the process that writes it;
+    its directory meanwhile holds the same writes, uncompressed, in the write-ahead log."""
+    import rocksdict
+
+    path = tmp_path / "worker" / "app" / "tables" / "state-0.db"
+    path.parent.mkdir(parents=True)
+    db = rocksdict.Rdict(str(path), rocksdict.Options(raw_mode=True))
+    try:
+        for i in range(20_000):
+            for _ in range(3):  # three versions of each entry, as a customer's record gets
+                db[f'"c|cust-{i:05d}"'.encode()] = orjson.dumps({"s": {"v": 3, "n": None, "k": i}})
+        size = compacted_state_bytes(tmp_path / "worker")
+        assert 0 < size < dir_bytes(tmp_path / "worker") / 2
+        db[b'"c|cust-99999"'] = b"{}"  # still the writer's
+        assert db[b'"c|cust-00007"'] == orjson.dumps({"s": {"v": 3, "n": None, "k": 7}})
+    finally:
+        db.close()
+    assert compacted_state_bytes(tmp_path / "worker") >= size
