@@ -114,19 +114,23 @@ def _customer(view: StateView, ckey: str
     return state, dict(rec["h"]), None if doc["v"] == VERSION else legacy_journey(doc)
 
 
-def _journey(view: StateView, customer_id: str) -> tuple[Journey, int]:
+def _journey(view: StateView, customer_id: str,
+             known: tuple[Journey | None, dict[str, int]] | None = None) -> tuple[Journey, int]:
     """The customer's journey and the offset of the last interaction applied to it (-1:
     none). A customer whose record is of an earlier layout has it there until it moves to
-    its own entry (`_customer_writes`, or the customer's next interaction)."""
+    its own entry (`_customer_writes`, or the customer's next interaction). `known`: the
+    legacy journey and stamps `_customer` gave, when the caller has read the record already
+    (it is then not read again)."""
     rec = view.get(keys.journey_key(customer_id))
     if rec is not None:
         return journey_from_json(rec)
-    old = view.get(keys.customer_key(customer_id))
-    if old is not None:
-        journey = legacy_journey(old["s"])
-        if journey is not None:
-            return journey, old["h"].get(_LEGACY_STAMP, -1)
-    return (), -1
+    if known is None:
+        old = view.get(keys.customer_key(customer_id))
+        if old is None:
+            return (), -1
+        known = legacy_journey(old["s"]), old["h"]
+    legacy, stamps = known
+    return ((), -1) if legacy is None else (legacy, stamps.get(_LEGACY_STAMP, -1))
 
 
 def _customer_writes(view: StateView, ckey: str, state: CustomerState,
@@ -234,7 +238,7 @@ def _survey(
 
     new_state, turn = apply_survey(state, r, horizon_start_ms=new_st - cfg.horizon_ms)
     if turn is not None:
-        journey, _ = _journey(view, r.customer_id)
+        journey, _ = _journey(view, r.customer_id, (legacy, stamps))
         out.alert = build_alert(state, r, turn, journey=journey, detected_at_ms=now_ms)
     stamps["s"] = offset
     out.after_alert.extend(_customer_writes(view, ckey, new_state, stamps, legacy))

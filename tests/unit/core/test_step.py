@@ -88,6 +88,32 @@ def test_alert_comes_before_the_customer_record_that_remembers_it() -> None:
     assert keys.customer_key("c1") in dict(p.after_alert)
 
 
+class CountingView(dict):  # type: ignore[type-arg]
+    """A state table that counts the reads of each key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: dict[str, int] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().get(key, default)
+
+
+def test_a_response_reads_the_customer_record_once_also_for_its_alert() -> None:
+    """The alert's journey comes from the journey entry, or else from the record already
+    read (a record of an earlier layout holds it): never from reading the record again."""
+    table = CountingView()
+    ckey = keys.customer_key("c1")
+    for offset, score in enumerate([9, 2]):  # no record yet, then one without a journey
+        table.reads.clear()
+        p = plan("surveys", table, CFG, partition=0, offset=offset, key=b"c1",
+                 value=survey(f"e{offset}", "c1", score, BASE + offset), now_ms=NOW)
+        assert table.reads[ckey] == 1
+        table.update(p.before_alert + p.after_alert)
+    assert p.alert is not None and p.alert["recent_interactions"] == []
+
+
 def test_replayed_message_changes_nothing() -> None:
     msgs = [("surveys", b"c1", survey("e1", "c1", 2, BASE))]
     table, _ = run(msgs)
