@@ -3,7 +3,7 @@
 Guardrails from the project's stream notes are applied here, in one place: Faust reads no
 environment variables (it gets an empty `env`), its built-in web views are off and the web
 server binds 127.0.0.1 unless configured, standby replicas are 0 for small clusters, one
-processor handles the inputs in order (`cxstream.batching`), and offsets are committed often.
+processor handles the inputs in order (`cxstream.worker.consumer`), and offsets are committed often.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from faust.web.drivers.aiohttp import Web as _AiohttpWeb
 
 from pathlib import Path
 
-from cxstream import agents, faust_patches, notify_config, offsets, recovery, web
-from cxstream.kafka_security import faust_credentials
-from cxstream.notifier import Notifier
-from cxstream.settings import Settings
-from cxstream.topics import STATE_TABLE
+from cxstream.api import routes
+from cxstream.notify import routing
+from cxstream.worker import faust_patches, gap_watch, processor as processing, recovery_watch
+from cxstream.kafka.security import faust_credentials
+from cxstream.notify.notifier import Notifier
+from cxstream.config.settings import Settings
+from cxstream.kafka.topics import STATE_TABLE
 
 # Faust always mounts its index page at "/" in production mode; cxstream serves only its
 # own endpoints, so that blueprint goes too (the others have settings, used below).
@@ -59,7 +61,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(0.5, min(3.0, settings.session_timeout / 4)),
         broker_commit_every=1000,
-        # One fetch is one batch of the processor (`cxstream.batching`).
+        # One fetch is one batch of the processor (`cxstream.worker.consumer`).
         broker_max_poll_records=settings.batch_size,
         # A batch's state entries of a partition go out as few record batches as fit.
         producer_max_batch_size=256 * 1024,
@@ -78,12 +80,12 @@ def create_app(settings: Settings) -> faust.App:
     state = app.Table(STATE_TABLE, default=None, partitions=settings.partitions,
                       help="customers, segment buckets and stream time, per input partition",
                       options=ROCKSDB_OPTIONS if settings.store == "rocksdb://" else None)
-    processor = agents.register(app, settings, state)
-    web.register(app, settings, processor)
-    offsets.register(app, processor.kinds)
-    recovery.register(app)
+    processor = processing.register(app, settings, state)
+    routes.register(app, settings, processor)
+    gap_watch.register(app, processor.kinds)
+    recovery_watch.register(app)
     if settings.notify_config:
-        notifier = Notifier(settings, notify_config.load(Path(settings.notify_config)))
+        notifier = Notifier(settings, routing.load(Path(settings.notify_config)))
 
         @app.task
         async def notify() -> None:

@@ -17,8 +17,8 @@ from typing import Any, Callable, TypeVar
 import click
 import orjson
 
-from cxstream.settings import Settings, SettingsError
-from cxstream.topics import INPUTS, Topics
+from cxstream.config.settings import Settings, SettingsError
+from cxstream.kafka.topics import INPUTS, Topics
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,9 +28,9 @@ def friendly(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from cxstream.admin import TopicError
-        from cxstream.broker import BrokerError
-        from cxstream.notify_config import NotifyConfigError
+        from cxstream.kafka.admin import TopicError
+        from cxstream.tools.broker import BrokerError
+        from cxstream.notify.routing import NotifyConfigError
 
         try:
             return fn(*args, **kwargs)
@@ -68,8 +68,8 @@ def worker() -> None:
     """Run the stream processor (HTTP API and /healthz, /readyz, /metrics on CXSTREAM_WEB_PORT)."""
     import faust
 
-    from cxstream import gc_tuning
-    from cxstream.admin import ensure_topics
+    from cxstream.worker import gc_tuning
+    from cxstream.kafka.admin import ensure_topics
     from cxstream.app import create_app
 
     cfg = settings()
@@ -100,7 +100,7 @@ def broker() -> None:
 
 
 def _local(port: int | None, data_dir: Path | None) -> Any:
-    from cxstream.broker import LocalBroker
+    from cxstream.tools.broker import LocalBroker
 
     cfg = settings()
     return LocalBroker(port=port or 9092, data_dir=data_dir or cfg.data_dir / "kafka")
@@ -155,10 +155,10 @@ def broker_status(port: int | None, data_dir: Path | None) -> None:
 @friendly
 def produce(topic: str, file: Any, dry_run: bool) -> None:
     """Send JSON Lines from FILE (or - for stdin) to an input topic, keyed by customer_id."""
-    from cxstream import producer
+    from cxstream.tools import produce
 
     if dry_run:
-        report = producer.dry_run(topic, file)
+        report = produce.dry_run(topic, file)
         for number, code, reason in report.bad:
             click.echo(f"line {number}: {code}: {reason}")
         click.echo(f"{report.sent} valid, {len(report.bad)} invalid (nothing sent)", err=True)
@@ -167,7 +167,7 @@ def produce(topic: str, file: Any, dry_run: bool) -> None:
     if file is not sys.stdin.buffer and hasattr(file, "name") and os.path.isfile(file.name):
         with open(file.name, "rb") as counting:
             total = sum(1 for line in counting if line.strip())
-    report = run(producer.produce(settings(), topic, file, total=total))
+    report = run(produce.produce(settings(), topic, file, total=total))
     name = Topics(settings().topic_prefix).input(topic)
     extra = f" ({report.unkeyed} without a customer_id key)" if report.unkeyed else ""
     click.echo(f"sent {report.sent} messages to {name}{extra}", err=True)
@@ -189,7 +189,7 @@ def produce(topic: str, file: Any, dry_run: bool) -> None:
 def simulate(seed: int, customers: int, rate: float, duration: float,
              backfill_days: float | None, output: Path | None) -> None:
     """Generate realistic customers, journeys and survey responses (some customers sour and recover)."""
-    from cxstream.simulate_run import simulate as run_simulation
+    from cxstream.tools.simulate import simulate as run_simulation
 
     summary = run(run_simulation(settings(), seed=seed, customers=customers, rate=rate,
                                  duration=duration, backfill_days=backfill_days, output=output))
@@ -203,8 +203,8 @@ def simulate(seed: int, customers: int, rate: float, duration: float,
 @friendly
 def deadletters(follow: bool, as_json: bool) -> None:
     """Print dead-lettered input with its error code, reason and source position."""
-    from cxstream.kafka_security import client_kwargs
-    from cxstream.tail import read_topic
+    from cxstream.kafka.security import client_kwargs
+    from cxstream.tools.tail import read_topic
 
     cfg = settings()
 
@@ -239,8 +239,8 @@ def scores(segment: str | None, window: str, as_of: str | None, url: str | None,
     """Print NPS, CSAT and CES per segment from a worker's API."""
     import aiohttp
 
-    from cxstream.auth import auth_headers, resolve_token
-    from cxstream.render import score_table
+    from cxstream.api.auth import auth_headers, resolve_token
+    from cxstream.tools.render import score_table
 
     cfg = settings()
     headers = auth_headers(resolve_token(cfg))  # the API token, when one is configured
@@ -280,9 +280,9 @@ def scores(segment: str | None, window: str, as_of: str | None, url: str | None,
 @friendly
 def alerts(follow: bool, from_beginning: bool, as_json: bool) -> None:
     """Print detractor / recovered alerts from the alert topic."""
-    from cxstream.kafka_security import client_kwargs
-    from cxstream.render import alert_line
-    from cxstream.tail import read_topic
+    from cxstream.kafka.security import client_kwargs
+    from cxstream.tools.render import alert_line
+    from cxstream.tools.tail import read_topic
 
     cfg = settings()
 
@@ -322,7 +322,7 @@ def bench(events: int, customers: int, phases: str, responses: int, latency_seco
           seed: int, skip_rss: bool, keep: bool, json_out: Path | None, as_json: bool) -> None:
     """Measure throughput against a plain consumer (ratios), alert latency, memory and state
     size on one data set, on the configured broker (or a local one it starts)."""
-    from cxstream.bench import parse_phases, render_table, run_bench
+    from cxstream.tools.bench.run import parse_phases, render_table, run_bench
 
     try:
         chosen = parse_phases(phases)
@@ -352,7 +352,7 @@ def bench(events: int, customers: int, phases: str, responses: int, latency_seco
 def demo(duration: float, rate: float, customers: int, seed: int) -> None:
     """Start a local broker (unless CXSTREAM_BROKER is set), a worker and simulated traffic;
     print alerts as they happen and the score table every 20 s."""
-    from cxstream.demo import demo as run_demo
+    from cxstream.tools.demo import demo as run_demo
 
     code = run(run_demo(settings(), duration=duration, rate=rate, customers=customers,
                         seed=seed, echo=lambda line: click.echo(line)))

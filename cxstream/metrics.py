@@ -7,7 +7,7 @@ windows and partitions are configured.
 
 Metrics updated as things happen are registered below. Metrics read from the live worker at
 each scrape (segment counts and scores, consumer lag, recovery, assignment) are declared in
-`SCRAPED` and collected by `cxstream.observe`, so they can never be stale.
+`SCRAPED` and collected by `cxstream.api.collector`, so they can never be stale.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ OFFSET_GAPS = Counter(
 RECOVERY_STALLS = Counter(
     "cxstream_recovery_stalls_total",
     "Changelog partitions that received nothing for 15 s during table recovery while behind "
-    "their end, and were read again from the next offset needed (`cxstream.recovery`; each is "
+    "their end, and were read again from the next offset needed (`cxstream.worker.recovery_watch`; each is "
     "also logged as a warning). Should stay 0.",
     registry=REGISTRY,
 )
@@ -128,7 +128,7 @@ def alert_acknowledged(alert: dict[str, Any], received_monotonic: float | None) 
 
 @dataclass(frozen=True, slots=True)
 class Scraped:
-    """A gauge computed at scrape time by `cxstream.observe`."""
+    """A gauge computed at scrape time by `cxstream.api.collector`."""
 
     name: str
     labels: tuple[str, ...]

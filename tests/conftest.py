@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pytest
 
-from cxstream.broker import BrokerError, LocalBroker, wait_ready
+from cxstream.tools.broker import BrokerError, LocalBroker, wait_ready
 
 from tests.integration.harness import Worker, free_port, unique_prefix
 from tests.integration.prom import PrometheusServer

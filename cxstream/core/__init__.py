@@ -6,6 +6,8 @@ rule here is tested exhaustively in milliseconds against brute-force oracles.
 
 The modules that run for every event are compiled by mypyc when cxstream is installed
 (setup.py); the Python source stays the reference, and behaves the same.
+
+May import: nothing outside ``cxstream.core`` (the standard library and orjson only).
 """
 
 from __future__ import annotations

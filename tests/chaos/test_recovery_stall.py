@@ -1,8 +1,8 @@
 """Chaos 7: changelog records fetched during table recovery never reach the recovery. Seen
 once in CI: one partition stuck at "have offset -1" while the three others were restored, the
 worker never ready. Two faults, each forced on the restarted worker's recovery: a fetch whose
-records are dropped as the flow stops (`cxstream.batching` reads those partitions again at
-once), and records that vanish on their way (`cxstream.recovery` finds the stalled partition
+records are dropped as the flow stops (`cxstream.worker.consumer` reads those partitions again at
+once), and records that vanish on their way (`cxstream.worker.recovery_watch` finds the stalled partition
 and reads it again). Either way the worker becomes ready and answers exactly as before."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from cxstream.broker import BrokerError, LocalBroker, wait_ready
+from cxstream.tools.broker import BrokerError, LocalBroker, wait_ready
 
 from .harness import free_port, unique_prefix
 

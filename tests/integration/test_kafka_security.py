@@ -22,11 +22,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cxstream.broker import BrokerError, LocalBroker
+from cxstream.tools.broker import BrokerError, LocalBroker
 from cxstream.core.timefmt import format_rfc3339
-from cxstream.kafka_security import client_kwargs
-from cxstream.settings import Settings
-from cxstream.topics import Topics
+from cxstream.kafka.security import client_kwargs
+from cxstream.config.settings import Settings
+from cxstream.kafka.topics import Topics
 
 from .harness import Worker, free_port, read_all, unique_prefix, wait_for
 from .receivers import SECRET, HttpReceiver

@@ -134,7 +134,7 @@ SLOW_SEEK = Path(__file__).parent / "slow_seek"
 async def test_sigkill_mid_stream_gives_the_same_exact_results(worker_factory, tmp_path: Path,
                                                                slow_seek: bool) -> None:
     """`slow-seek` widens a Faust race at the end of the restart's rebalance (see
-    `cxstream.faust_patches`) that used to drop messages for good, one run in four."""
+    `cxstream.worker.faust_patches`) that used to drop messages for good, one run in four."""
     w = worker_factory(extra_env=loading(SLOW_SEEK)) if slow_seek else worker_factory()
     w.start()
     await w.wait_ready()

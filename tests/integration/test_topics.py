@@ -9,9 +9,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from cxstream.admin import TopicError, ensure_topics, internal_topics
-from cxstream.settings import Settings
-from cxstream.topics import Topics
+from cxstream.kafka.admin import TopicError, ensure_topics, internal_topics
+from cxstream.config.settings import Settings
+from cxstream.kafka.topics import Topics
 
 from .harness import unique_prefix
 

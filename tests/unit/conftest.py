@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cxstream.agents import Processor
+from cxstream.worker.processor import Processor
 from cxstream.app import create_app
-from cxstream.settings import Settings
+from cxstream.config.settings import Settings
 
 from .processing import Sink
 

@@ -1,6 +1,6 @@
 """Fakes for driving a `Processor` without a broker: its output topics are `Sink`s, its
 state writes a `Changelog`, and `handle` passes one record through it as a batch of one
-(`cxstream.batching`)."""
+(`cxstream.worker.consumer`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from faust.types import TP
 
-from cxstream.agents import Processor
+from cxstream.worker.processor import Processor
 
 
 class Sink:

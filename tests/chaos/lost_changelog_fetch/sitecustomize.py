@@ -2,7 +2,7 @@
 
 Makes the Faust recovery hang seen once in CI happen deterministically: the records of a
 changelog partition that reach its end, fetched during a table recovery, never reach the
-recovery, although the client's position has moved past them. Without `cxstream.recovery`
+recovery, although the client's position has moved past them. Without `cxstream.worker.recovery_watch`
 the recovery then waits for them forever and the worker never becomes ready.
 """
 

@@ -2,7 +2,7 @@
 
 Makes the first fetch of changelog records during a table recovery arrive just as the
 consumer's flow is stopped (what a rebalance does, and what a fetch call that outlived the
-previous generation meets). Those records are dropped; without `cxstream.batching` seeking
+previous generation meets). Those records are dropped; without `cxstream.worker.consumer` seeking
 their partitions back, the recovery misses them (lost state) or waits for them forever.
 """
 

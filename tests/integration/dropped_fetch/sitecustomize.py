@@ -4,7 +4,7 @@ Makes a Faust race happen on the first fetch, deterministically: the first recor
 arrive just as the consumer's flow is stopped (what a rebalance starting at that moment
 does). Faust then drops them and seeks back to the committed offsets, expecting to read them
 again. Before the group has committed anything, that seek did nothing (see
-`cxstream.faust_patches`, fix 4) and the first batch of every partition was lost.
+`cxstream.worker.faust_patches`, fix 4) and the first batch of every partition was lost.
 """
 
 import asyncio

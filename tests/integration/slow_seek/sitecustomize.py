@@ -2,7 +2,7 @@
 
 Widens the window of a Faust race deterministically: after Faust seeks the input partitions
 at the end of a rebalance, wait before it resumes flow (which clears the stream queues).
-Without `cxstream.faust_patches`, messages fetched in that window were lost.
+Without `cxstream.worker.faust_patches`, messages fetched in that window were lost.
 """
 
 import asyncio

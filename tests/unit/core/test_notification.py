@@ -25,7 +25,7 @@ from cxstream.core.notification import (
     verdict,
     webhook_headers,
 )
-from cxstream.notify_config import NotifyConfigError, load, parse
+from cxstream.notify.routing import NotifyConfigError, load, parse
 
 ALERT = {"alert_id": "a1", "kind": "detractor", "customer_id": "c1", "score": 2,
          "previous_category": "promoter", "occurred_at": "2026-10-31T10:00:00Z",

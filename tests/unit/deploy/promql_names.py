@@ -1,6 +1,6 @@
 """Shared by the deploy tests: which metric names exist, and which ones a PromQL text uses.
 
-Known metrics are read from the source (`cxstream/metrics.py`, and `cxstream/observe.py`
+Known metrics are read from the source (`cxstream/metrics.py`, and `cxstream/api/collector.py`
 when present) rather than imported, so metrics produced by custom collectors at scrape time
 count too.
 """
@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 RULE_FILES = (PROMETHEUS / "rules" / "recording.yml", PROMETHEUS / "rules" / "alerts.yml")
-METRIC_SOURCES = (ROOT / "cxstream" / "metrics.py", ROOT / "cxstream" / "observe.py")
+METRIC_SOURCES = (ROOT / "cxstream" / "metrics.py", ROOT / "cxstream" / "api" / "collector.py")
 
-#: Metrics of issue 5 that another change adds to cxstream/metrics.py and cxstream/observe.py.
+#: Metrics of issue 5 that another change adds to cxstream/metrics.py and cxstream/api/collector.py.
 #: Used only while the source defines none of them (that change not merged yet); as soon as
 #: the source has any of them, the source alone decides, so a renamed metric is caught.
 PENDING_METRICS = frozenset({

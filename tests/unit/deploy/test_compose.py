@@ -9,7 +9,7 @@ import re
 import yaml
 
 from cxstream.cli import main as cli
-from cxstream.settings import Settings, setting_names
+from cxstream.config.settings import Settings, setting_names
 
 from .promql_names import PROMETHEUS, ROOT
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from cxstream import auth
+from cxstream.api import auth
 
 from .promql_names import ROOT
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import yaml
 
-from cxstream import notify_config
-from cxstream.settings import Settings, setting_names
+from cxstream.notify import routing
+from cxstream.config.settings import Settings, setting_names
 
 from .promql_names import DEPLOY, ROOT
 
 K8S = DEPLOY / "k8s"
 FILES = sorted(K8S.rglob("*.yaml"))
-WEB_PAGES = set(re.findall(r'@app\.page\("(/[^"{]*)"\)', (ROOT / "cxstream" / "web.py").read_text()))
+WEB_PAGES = set(re.findall(r'@app\.page\("(/[^"{]*)"\)', (ROOT / "cxstream" / "api" / "routes.py").read_text()))
 
 
 def docs(path: Path) -> list[dict[str, Any]]:
@@ -163,7 +163,7 @@ def test_secret_example_matches_the_mount_and_the_commented_settings(tmp_path: P
     secret = one("Secret", "cxstream-secrets")
     for key, value in secret["stringData"].items():
         (tmp_path / key).write_text(value)
-    config = notify_config.load(tmp_path / "notify.toml")  # a valid routing file
+    config = routing.load(tmp_path / "notify.toml")  # a valid routing file
     assert config.channels and config.default in config.channels
     mount = next(m for m in WORKER["volumeMounts"] if m["name"] == "secrets")
     volume = next(v for v in POD["volumes"] if v["name"] == "secrets")

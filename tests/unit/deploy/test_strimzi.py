@@ -1,6 +1,6 @@
 """deploy/k8s/strimzi: one KafkaTopic per topic cxstream uses, shaped as cxstream itself would
 create it, for the settings of the ConfigMap. Topic names, partitions and configs come from the
-code (cxstream.topics, cxstream.admin.topic_configs) and from the Faust app cxstream builds
+code (cxstream.kafka.topics, cxstream.kafka.admin.topic_configs) and from the Faust app cxstream builds
 (its table changelog and leader topic), never from a list kept here."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cxstream.admin import topic_configs
-from cxstream.settings import Settings
-from cxstream.topics import INPUTS, Topics
+from cxstream.kafka.admin import topic_configs
+from cxstream.config.settings import Settings
+from cxstream.kafka.topics import INPUTS, Topics
 
 from .promql_names import DEPLOY
 

@@ -1,0 +1,342 @@
+"""One typed settings object, read from ``CXSTREAM_*`` environment variables.
+
+Every variable is declared once in ``SETTINGS`` (name, default, help); the README's
+configuration table is checked against this list by a unit test. Faust itself is given an
+empty environment, so unprefixed variables such as ``WEB_PORT`` can never leak into it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from cxstream.config.errors import SettingsError
+from cxstream.config.secrets import Secret, read_secret
+from cxstream.config.tls import build_ssl_context
+from cxstream.core.windows import Window, parse_duration, parse_windows
+
+PREFIX = "CXSTREAM_"
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true/false")
+
+
+def _pos_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("expected an integer >= 1")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("expected a TCP port 1..65535")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    return parse_duration(raw) / 1000 if raw[-1:].isalpha() else float(raw)
+
+
+_LOG_LEVELS = {"crit": "critical", "critical": "critical", "error": "error", "warn": "warning",
+               "warning": "warning", "info": "info", "debug": "debug"}
+
+
+def _log_level(raw: str) -> str:
+    try:
+        return _LOG_LEVELS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError("expected crit, error, warn, info or debug") from None
+
+
+def _broker(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("expected host:port[,host:port...]")
+    return value if "://" in value else f"kafka://{value}"
+
+
+def _store(raw: str) -> str:
+    value = raw.strip()
+    if value not in {"memory://", "rocksdb://"}:
+        raise ValueError("expected memory:// or rocksdb://")
+    return value
+
+
+def _opt_duration(raw: str) -> int | None:
+    return parse_duration(raw) if raw.strip() else None
+
+
+def _dimensions(raw: str) -> frozenset[str] | None:
+    names = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    return names or None
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _file(raw: str) -> str:
+    """A path, checked later (with the other security settings); empty means unset."""
+    return str(Path(raw.strip()).expanduser()) if raw.strip() else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One documented setting: the environment variable, its parser and its help text."""
+
+    attr: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.attr.upper()
+
+
+SETTINGS: tuple[Spec, ...] = (
+    Spec("broker", "kafka://127.0.0.1:9092", _broker,
+         "Kafka bootstrap servers (`host:port`, comma-separated; `kafka://` optional)."),
+    Spec("security_protocol", "PLAINTEXT", _choice(SECURITY_PROTOCOLS),
+         "Kafka connection security: `PLAINTEXT`, `SSL` (TLS, optionally with a client "
+         "certificate), `SASL_PLAINTEXT` or `SASL_SSL` (see Kafka security)."),
+    Spec("sasl_mechanism", "SCRAM-SHA-512", _choice(SASL_MECHANISMS),
+         "SASL mechanism with `SASL_*` protocols: `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`."),
+    Spec("sasl_username", "", str, "Kafka user for SASL (required with `SASL_*` protocols)."),
+    Spec("sasl_password", "", Secret,
+         "SASL password; prefer `CXSTREAM_SASL_PASSWORD_FILE` (setting both is an error)."),
+    Spec("sasl_password_file", "", _file,
+         "File holding the SASL password (one trailing newline is ignored), e.g. a mounted secret."),
+    Spec("ssl_cafile", "", _file,
+         "PEM file with the CA certificate(s) that signed the brokers' certificates; empty: "
+         "the system's trust store."),
+    Spec("ssl_certfile", "", _file,
+         "PEM client certificate (chain) for mutual TLS; may also hold the key."),
+    Spec("ssl_keyfile", "", _file, "PEM private key of `CXSTREAM_SSL_CERTFILE`."),
+    Spec("ssl_key_password_file", "", _file, "File holding the password of an encrypted key."),
+    Spec("ssl_check_hostname", "true", _bool,
+         "Check that the broker's certificate names the host connected to (keep `true` "
+         "outside labs)."),
+    Spec("topic_prefix", "cx.", str,
+         "Prefix of every topic, the consumer group and internal (changelog) topics; two "
+         "deployments with different prefixes never mix."),
+    Spec("app_id", "cxstream", str, "Application id; the consumer group is `<prefix><app_id>`."),
+    Spec("partitions", "4", _pos_int,
+         "Partitions of the topics cxstream creates (inputs must be co-partitioned: same count)."),
+    Spec("replication", "1", _pos_int, "Replication factor of the topics cxstream creates."),
+    Spec("deadletter_retention", "", _opt_duration,
+         "`retention.ms` given to the dead-letter topics cxstream creates (e.g. `14d`); empty: the "
+         "broker's default. They keep raw payloads: see Personal data."),
+    Spec("web_bind", "127.0.0.1", str,
+         "Address the worker's HTTP server binds to (`0.0.0.0` to expose it, e.g. in a container)."),
+    Spec("web_port", "6066", _port, "Port of the worker's HTTP server (`/healthz`, `/readyz`, API)."),
+    Spec("web_host", "", str,
+         "Host name other workers use to reach this one (query routing); default: `web_bind`, "
+         "or the machine's host name when binding 0.0.0.0."),
+    Spec("api_token", "", str,
+         "Bearer token the HTTP API requires (`/scores…` and the peer endpoint `/_cx/partials`; "
+         "every worker of a group needs the same one); empty: no authentication. See HTTP API security."),
+    Spec("api_token_file", "", str,
+         "File holding the API token (e.g. a mounted secret), instead of `CXSTREAM_API_TOKEN`."),
+    Spec("metrics_auth", "false", _bool, "Whether `/metrics` also requires the API token."),
+    Spec("health_auth", "false", _bool,
+         "Whether `/healthz` and `/readyz` also require the API token (off: probes need no secret)."),
+    Spec("data_dir", ".cxstream", Path,
+         "Local state: the worker's table store and the local broker's data (`<dir>/kafka`)."),
+    Spec("store", "memory://", _store,
+         "Table store: `memory://` (rebuilt from the changelog on start) or `rocksdb://` "
+         "(needs the `rocksdb` extra; recommended in production)."),
+    Spec("windows", "1h,24h,7d,30d", parse_windows, "Rolling windows reported per segment."),
+    Spec("grace", "1h", parse_duration,
+         "Extra lateness accepted beyond the largest window before a response is `too_late`."),
+    Spec("segment_dimensions", "", _dimensions,
+         "Segment dimensions that count (comma-separated, e.g. `plan,region,touchpoint`); empty = all."),
+    Spec("segment_value_cap", "50", _pos_int,
+         "Distinct values kept per dimension (per partition); further values fold into `<dim>:other`."),
+    Spec("min_responses", "30", _pos_int, "Below this many responses a score is flagged `low_sample`."),
+    Spec("journey_length", "10", _pos_int, "Recent interactions kept per customer as alert context."),
+    Spec("batch_size", "2000", _pos_int,
+         "Most input messages fetched and handled together: each state entry is written once "
+         "per batch, so larger batches cost fewer changelog writes per message (a batch only "
+         "holds what has arrived: small when the worker keeps up)."),
+    Spec("session_timeout", "30", _seconds,
+         "Kafka consumer session timeout (seconds). Shorter: a killed worker's partitions move "
+         "sooner; longer: fewer spurious rebalances on slow hosts or long GC pauses."),
+    Spec("notify_config", "", str,
+         "Path of the notification routing file (TOML, see Notifications); empty: no notifications."),
+    Spec("log_level", "info", _log_level, "Worker log level: crit, error, warn, info or debug."),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole configuration of one cxstream process (see the README table)."""
+
+    broker: str
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: Secret
+    sasl_password_file: str
+    ssl_cafile: str
+    ssl_certfile: str
+    ssl_keyfile: str
+    ssl_key_password_file: str
+    ssl_check_hostname: bool
+    topic_prefix: str
+    app_id: str
+    partitions: int
+    replication: int
+    deadletter_retention: int | None
+    web_bind: str
+    web_port: int
+    web_host: str
+    api_token: str = field(repr=False)
+    api_token_file: str
+    metrics_auth: bool
+    health_auth: bool
+    data_dir: Path
+    store: str
+    windows: tuple[Window, ...]
+    grace: int
+    segment_dimensions: frozenset[str] | None
+    segment_value_cap: int
+    min_responses: int
+    journey_length: int
+    batch_size: int
+    session_timeout: float
+    notify_config: str
+    log_level: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read every ``CXSTREAM_*`` variable; a bad value raises SettingsError naming it."""
+        source = os.environ if env is None else env
+        known = {spec.env for spec in SETTINGS}
+        unknown = sorted(k for k in source if k.startswith(PREFIX) and k not in known
+                         and k not in _NON_SETTING_VARS)
+        if unknown:
+            raise SettingsError(
+                f"unknown setting(s) {', '.join(unknown)}; see the configuration table in README.md"
+            )
+        values: dict[str, Any] = {}
+        for spec in SETTINGS:
+            raw = source.get(spec.env, spec.default)
+            try:
+                values[spec.attr] = spec.parse(raw)
+            except (ValueError, TypeError) as exc:
+                raise SettingsError(
+                    f"{spec.env}={raw!r} is not valid: {exc}. {spec.help}"
+                ) from None
+        values.update(overrides)
+        _check_kafka_security(values, source)
+        if not values["web_host"]:
+            bind = values["web_bind"]
+            values["web_host"] = bind if bind not in {"0.0.0.0", "::"} else _hostname()
+        return cls(**values)
+
+    @property
+    def group_id(self) -> str:
+        """Consumer group and Faust app id, namespaced by the topic prefix."""
+        return f"{self.topic_prefix}{self.app_id}"
+
+    @property
+    def bootstrap(self) -> str:
+        """Bootstrap servers as plain ``host:port[,host:port]`` for aiokafka clients."""
+        return ",".join(part.split("://", 1)[-1] for part in self.broker.split(","))
+
+    @property
+    def horizon_ms(self) -> int:
+        """Largest window + grace: older responses can no longer change any window."""
+        return max(w.ms for w in self.windows) + self.grace
+
+    def window(self, name: str) -> Window | None:
+        return next((w for w in self.windows if w.name == name), None)
+
+
+def _check_kafka_security(values: dict[str, Any], source: Mapping[str, str]) -> None:
+    """Cross-check the Kafka security settings (and read the password file) at load time, so
+    a misconfiguration stops the process before any connection with a message naming the fix."""
+    protocol = values["security_protocol"]
+    sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    env = {spec.attr: spec.env for spec in SETTINGS}
+    proto = f"CXSTREAM_SECURITY_PROTOCOL={protocol}"
+    unused = [env[a] for a in ("sasl_username", "sasl_password", "sasl_password_file")
+              if values[a]] + (["CXSTREAM_SASL_MECHANISM"]
+                               if source.get("CXSTREAM_SASL_MECHANISM") else [])
+    if unused and not sasl:
+        raise SettingsError(f"{', '.join(unused)} set, but {proto} does not use SASL: set "
+                            "CXSTREAM_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT), or unset them")
+    unused = [env[a] for a in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password_file")
+              if values[a]] + (["CXSTREAM_SSL_CHECK_HOSTNAME"]
+                               if source.get("CXSTREAM_SSL_CHECK_HOSTNAME") else [])
+    if unused and not tls:
+        raise SettingsError(f"{', '.join(unused)} set, but {proto} does not use TLS: set "
+                            "CXSTREAM_SECURITY_PROTOCOL=SSL or SASL_SSL, or unset them")
+    if sasl:
+        if not values["sasl_username"].strip():
+            raise SettingsError(f"{proto} needs CXSTREAM_SASL_USERNAME (the Kafka user cxstream "
+                                "logs in as)")
+        if values["sasl_password"] and values["sasl_password_file"]:
+            raise SettingsError("CXSTREAM_SASL_PASSWORD and CXSTREAM_SASL_PASSWORD_FILE are both "
+                                "set; keep only one (the file is preferred: environment "
+                                "variables are easier to leak)")
+        if values["sasl_password_file"]:
+            text = read_secret("CXSTREAM_SASL_PASSWORD_FILE", values["sasl_password_file"])
+            values["sasl_password"] = Secret(text)
+        if not values["sasl_password"]:
+            raise SettingsError(f"{proto} needs a password: set CXSTREAM_SASL_PASSWORD_FILE to a "
+                                "file holding it (or CXSTREAM_SASL_PASSWORD)")
+    if values["ssl_keyfile"] and not values["ssl_certfile"]:
+        raise SettingsError("CXSTREAM_SSL_KEYFILE is set without CXSTREAM_SSL_CERTFILE: set the "
+                            "client certificate too (mutual TLS needs both)")
+    if values["ssl_key_password_file"] and not values["ssl_certfile"]:
+        raise SettingsError("CXSTREAM_SSL_KEY_PASSWORD_FILE is set without CXSTREAM_SSL_CERTFILE "
+                            "and CXSTREAM_SSL_KEYFILE")
+    for attr in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password_file"):
+        if values[attr]:
+            read_secret(env[attr], values[attr])  # readable, not empty
+    if tls:
+        build_ssl_context(values)  # parses CA, certificate and key now: errors name the setting
+
+
+#: Variables read elsewhere that are not worker settings: the test suite's broker override and
+#: compiled-core check, and the install's switch for compiling the core (README, "Compiled
+#: core"), which may stay set in the environment the worker later runs in.
+_NON_SETTING_VARS = frozenset({"CXSTREAM_TEST_BROKER", "CXSTREAM_REQUIRE_COMPILED",
+                               "CXSTREAM_COMPILE"})
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def setting_names() -> list[str]:
+    """All documented variable names, in table order (used by the README check)."""
+    return [spec.env for spec in SETTINGS]
+
+
+assert {f.name for f in fields(Settings)} - {"extra"} == {s.attr for s in SETTINGS}
