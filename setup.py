@@ -1,7 +1,7 @@
 """Builds cxstream, compiling the pure core (`cxstream.core`) with mypyc.
 
-Why: the core plans every event, and compiled it runs about a quarter faster; the worker
-keeps up with 16 to 18 % more events per second (README, "Performance"). The compiled
+Why: the core plans every event, and compiled it runs faster, so the worker keeps up with
+more events per second (docs/performance.md, docs/development/compiled-core.md). The compiled
 modules behave exactly as the Python source, which stays the reference: the same tests
 run against either.
 

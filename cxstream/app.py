@@ -30,8 +30,8 @@ _AiohttpWeb.production_blueprints = []
 #: worker with a few partitions in a few hundred MB: per partition, at most 2 × 16 MB of
 #: write buffers (recent writes, read first) and 16 MB of block cache (uncompressed blocks of
 #: older data; the OS page cache keeps the files themselves). The block cache fills with
-#: whatever flows through: at 32 MB the bench's worker peaked 63 MB higher (398 against
-#: 335 MB) at the same rate.
+#: whatever flows through, so a larger one raises the worker's peak memory without raising
+#: its rate (figures: docs/performance.md).
 ROCKSDB_OPTIONS = {
     "block_cache_size": 16 * 1024**2,
     "block_cache_compressed_size": 0,
@@ -42,6 +42,25 @@ ROCKSDB_OPTIONS = {
 
 
 def create_app(settings: Settings) -> faust.App:
+    """The worker's Faust app for `settings`, wired and not started.
+
+    Applies the Faust fixes (`cxstream.worker.faust_patches`, once per process), creates
+    `<data_dir>/worker`, and configures Faust: the guardrails of the module docstring, raw
+    keys and values, the earliest offset for a group without offsets, and one fetch of at
+    most `batch_size` records per batch of the processor. Declares the state
+    table (RocksDB sized by `ROCKSDB_OPTIONS`, or in memory), and registers the processor
+    on the input topics (`cxstream.worker.processor`), the HTTP views
+    (`cxstream.api.routes`), the offset-gap and recovery watches and, when `notify_config`
+    is set, the notifier as a task of the app. Nothing connects to Kafka here: the app
+    does when it starts.
+
+    Raises OSError when the data directory cannot be created, and what
+    `cxstream.notify.routing.load` raises for a routing file it cannot read or use.
+
+    Guarantee: every app built here processes input through the batching consumer and the
+    processor, so its state and alerts keep `Processor.process`'s guarantees. Create the
+    topics before starting it (`cxstream.kafka.admin.ensure_topics`, as `cxstream worker`
+    does)."""
     faust_patches.apply()
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = faust.App(

@@ -16,9 +16,8 @@ index of a partition is never built from a half-restored table.
 Everything runs on the event loop thread that also processes messages, so the table and
 consumer bookkeeping read here are never mid-update. The `/metrics` view computes the segment
 gauges first (`WorkerCollector.prepare`), a few milliseconds at a time: over a large state they
-take tens of milliseconds (about 70 ms after the bench's 200 000 events; 350 ms before
-`Processor.stored`), which in one piece held back every batch, and so every alert, for as
-long at each scrape. Each (window, partition) is read in one piece, and every gauge of a
+take tens of milliseconds, which in one piece held back every batch, and so every alert,
+for as long at each scrape. Each (window, partition) is read in one piece, and every gauge of a
 segment derives from the same summed counts, so its counts and scores agree; a rebalance
 meanwhile drops the segment series from that scrape, as while not ready.
 """

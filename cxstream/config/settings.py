@@ -1,8 +1,9 @@
 """One typed settings object, read from ``CXSTREAM_*`` environment variables.
 
-Every variable is declared once in ``SETTINGS`` (name, default, help); the README's
-configuration table is checked against this list by a unit test. Faust itself is given an
-empty environment, so unprefixed variables such as ``WEB_PORT`` can never leak into it.
+Every variable is declared once in ``SETTINGS`` (name, default, help); the configuration
+table in docs/operating/configuration.md is checked against this list by a unit test. Faust
+itself is given an empty environment, so unprefixed variables such as ``WEB_PORT`` can never
+leak into it.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ SETTINGS: tuple[Spec, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The whole configuration of one cxstream process (see the README table)."""
+    """The whole configuration of one cxstream process (see docs/operating/configuration.md)."""
 
     broker: str
     security_protocol: str
@@ -322,8 +323,9 @@ def _check_kafka_security(values: dict[str, Any], source: Mapping[str, str]) -> 
 
 
 #: Variables read elsewhere that are not worker settings: the test suite's broker override and
-#: compiled-core check, and the install's switch for compiling the core (README, "Compiled
-#: core"), which may stay set in the environment the worker later runs in.
+#: compiled-core check, and the install's switch for compiling the core
+#: (docs/development/compiled-core.md), which may stay set in the environment the worker
+#: later runs in.
 _NON_SETTING_VARS = frozenset({"CXSTREAM_TEST_BROKER", "CXSTREAM_REQUIRE_COMPILED",
                                "CXSTREAM_COMPILE"})
 
@@ -335,7 +337,8 @@ def _hostname() -> str:
 
 
 def setting_names() -> list[str]:
-    """All documented variable names, in table order (used by the README check)."""
+    """All documented variable names, in table order (used by the test that checks the table
+    in docs/operating/configuration.md)."""
     return [spec.env for spec in SETTINGS]
 
 

@@ -105,10 +105,26 @@ class Planned:
 
 def plan_records(kind: Kind, records: Sequence[Any], pending: PendingWrites, cfg: StepConfig,
                  now_ms: int, out: Planned, failed: Callable[[Any, Exception], None]) -> None:
-    """Plan `records` (Kafka records of topic `kind`, one partition, in offset order) into
-    the batch's pending writes and `out`. A record whose planning raises is rejected as a
-    processing error, after `failed(record, exc)` (which logs it): one bad event must never
-    stop the stream. Why here: the loop runs for every event (compiled, see setup.py)."""
+    """Plan `records` into the batch's pending writes and `out`, one record after another.
+
+    `records`: Kafka records (with `partition`, `offset`, `key`, `value`) of the topic
+    `kind`, of one partition, in offset order. `pending`: the batch's writes so far over
+    the store, which each record is planned against and its writes added to, so a record
+    sees those of every record before it. `cfg` and `now_ms` are passed to
+    `cxstream.core.step.plan`. `out` collects, in record order, the alerts, the rejected
+    records with why, each partition's new stream time and the metric counts. `failed`:
+    called with a record and the exception its planning raised, to log it.
+
+    Returns None. Never raises for a bad record: a record that does not decode or comes too
+    late is rejected with its reason; one whose planning raises an `Exception` is rejected
+    as a processing error after `failed(record, exc)`. One bad event must never stop the
+    stream; only an exception of `failed` itself, or one that is not an `Exception`, ends
+    the loop.
+
+    Guarantee: the pending writes, coalesced per key, give the same final state as the
+    records planned and written one at a time; written kind by kind (`PendingWrites.ordered`)
+    after the broker has acknowledged the alerts, they keep the crash safety of the module
+    docstring. Why here: the loop runs for every event (compiled, see setup.py)."""
     events = out.events
     for msg in records:
         partition: int = msg.partition

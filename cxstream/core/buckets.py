@@ -10,7 +10,7 @@ counters]}}``, where `o` is the last source offset applied to it (the crash-safe
 `cxstream.core.step`). Why not one entry per segment: a response then wrote 18 entries (three
 buckets in each of ~6 segments), each a changelog record, a store write and an index entry;
 now it writes three, shared with the batch's other responses of the same minute, hour and
-day, and the worker keeps about a tenth of the entries. A response's segments all land in
+day, and the worker keeps far fewer entries. A response's segments all land in
 the same three entries at once, so one stamp per entry is as exact as one per segment.
 """
 

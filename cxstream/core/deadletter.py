@@ -1,6 +1,7 @@
 """Dead-letter records: the original bytes plus where they came from and why they failed.
 
-The payload is kept (base64) so a fixed upstream can replay it; see the README on retention.
+The payload is kept (base64) so a fixed upstream can replay it; see
+docs/concepts/dead-letters.md on retention.
 Its copy is capped so the dead letter always fits in a Kafka request (base64 grows it by a
 third, and the input may be as large as the broker allows): a dead letter that cannot be
 written would stop the stream on that message for good. A capped copy says so and carries

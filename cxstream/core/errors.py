@@ -1,7 +1,8 @@
 """The closed list of dead-letter error codes.
 
-Every record on the dead-letter topic carries exactly one of these codes. The README's table
-is checked against this enum by a unit test, so docs and code cannot drift apart.
+Every record on the dead-letter topic carries exactly one of these codes. The table of codes
+in docs/concepts/dead-letters.md is checked against this enum by a unit test, so docs and
+code cannot drift apart.
 """
 
 from __future__ import annotations

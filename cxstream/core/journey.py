@@ -7,11 +7,11 @@ latest one: to `detractor` from anything else (or from no response yet), or from
 never a turn; a repeated `event_id` is a no-op. CSAT and CES only keep their latest value.
 
 The journey (recent interactions) is kept apart from the rest (`Journey`, stored under its
-own key, `keys.journey_key`): about 70 % of events are interactions and need nothing else,
-and a response needs the journey only for the alert it may cause. With both in one record,
-every event read, decoded, encoded and wrote about 1.3 KB for a customer with a full
-journey; apart, an interaction handles about 0.6 KB and a response about 0.4 KB. The
-journey's entries are arrays, not objects, for the same reason (a third fewer bytes).
+own key, `keys.journey_key`): most events are interactions and need nothing else, and a
+response needs the journey only for the alert it may cause. With both in one record, every
+event read, decoded, encoded and wrote the whole customer; apart, each event handles only
+the part it needs. The journey's entries are arrays, not objects, for the same reason:
+they leave the field names out of every stored entry.
 
 Why pure and copy-on-write: the agent must keep the *old* customer record until the broker
 has acknowledged the alert (a crash in between replays the response against the old record
@@ -111,7 +111,7 @@ class CustomerState(Record):
     interactions. With the decoder's limits (ids ≤ 128 chars, labels ≤ 64, comment ≤ 4000,
     segment ≤ 16 values of ≤ 128) and the defaults that is under 200 KB of JSON for ASCII
     text (under 4× that if every character takes 4 UTF-8 bytes), almost all of it the seen
-    ids; a typical customer needs well under 1 KB, and a full journey about 0.6 KB.
+    ids; a typical customer needs far less.
     """
 
     __slots__ = ("customer_id", "nps", "csat", "ces", "profile", "seen")

@@ -21,8 +21,8 @@ What is read from where:
   read once a batch) are not.
 * A bucket key that the partition's expiry index does not hold is not in the store (the
   index holds every stored bucket of an owned partition, see `Processor.index`), so it is
-  answered without a read: most responses create new minute buckets, and the reads of
-  keys that do not exist were a tenth of the worker's time (and filled the cache).
+  answered without a read: most responses create new minute buckets, and reading keys
+  that do not exist took a large share of the worker's time (and filled the cache).
 
 Values read are never mutated (see `cxstream.core.journey`).
 """

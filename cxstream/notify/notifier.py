@@ -91,6 +91,27 @@ class Notifier:
 
     # -- loop -------------------------------------------------------------------------------
     async def run(self) -> None:
+        """Consume the alert topic and notify, until cancelled; the notifier's main loop.
+
+        Joins the consumer group `<group_id>.notifier` (its own, so a slow receiver never
+        holds back the worker's processing), reading committed records only and starting
+        from the earliest offset when the group has none. On each assignment the delivery
+        state of the new partitions is reloaded from `notifications.sent` (`restore`) before
+        their alerts are read. Alerts are handled one at a time, in offset order per
+        partition (`handle`), and each one's offset is committed only after `handle`
+        returned: after its deliveries were attempted and whatever it wrote (delivery
+        state, notification dead letters) was acknowledged by the broker.
+
+        Returns only by raising: cancellation, or an error of the consumer (a commit the
+        group refuses, say) or of `handle`, ends the loop, after the Kafka clients and the
+        HTTP sessions are closed. Broker errors while producing are not raised: those sends
+        are repeated until acknowledged (`until_acknowledged`).
+
+        Guarantees: every alert is handled at least once; a crash before its delivery state
+        is recorded repeats its deliveries with the same `webhook-id` / `Idempotency-Key`
+        (module docstring), and one after it finds the alert id among the customer's recent
+        ones (the last `RECENT_IDS`) and skips it as a duplicate. The alert topic itself is
+        never written: alerts stay there whatever a delivery does."""
         s = self.settings
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap, group_id=f"{s.group_id}.notifier",
@@ -119,6 +140,16 @@ class Notifier:
             await self.lab_session.close()
 
     async def handle(self, rec: Any) -> None:
+        """Notify about one alert record `rec` of the alert topic, and record it.
+
+        An unreadable record goes to the notifications dead-letter topic. An alert of a kind
+        not notified (`kinds`) is skipped, and so is one whose id the customer's delivery
+        state already holds (a re-delivery). Otherwise, unless the customer is in cooldown,
+        the alert goes to each routed channel (`deliver`: retries with backoff; a channel
+        that fails for good is dead-lettered with the reason). Then the customer's delivery
+        state (recent alert ids, and the time of the last delivery) is written to
+        `notifications.sent` and acknowledged by the broker, so the caller may commit the
+        alert's offset once this returns. Returns None; delivery failures are not raised."""
         try:
             alert = orjson.loads(rec.value)
             alert_id, customer = alert["alert_id"], alert["customer_id"]

@@ -1,6 +1,6 @@
 """Read the notification routing file (TOML) into a NotifyConfig; errors name the field.
 
-Format (see README "Notifications"):
+Format (see docs/concepts/notifications.md):
 
     cooldown = "1h"          # per customer; the alert topic still carries every turn
     max_attempts = 5

@@ -112,8 +112,27 @@ class ChangelogWriter:
         return self.table.changelog_topic.get_topic_name()
 
     async def write(self, writes: Mapping[int, Entries]) -> None:
-        """Write each partition's entries (in order); returns once the broker acknowledged
-        all of them and the local store holds them."""
+        """Write the state entries of a batch: `writes` maps a partition of the state table to
+        its entries, (key, value) in write order, a value None deleting the key.
+
+        Each partition's entries go to the same partition of the table's changelog topic, in
+        the order given, as whole record batches; the partitions are all handed to the
+        producer first, then waited for one by one. Once the broker has acknowledged every
+        record of a partition, its entries are written to the partition's local store in
+        one go, recording the changelog offset of the last one as persisted (where a
+        restart resumes reading the changelog). Partitions with no entries are skipped.
+
+        Returns None once every partition's entries are acknowledged and in the local store.
+        Broker errors (KafkaError) are never raised: the partition's entries are all sent
+        again, from the first, with a growing delay (`until_acknowledged`), for as long as
+        it takes. Raises RuntimeError when Faust's producer is not started, and ValueError
+        for an entry too large for a producer batch.
+
+        Guarantee: the local store is never ahead of the changelog, which is what another
+        worker recovers from. A partition's changelog receives the entries in the order
+        given, and a retry writes the same entries again from the first, so the state a
+        crash leaves is that of a prefix of them: the replay argument of
+        `cxstream.core.batch` holds."""
         topic = self.topic
         rocksdb = partition_databases(self.table) is not None
         sent = {}
@@ -162,8 +181,7 @@ class ChangelogWriter:
         """Encodes here, entry by entry, rather than all entries first: each entry's bytes go
         to the producer's buffer and to the write batch (both copy them) and are freed at
         once. Keeping a batch's bytes alive until the broker's answer cost more than the
-        encoding itself: encoding, sending and storing took 5.6 to 5.9 µs per event that
-        way, against 4.6 to 4.8 (an in-process replay of the bench's data)."""
+        encoding itself (figures: docs/performance.md)."""
         producer = self._producer()
         dumps = orjson.dumps
         futures = []

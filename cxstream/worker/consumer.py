@@ -1,8 +1,8 @@
 """Hands the input records of each fetch to the processor in one call, below Faust's streams.
 
 Why: Faust delivers every message on its own, through two tasks and a queue, and a stream
-that acknowledges it on its own; that machinery alone ran at about 4 % of the rate a plain
-aiokafka consumer reaches here (the bench's "faust floor"), whatever the agent does. This
+that acknowledges it on its own; that machinery alone runs far slower than a plain aiokafka
+consumer (the bench's "faust floor", docs/performance.md), whatever the agent does. This
 consumer keeps everything else of Faust — the group membership and partition assignment,
 the tables and their recovery, flow control during rebalances, the offset commits — and
 replaces only the per-message delivery of the input topics: the records one fetch returns

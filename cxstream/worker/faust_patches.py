@@ -57,10 +57,10 @@ a diagnostic (it logs stalled streams), and the next round checks the partition 
 flight per broker, and leaves out of it the partitions whose fetched records are still being
 handed over (for 100 ms) while the others go ahead; when those others receive nothing (a
 quiet topic, such as `customers` most of the time), the broker holds the fetch for 1.5 s and
-the busy partitions' new records wait behind it. Seen as alerts 1.6 to 2.9 s late, in
-stretches, at a steady load the worker kept up with (the bench's p99), with the worker idle
-meanwhile. The fix sets `FETCH_MAX_WAIT_MS`; a shorter wait only costs an idle worker more
-empty fetches (ten a second).
+the busy partitions' new records wait behind it. Seen in the bench's alert latency as
+stretches of alerts late by more than that wait, at a steady load the worker kept up with,
+with the worker idle meanwhile. The fix sets `FETCH_MAX_WAIT_MS`; a shorter wait only
+costs an idle worker more empty fetches (ten a second).
 """
 
 from __future__ import annotations

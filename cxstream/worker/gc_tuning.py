@@ -3,11 +3,10 @@ the pure step with the same ones).
 
 Why: planning a message allocates a few hundred short-lived objects; with Python's default
 threshold (700 allocations) the young generation is collected every few messages, and each
-collection also walks the survivors: about a third of the pure step's time. With 100 000 the
-bench's worker ran about 20 % faster (400 000 events, one run each: 15 134 against 12 313
-events/s) at the same peak RSS; with 1 000 000 its collections took 36 instead of 132 ms
-over 190 000 events (0.19 instead of 0.69 µs per event, `gc.callbacks`), each young
-collection finding well under one cycle to free (55 objects in 162 collections).
+collection also walks the survivors, a large share of the pure step's time. Those objects
+are freed by reference counting, not by the collector: a young collection finds next to no
+cycle to free. So a far higher threshold keeps no more memory alive, and makes the
+collections, and the time they take, rare (figures: docs/performance.md).
 """
 
 from __future__ import annotations
