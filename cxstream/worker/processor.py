@@ -95,9 +95,9 @@ class Processor:
                         raise RuntimeError(
                             f"the state of partition {partition} holds segment buckets of an "
                             "earlier cxstream layout (one entry per segment), which this release "
-                            "does not read: see 'State layout' in the README (stop every worker, "
-                            "delete the state changelog topic and each worker's CXSTREAM_DATA_DIR, "
-                            "start again)") from None
+                            "does not read: see 'State layout' in docs/operating/state.md (stop "
+                            "every worker, delete the state changelog topic and each worker's "
+                            "CXSTREAM_DATA_DIR, start again)") from None
                     if res == DAY:
                         idx.add_bucket(key, self.overlay[key] if key in self.overlay else get(key))
                     else:
@@ -127,17 +127,42 @@ class Processor:
 
     # -- per batch ------------------------------------------------------------------------
     async def process(self, batch: Batch, fetched_at: float | None = None) -> asyncio.Future[None]:
-        """Plan the input records of one fetch (see `cxstream.worker.consumer`), partition by
-        partition and each in offset order, against the batch's pending writes; returns the
-        rest of the batch's work, under way: send the alerts and wait for the broker's
-        acknowledgements, then write the state, each key once, changelog first (see
-        `cxstream.core.batch` for why the result is the same as one message at a time, also
-        after a crash), and wait for the dead letters. The records may be acknowledged once
-        it is done. `fetched_at`: `time.monotonic()` when the records were fetched.
+        """Process the input records of one fetch: plan them now, and return the rest of the
+        work, under way.
+
+        `batch`: the records by input partition (`cxstream.worker.consumer`), each list in
+        offset order. `fetched_at`: `time.monotonic()` when they were fetched (for the
+        alert-latency histogram), None when unknown.
+
+        Before returning, every record is planned (`cxstream.core.batch.plan_records`),
+        partition by partition, against this batch's pending writes over the store and the
+        previous batch's writes (`overlay`); each dead letter is handed to the producer; the
+        state entries are put in the crash-safe order per partition, followed by deletions
+        of the buckets the new stream time expired, and become the new `overlay`.
+
+        Returns a future of the rest, in this order: hand the alerts to the producer; wait
+        for the previous batch to complete; wait for the broker's acknowledgement of every
+        alert; write the state entries (`ChangelogWriter.write`: changelog first, then the
+        local store); count the metrics; wait for the broker's acknowledgement of every
+        dead letter. Its records may be acknowledged only once it is done. Broker errors are
+        never raised: every send is repeated until acknowledged (`until_acknowledged`).
+
+        Raises RuntimeError when a partition's state holds bucket entries of an earlier
+        layout, or when the producer is not started (the future can fail with that too, or
+        with ValueError for a state entry too large for a producer batch; a failed batch
+        stops the consumer). A record that cannot be planned is dead-lettered instead
+        (`plan_records`), never raised.
+
+        Guarantees: input is processed at least once (a record is acknowledged only after
+        its batch's future is done, so a crash reads it again), and every replay is exact:
+        state entries carry the offsets they applied (`cxstream.core.step`), and the state of
+        a partition reaches its changelog in the crash-safe order, before the local store.
+        No alert is lost: the customer record that remembers a turn is written only after
+        the broker acknowledged the alert, and a replay re-emits the same `alert_id`.
+        Batches complete one after another, in order, so the changelog keeps their order.
 
         Why split: the broker's acknowledgements take milliseconds; the next batch is planned
-        meanwhile, reading this one's writes from `overlay` until they are in the store.
-        Batches complete one after another, in order."""
+        meanwhile, reading this one's writes from `overlay` until they are in the store."""
         now_ms = int(time.time() * 1000)
         out = Planned()
         reader = self.reader
@@ -233,9 +258,8 @@ class Processor:
 class _Topic:
     """An output topic, written through Faust's aiokafka producer itself, as the state is
     (`cxstream.worker.changelog`). Faust's `topic.send` wraps the same producer call in message
-    objects, callbacks and sensors: with a tenth of the bench's events turning a customer,
-    the worker spent 3 to 6 µs of CPU per event more with it. Partitioned the same way, by
-    the key (aiokafka's default partitioner)."""
+    objects, callbacks and sensors, which cost CPU on every alert and dead letter for nothing
+    cxstream uses. Partitioned the same way, by the key (aiokafka's default partitioner)."""
 
     def __init__(self, app: faust.App, name: str) -> None:
         self.app, self.name = app, name

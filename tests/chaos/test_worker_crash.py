@@ -102,7 +102,7 @@ async def test_three_sigkills_mid_stream_lose_and_double_nothing(
     wanted = set(expected.alerts)
     await wait_for(lambda: _ready(lambda: set(http.accepted) >= wanted), 120,
                    f"{len(wanted)} alerts to be notified")
-    await wait_drained(w.bootstrap, f"{t}cxstream.notify.notifier", [f"{t}alerts"], timeout_s=120)
+    await wait_drained(w.bootstrap, f"{t}cxstream.notifier", [f"{t}alerts"], timeout_s=120)
     assert http.bad_signatures == 0
     assert set(http.accepted) == wanted
     raw_repeats = sum(len(v) - 1 for v in http.accepted.values())

@@ -1,7 +1,8 @@
 """Kafka security end to end: a real broker with a TLS + SCRAM-SHA-512 listener that also
 requires client certificates (mutual TLS), an SSL-only mTLS listener, and an authorizer that
-denies everything not granted. cxstream's principals get exactly the ACLs the README lists
-(`Kafka security`), so these tests also prove that list is sufficient.
+denies everything not granted. cxstream's principals get exactly the ACLs listed in
+docs/operating/kafka-security.md (`Minimal ACLs`), so these tests also prove that list is
+sufficient.
 
 Certificates are made with `openssl` per run; SCRAM users are bootstrapped when the broker's
 storage is formatted. A missing `openssl` or Java fails the tests; they are never skipped.
@@ -131,10 +132,10 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         broker.stop()
 
 
-# -- ACLs: the README's list, as data -------------------------------------------------------------
+# -- ACLs: the docs' list, as data ---------------------------------------------------------------
 def worker_acls(prefix: str, app_id: str = "cxstream") -> list[tuple[int, str, int, int]]:
     """(resource type, name, pattern type, operation) a worker with notifications needs, with
-    cxstream creating its topics — the README's table, row by row."""
+    cxstream creating its topics — the docs' table, row by row."""
     t, group = Topics(prefix), f"{prefix}{app_id}"
     acls = [(TOPIC, name, LITERAL, op) for name in (t.surveys, t.interactions, t.customers)
             for op in (READ, DESCRIBE)]

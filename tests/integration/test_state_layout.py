@@ -1,7 +1,7 @@
 """A state written in the earlier bucket layout (one entry per segment and bucket, before
 fbb92d8) is never read as if it held no buckets: a worker that recovers it stops at its first
 batch of that partition, with an exit code that says it failed and a log line that says what
-to do (README "State layout")."""
+to do (docs/operating/state.md, "State layout")."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ async def test_a_state_of_the_earlier_bucket_layout_stops_the_worker(worker_fact
     await wait_for(exited, 120, "the worker to stop on the earlier layout")
     assert w.proc is not None and w.proc.returncode != 0, w.log_tail()
     log = w.log_tail(400)
-    assert "earlier cxstream layout" in log and "'State layout' in the README" in log, log
+    assert ("earlier cxstream layout" in log
+            and "'State layout' in docs/operating/state.md" in log), log
     print(f"worker stopped {time.monotonic() - started:.1f}s after the responses were sent, "
           f"exit code {w.proc.returncode}")

@@ -34,7 +34,7 @@ from cxstream.config.settings import Settings
 
 from ..core import oracle
 
-README_PATH = Path(__file__).resolve().parents[3] / "README.md"
+METRICS_DOC = Path(__file__).resolve().parents[3] / "docs" / "operating" / "metrics.md"
 SETTINGS = Settings.from_env({})
 NOW_MS = 1_790_000_000_000 + 37_123  # not on a whole minute: as_of must be floored
 AS_OF = NOW_MS // MINUTE * MINUTE
@@ -396,7 +396,7 @@ def exported() -> dict[str, str]:
 
 
 def test_readme_metrics_table_lists_every_metric_with_type_and_labels() -> None:
-    section = README_PATH.read_text().split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    section = METRICS_DOC.read_text().split("# Metrics", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `(cxstream_[a-z_]+)` \| (\w+) \| (.*?) \| (.+?) \|$", section,
                       flags=re.M)
     documented = {name: kind for name, kind, _, _ in rows}
@@ -414,6 +414,7 @@ def test_buckets_of_the_earlier_layout_stop_the_worker_with_what_to_do() -> None
     app = FakeApp()
     old = {"b|0|60000|0|plan:pro": [1, 0, 0, 0, 0, 0, 0, 0, 7], "t|0": {"t": 0}}
     processor = Processor(app, SETTINGS, old)  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="earlier cxstream layout.*'State layout' in the README"):
+    with pytest.raises(RuntimeError,
+                       match="earlier cxstream layout.*'State layout' in docs/operating/state.md"):
         processor.index(0)
     assert processor.index(1).segments == {}  # other partitions are unaffected

@@ -1,4 +1,4 @@
-"""Settings: defaults, parsing, clear errors, and the README table kept in step with the code."""
+"""Settings: defaults, parsing, clear errors, and the docs' table kept in step with the code."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 from cxstream.core.errors import ErrorCode
 from cxstream.config.settings import SETTINGS, Settings, SettingsError, setting_names
 
-README = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+CONFIGURATION = (DOCS / "operating" / "configuration.md").read_text()
+DEAD_LETTERS = (DOCS / "concepts" / "dead-letters.md").read_text()
 
 
 def test_defaults() -> None:
@@ -63,14 +65,14 @@ def test_faust_reads_no_unprefixed_environment(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_readme_configuration_table_matches_settings() -> None:
-    rows = re.findall(r"^\| `(CXSTREAM_[A-Z_]+)` \| (.+?) \| (.+?) \|$", README, flags=re.M)
+    rows = re.findall(r"^\| `(CXSTREAM_[A-Z_]+)` \| (.+?) \| (.+?) \|$", CONFIGURATION, flags=re.M)
     assert [name for name, _, _ in rows] == setting_names()
     for (name, default, _), spec in zip(rows, SETTINGS):
         assert default == (f"`{spec.default}`" if spec.default else "(empty)"), name
 
 
 def test_readme_dead_letter_codes_match_the_enum() -> None:
-    section = README.split("## Dead letters", 1)[1].split("\n## ", 1)[0]
+    section = DEAD_LETTERS.split("# Dead letters", 1)[1].split("\n## ", 1)[0]
     codes = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
     assert codes == [c.value for c in ErrorCode]
 

@@ -129,8 +129,8 @@ def test_kustomization_labels_the_cluster_and_stays_optional() -> None:
 
 
 def test_readme_documents_the_strimzi_topics() -> None:
-    readme = (DEPLOY.parent / "README.md").read_text()
-    section = readme[readme.index("## Deploy and operate"):]
+    readme = (DEPLOY.parent / "docs" / "operating" / "deploy.md").read_text()
+    section = readme[readme.index("# Deploy and operate"):]
     assert "kubectl apply -k deploy/k8s/strimzi" in section
     assert "`deploy/k8s/strimzi/`" in section
 

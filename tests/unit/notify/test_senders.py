@@ -122,16 +122,17 @@ async def test_public_answers_pass_the_resolver(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_the_readme_verification_snippet_accepts_our_signatures() -> None:
-    """The receiver code in README "Webhook signatures" verifies what cxstream sends and
-    rejects a tampered body and a replay older than 5 minutes."""
+    """The receiver code in docs/concepts/notifications.md, "Webhook signatures", verifies what
+    cxstream sends and rejects a tampered body and a replay older than 5 minutes."""
     import re
     import time
     from pathlib import Path
 
     from cxstream.core.notification import webhook_headers
 
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    section = readme.split("### Webhook signatures", 1)[1]
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    readme = (docs / "concepts" / "notifications.md").read_text()
+    section = readme.split("## Webhook signatures", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
     scope: dict[str, Any] = {}
     exec(code, scope)  # noqa: S102 - the documented snippet itself
