@@ -12,7 +12,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-# constraints.txt pins the exact versions the test suite passed with (README, "Dependencies").
+# constraints.txt pins the exact versions the test suite passed with (docs/development/dependencies.md).
 COPY constraints.txt ./
 COPY --from=build /wheels /wheels
 RUN pip install -c constraints.txt "$(echo /wheels/cxstream-*.whl)[rocksdb]" && rm -r /wheels \

@@ -13,7 +13,7 @@ install: system-deps
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
 
 # Known vulnerabilities in the pinned runtime dependencies (PyPI's vulnerability service;
-# fails when it cannot be reached). See README "Dependencies".
+# fails when it cannot be reached). See docs/development/dependencies.md.
 audit:
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt pip-audit
 	$(PY) .ci/audit.py requirements-runtime.txt

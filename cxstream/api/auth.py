@@ -127,7 +127,7 @@ def middleware(token: str | None, *, metrics_auth: bool = False,
                 raise
             code = _HTTP_CODES.get(exc.status, "client_error" if exc.status < 500 else "server_error")
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-            message = {404: "no such endpoint; see the README's HTTP endpoints",
+            message = {404: "no such endpoint; see docs/operating/api.md",
                        405: f"method {request.method} is not allowed here"}.get(exc.status, exc.reason)
             return error_response(exc.status, code, message, headers=headers)
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):

@@ -239,8 +239,8 @@ class Settings:
                          and k not in _NON_SETTING_VARS)
         if unknown:
             raise SettingsError(
-                f"unknown setting(s) {', '.join(unknown)}; see the configuration table in README.md"
-            )
+                f"unknown setting(s) {', '.join(unknown)}; see the configuration table in "
+                "docs/operating/configuration.md")
         values: dict[str, Any] = {}
         for spec in SETTINGS:
             raw = source.get(spec.env, spec.default)
