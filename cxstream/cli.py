@@ -1,7 +1,7 @@
 """The `cxstream` command line: thin wrappers that parse options and print.
 
-Every command reads the same settings (`CXSTREAM_*`, see README) and fails with a message
-that says what to do, never with a traceback, for the errors users can fix.
+Every command reads the same settings (`CXSTREAM_*`, see docs/operating/configuration.md) and
+fails with a message that says what to do, never with a traceback, for the errors users can fix.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def run(coro: Any) -> Any:
 def main() -> None:
     """cxstream: rolling NPS/CSAT/CES per segment and detractor alerts from Kafka.
 
-    Configuration comes from CXSTREAM_* environment variables (see README.md).
+    Configuration comes from CXSTREAM_* environment variables (see docs/operating/configuration.md).
     """
 
 
@@ -88,7 +88,7 @@ def worker() -> None:
     w = faust.Worker(app, loglevel=cfg.log_level, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG when the level is warn or above
     # (it spins on every record), so every debug call in Faust and aiokafka would build a
-    # record only to drop it: the bench's worker spent a few % of its time on that.
+    # record only to drop it, a cost on the hot path for nothing (figures: docs/performance.md).
     w.spinner = None
     w.execute_from_commandline()
 
@@ -322,7 +322,8 @@ def bench(events: int, customers: int, phases: str, responses: int, latency_seco
           seed: int, skip_rss: bool, keep: bool, json_out: Path | None, as_json: bool) -> None:
     """Measure throughput against a plain consumer (ratios), alert latency, memory and state
     size on one data set, on the configured broker (or a local one it starts)."""
-    from cxstream.tools.bench.run import parse_phases, render_table, run_bench
+    from cxstream.tools.bench.report import parse_phases, render_table
+    from cxstream.tools.bench.run import run_bench
 
     try:
         chosen = parse_phases(phases)

@@ -9,55 +9,40 @@ dir, so it outlives the command that started it. Everything listens on 127.0.0.1
 
 This module has no CLI and prints nothing by itself: callers pass a ``progress`` callback and
 turn :class:`BrokerError` (whose message always says what to do) into output.
+
+It manages the broker process (`LocalBroker`: configure, format, start, status, stop); the
+jars come from :mod:`cxstream.tools.broker_jars`, readiness is probed by
+:mod:`cxstream.tools.broker_ready` and the error is :mod:`cxstream.tools.broker_errors`'s.
+Callers import what they need of those from here (`__all__`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import fcntl
-import hashlib
-import logging
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: ``deploy/kafka/`` of the checkout this package is installed from (editable install).
-KAFKA_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
+from cxstream.tools.broker_errors import BrokerError
+from cxstream.tools.broker_jars import Progress, _file_lock, ensure_jars, kafka_dir
+from cxstream.tools.broker_ready import _NotReady, _tcp_open, wait_ready
 
-#: Consumer group looked up by the readiness check. Consumers (Faust included) log
-#: ``GroupCoordinatorNotAvailable`` right after a broker starts; a broker only counts as ready
-#: once it can name a group coordinator, which also creates ``__consumer_offsets``.
-PROBE_GROUP = "cxstream-readiness-probe"
+#: What callers use of the local broker, wherever it is defined (BrokerError, ensure_jars and
+#: wait_ready are also what `LocalBroker` itself uses).
+__all__ = ["BrokerError", "BrokerStatus", "LocalBroker", "StartResult", "ensure_jars", "wait_ready"]
 
-_MAVEN_TIMEOUT_S = 900.0
 _LOG_ROTATE_BYTES = 20 * 1024 * 1024
-
-Progress = Callable[[str], None]
 
 
 def _silent(_: str) -> None:
     """Default progress callback: library calls print nothing unless asked to."""
-
-
-class BrokerError(RuntimeError):
-    """The broker cannot be provisioned, started or reached; the message says what to do."""
-
-
-class _NotReady(BrokerError):
-    """wait_ready's timeout; keeps the bare reason so LocalBroker can word its own message."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,199 +71,6 @@ class BrokerStatus:
         return f"127.0.0.1:{self.port}"
 
 
-# -- jars ------------------------------------------------------------------------------------------
-def kafka_dir() -> Path:
-    """``deploy/kafka/`` of the checkout; the pom and broker config live there, not in the wheel."""
-    if not (KAFKA_DIR / "pom.xml").is_file():
-        raise BrokerError(f"{KAFKA_DIR / 'pom.xml'} not found: the local broker needs cxstream "
-                          "installed from a checkout (pip install -e .); or run Kafka elsewhere "
-                          "and set CXSTREAM_BROKER")
-    return KAFKA_DIR
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Serialise Maven runs / broker starts across processes (two test sessions, CLI + tests)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _jars_current(lib: Path, digest: str) -> bool:
-    stamp = lib / ".pom.sha256"
-    return (stamp.is_file() and stamp.read_text().strip() == digest
-            and any(lib.glob("kafka_2.13-*.jar")))
-
-
-def ensure_jars(progress: Progress = print) -> Path:
-    """Return ``deploy/kafka/lib`` with Kafka's jars, running Maven only when they are missing
-    or the pom changed since they were resolved (a stamp in ``lib/`` holds the pom's hash).
-
-    Maven resolves into a staging dir that is then renamed to ``lib/``, so a failed or
-    interrupted download never leaves a half-filled ``lib/`` that looks complete, and a broker
-    already running from the old jars keeps its open files. A file lock makes concurrent
-    callers (two test sessions, the CLI) wait for one Maven run instead of racing.
-    """
-    kdir = kafka_dir()
-    lib = kdir / "lib"
-    digest = hashlib.sha256((kdir / "pom.xml").read_bytes()).hexdigest()
-    if _jars_current(lib, digest):
-        return lib
-    work = kdir / "target"  # git-ignored, like lib/
-    with _file_lock(work / "resolve.lock"):
-        if _jars_current(lib, digest):  # another process resolved them while we waited
-            return lib
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError("Maven is needed once to download Kafka's jars from Maven Central: "
-                              "apt-get install -y maven (or run `make install`)")
-        staging = work / f"lib-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        progress("resolving Apache Kafka jars from Maven Central into "
-                 f"{lib} (first time only, about a minute)...")
-        started = time.monotonic()
-        try:
-            proc = subprocess.run(
-                [mvn, "-q", "-B", "-f", str(kdir / "pom.xml"), "dependency:copy-dependencies",
-                 f"-DoutputDirectory={staging}", "-DincludeScope=runtime", "-Dstyle.color=never"],
-                capture_output=True, text=True, cwd=kdir, stdin=subprocess.DEVNULL,
-                timeout=_MAVEN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise BrokerError(f"Maven did not finish within {_MAVEN_TIMEOUT_S:.0f}s; is Maven "
-                              "Central (or your mirror in ~/.m2/settings.xml) reachable?") from None
-        if proc.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-            shutil.rmtree(staging, ignore_errors=True)
-            output = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
-            tail = "\n".join(output.splitlines()[-30:])
-            raise BrokerError(f"Maven could not resolve Kafka (exit {proc.returncode}); is Maven "
-                              f"Central reachable? Last lines of its output:\n{tail}")
-        (staging / ".pom.sha256").write_text(digest + "\n")
-        old = work / f"lib-old-{os.getpid()}"
-        if lib.exists():
-            lib.rename(old)
-        staging.rename(lib)
-        shutil.rmtree(old, ignore_errors=True)
-        jars = len(list(lib.glob("*.jar")))
-        progress(f"resolved {jars} jars in {time.monotonic() - started:.0f}s")
-    return lib
-
-
-# -- readiness -------------------------------------------------------------------------------------
-def _split_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
-    """``kafka://h:p,h2:p2`` or ``h:p`` → [(host, port)]; the scheme is what Settings accepts."""
-    hosts: list[tuple[str, int]] = []
-    for part in bootstrap.split(","):
-        part = part.strip().split("://", 1)[-1]
-        host, _, port = part.rpartition(":")
-        if not host or not port.isdigit():
-            raise BrokerError(f"bad broker address {bootstrap!r}: expected host:port[,host:port]")
-        hosts.append((host.strip("[]"), int(port)))
-    return hosts
-
-
-def _tcp_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _quiet_aiokafka() -> Iterator[None]:
-    """Mute aiokafka's "Unable connect to node" errors while polling a booting broker — only
-    for records from this thread, so other clients in the process keep their logs."""
-    me = threading.get_ident()
-
-    def keep(record: logging.LogRecord) -> bool:
-        return record.thread != me or record.levelno >= logging.CRITICAL
-
-    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
-               if name == "aiokafka" or name.startswith("aiokafka.")]
-    for lg in loggers:
-        lg.addFilter(keep)
-    try:
-        yield
-    finally:
-        for lg in loggers:
-            lg.removeFilter(keep)
-
-
-async def _probe(bootstrap: str, request_timeout_ms: int) -> None:
-    """One readiness attempt: metadata with a controller, then a group coordinator.
-    Raises whatever the client raised, so the caller can report the last reason."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms,
-                                client_id="cxstream-readiness")
-    try:
-        await admin.start()
-        cluster = await admin.describe_cluster()
-        if not cluster.get("brokers") or cluster.get("controller_id", -1) < 0:
-            raise RuntimeError("no broker or no active controller in the metadata yet")
-        await admin.find_coordinator(PROBE_GROUP)
-    finally:
-        with contextlib.suppress(Exception):  # closing a client that never connected
-            await admin.close()
-
-
-async def wait_ready_async(bootstrap: str, timeout_s: float = 60.0, *,
-                           alive: Callable[[], bool] | None = None) -> None:
-    """Async form of :func:`wait_ready`, for callers already inside an event loop."""
-    import aiokafka.admin  # noqa: F401 - creates aiokafka's loggers before they are muted
-
-    hosts = _split_bootstrap(bootstrap)
-    plain = ",".join(f"{h}:{p}" for h, p in hosts)
-    deadline = time.monotonic() + timeout_s
-    last_error = "no attempt finished"
-    tcp_seen = False
-    with _quiet_aiokafka():
-        while True:
-            if alive is not None and not alive():
-                raise BrokerError("the broker process exited during start-up")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            tcp_seen = tcp_seen or any(_tcp_open(h, p) for h, p in hosts)
-            try:
-                await asyncio.wait_for(_probe(plain, int(min(5.0, max(remaining, 1.0)) * 1000)),
-                                       timeout=max(remaining, 0.1))
-                return
-            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
-                name, text = type(exc).__name__, str(exc)
-                last_error = text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
-            await asyncio.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
-    if not tcp_seen:
-        hint = (f"nothing listens at {plain}: start a broker (`cxstream broker start`) or point "
-                "CXSTREAM_BROKER at one")
-    else:
-        hint = (f"something listens at {plain} but did not answer as a ready Kafka broker (a "
-                "non-Kafka port, a TLS/SASL listener, advertised.listeners unreachable from "
-                "here, or a broker still starting: check its log)")
-    raise _NotReady(f"no ready Kafka broker at {plain} within {timeout_s:g}s; {hint}. "
-                    f"Last error: {last_error}", reason=last_error)
-
-
-def wait_ready(bootstrap: str, timeout_s: float = 60.0, *,
-               alive: Callable[[], bool] | None = None) -> None:
-    """Block until the broker(s) at ``bootstrap`` answer a metadata request with an active
-    controller and can name a group coordinator; any address works, local or remote (PLAINTEXT).
-
-    A TCP connect alone is not enough: the socket opens seconds before KRaft has elected its
-    controller, and clients that start then fail with coordinator errors. ``alive`` lets
-    :meth:`LocalBroker.start` stop waiting as soon as its JVM dies. Raises :class:`BrokerError`
-    saying whether nothing listened or something listened but did not answer as Kafka.
-    Call it from synchronous code; inside an event loop use :func:`wait_ready_async`.
-    """
-    asyncio.run(wait_ready_async(bootstrap, timeout_s, alive=alive))
-
-
-# -- process helpers -------------------------------------------------------------------------------
 def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """True if Kafka could not bind ``host:port``: something listens on it or holds it bound.
     SO_REUSEADDR as Kafka sets it, so sockets in TIME_WAIT from a previous broker do not count."""

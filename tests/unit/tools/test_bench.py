@@ -9,8 +9,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from cxstream.tools.bench.run import (add_ratios, compacted_state_bytes, dir_bytes, first_events,
-                            latency_summary, parse_phases, percentile, render_table, vm_hwm_kb)
+from cxstream.tools.bench.report import (add_ratios, compacted_state_bytes, dir_bytes,
+                                         latency_summary, parse_phases, percentile, render_table,
+                                         vm_hwm_kb)
+from cxstream.tools.bench.run import first_events
 from cxstream.cli import main
 from cxstream.tools.simulator import Simulator
 
@@ -146,7 +148,7 @@ def test_live_events_are_prepared_ready_to_send() -> None:
     when sent gives an event the worker accepts, in the partition `send` would choose."""
     from aiokafka.partitioner import DefaultPartitioner
 
-    from cxstream.tools.bench.run import _prepare_live
+    from cxstream.tools.bench.latency import _prepare_live
     from cxstream.core.decode import decode_interaction, decode_survey
     from cxstream.core.timefmt import format_rfc3339
 
