@@ -204,6 +204,7 @@ def simulate(seed: int, customers: int, rate: float, duration: float,
 def deadletters(follow: bool, as_json: bool) -> None:
     """Print dead-lettered input with its error code, reason and source position."""
     from cxstream.kafka.security import client_kwargs
+    from cxstream.tools.render import printable
     from cxstream.tools.tail import read_topic
 
     cfg = settings()
@@ -214,12 +215,13 @@ def deadletters(follow: bool, as_json: bool) -> None:
                                     security=client_kwargs(cfg)):
             n += 1
             if as_json:
-                click.echo(rec.value.decode("utf-8", "replace"))
+                click.echo(printable(rec.value.decode("utf-8", "replace")))
                 continue
             try:
                 d = orjson.loads(rec.value)
-                click.echo(f"{d['dead_lettered_at']}  {d['source_topic']}[{d['source_partition']}]"
-                           f"@{d['source_offset']}  {d['error_code']}: {d['reason']}")
+                click.echo(printable(f"{d['dead_lettered_at']}  {d['source_topic']}"
+                                     f"[{d['source_partition']}]@{d['source_offset']}  "
+                                     f"{d['error_code']}: {d['reason']}"))
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 click.echo(f"(unreadable dead letter at offset {rec.offset})")
         return n
@@ -281,7 +283,7 @@ def scores(segment: str | None, window: str, as_of: str | None, url: str | None,
 def alerts(follow: bool, from_beginning: bool, as_json: bool) -> None:
     """Print detractor / recovered alerts from the alert topic."""
     from cxstream.kafka.security import client_kwargs
-    from cxstream.tools.render import alert_line
+    from cxstream.tools.render import alert_line, printable
     from cxstream.tools.tail import read_topic
 
     cfg = settings()
@@ -293,7 +295,8 @@ def alerts(follow: bool, from_beginning: bool, as_json: bool) -> None:
                                     from_beginning=start, follow=follow,
                                     security=client_kwargs(cfg)):
             n += 1
-            click.echo(rec.value.decode() if as_json else alert_line(orjson.loads(rec.value)))
+            click.echo(printable(rec.value.decode("utf-8", "replace")) if as_json
+                       else alert_line(orjson.loads(rec.value)))
         return n
 
     n = run(go())

@@ -29,28 +29,45 @@ from cxstream.config.settings import Settings, SettingsError
 log = logging.getLogger(__name__)
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
+#: The endpoint peers ask for their partitions: it needs the peer token, always.
+PEER_PATH = "/_cx/partials"
 METRICS_PATH = "/metrics"
 REALM = "cxstream"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def resolve_token(settings: Settings) -> str | None:
-    """The configured API token, or None (no authentication). Raises SettingsError when both
-    variables are set, or the file cannot be read or is empty (never silently unprotected)."""
-    if settings.api_token and settings.api_token_file:
-        raise SettingsError("set CXSTREAM_API_TOKEN or CXSTREAM_API_TOKEN_FILE, not both")
-    if settings.api_token_file:
+def _token(value: str, path: str, variable: str) -> str | None:
+    """A token from `CXSTREAM_<variable>` or the file `CXSTREAM_<variable>_FILE` names, or None
+    when neither is set. Raises SettingsError when both are set, when the file cannot be read,
+    or when the token is blank: a token of spaces would turn authentication off unnoticed."""
+    if value and path:
+        raise SettingsError(f"set CXSTREAM_{variable} or CXSTREAM_{variable}_FILE, not both")
+    if path:
         try:
-            token = Path(settings.api_token_file).read_text().strip()
+            token = Path(path).read_text().strip()
         except OSError as exc:
-            raise SettingsError(f"CXSTREAM_API_TOKEN_FILE={settings.api_token_file!r} cannot be "
-                                f"read: {exc.strerror}") from None
+            raise SettingsError(f"CXSTREAM_{variable}_FILE={path!r} cannot be read: "
+                                f"{exc.strerror}") from None
         if not token:
-            raise SettingsError(f"CXSTREAM_API_TOKEN_FILE={settings.api_token_file!r} is empty")
+            raise SettingsError(f"CXSTREAM_{variable}_FILE={path!r} is empty")
         return token
-    token = settings.api_token.strip()
-    return token or None
+    if value and not value.strip():
+        raise SettingsError(f"CXSTREAM_{variable} is blank: set a token, or unset the variable "
+                            "for no authentication")
+    return value.strip() or None
+
+
+def resolve_token(settings: Settings) -> str | None:
+    """The configured API token, or None (no authentication); see `_token` for the errors."""
+    return _token(settings.api_token, settings.api_token_file, "API_TOKEN")
+
+
+def resolve_peer_token(settings: Settings) -> str | None:
+    """The token workers of a group present to each other's `/_cx/partials`: the peer token
+    when one is configured, else the API token, else None (queries needing a peer fail)."""
+    peer = _token(settings.peer_token, settings.peer_token_file, "PEER_TOKEN")
+    return peer if peer is not None else resolve_token(settings)
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
@@ -109,14 +126,26 @@ def _where(exc: BaseException) -> str:
     return " <- ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in reversed(frames[-4:]))
 
 
-def middleware(token: str | None, *, metrics_auth: bool = False,
+def middleware(token: str | None, *, peer_token: str | None = None, metrics_auth: bool = False,
                health_auth: bool = False) -> Any:
-    """The aiohttp middleware: authentication, JSON errors and the 500 safety net."""
+    """The aiohttp middleware: authentication, JSON errors and the 500 safety net.
+
+    `PEER_PATH` is checked against `peer_token` and refused (403) when there is none: it
+    hands out raw counts of any partition, so it is never open."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is not None and needs_token(request.path, metrics_auth=metrics_auth,
-                                             health_auth=health_auth):
+        if request.path == PEER_PATH:
+            if peer_token is None:
+                return error_response(403, "peer_token_required",
+                                      "this endpoint is for the workers of a group: set "
+                                      "CXSTREAM_PEER_TOKEN (or CXSTREAM_API_TOKEN), the same on "
+                                      "every worker")
+            header = request.headers.get("Authorization")
+            if not bearer_ok(header, peer_token):
+                return _unauthorized(supplied=bool(header))
+        elif token is not None and needs_token(request.path, metrics_auth=metrics_auth,
+                                               health_auth=health_auth):
             header = request.headers.get("Authorization")
             if not bearer_ok(header, token):
                 return _unauthorized(supplied=bool(header))
@@ -143,8 +172,11 @@ def middleware(token: str | None, *, metrics_auth: bool = False,
 
 
 def install(web_app: web.Application, settings: Settings) -> str | None:
-    """Put the middleware in front of `web_app`'s routes; returns the token (None: no auth)."""
-    token = resolve_token(settings)
-    web_app.middlewares.append(middleware(token, metrics_auth=settings.metrics_auth,
+    """Put the middleware in front of `web_app`'s routes; returns the peer token this worker
+    presents to its peers (None: queries that need a peer are refused). Raises SettingsError
+    for a token setting it cannot use (`_token`)."""
+    peer_token = resolve_peer_token(settings)
+    web_app.middlewares.append(middleware(resolve_token(settings), peer_token=peer_token,
+                                          metrics_auth=settings.metrics_auth,
                                           health_auth=settings.health_auth))
-    return token
+    return peer_token

@@ -17,6 +17,7 @@ import faust
 
 from cxstream.worker.processor import Processor
 from cxstream.api.auth import auth_headers
+from cxstream.api.peers import peer_refusal
 from cxstream.core import keys
 from cxstream.core.buckets import window_counts_all
 from cxstream.core.scoring import merge, zero
@@ -108,7 +109,11 @@ async def gather(app: faust.App, processor: Processor, segments: list[str] | Non
                  start: int, end: int, *, timeout_s: float = 10.0,
                  token: str | None = None) -> Partial:
     """Partials of every partition, local ones read here, remote ones asked of their owner
-    (with the API token, when one is configured: peers check it like any client)."""
+    with the peer `token` (`auth.resolve_peer_token`).
+
+    Raises QueryError: 503 while some partition has no owner or when a remote owner must be
+    asked but this worker has no peer token; 502 when an owner's URL is not a trusted peer
+    (`peers.peer_refusal`: outside ``CXSTREAM_PEER_NETWORKS``) or it does not answer."""
     me = str(app.conf.canonical_url).rstrip("/")
     dist = owners(app, processor)
     covered = {p for parts in dist.values() for p in parts}
@@ -121,8 +126,17 @@ async def gather(app: faust.App, processor: Processor, segments: list[str] | Non
     for url, parts in dist.items():
         if url == me:
             jobs.append(asyncio.sleep(0, local_partial(processor, parts, segments, start, end)))
-        else:
-            jobs.append(_remote(url, parts, segments, start, end, timeout_s, token))
+            continue
+        if token is None:
+            raise QueryError(503, "peer_token_required",
+                             "this query needs other workers' partitions: set CXSTREAM_PEER_TOKEN "
+                             "(or CXSTREAM_API_TOKEN), the same on every worker of the group")
+        refused = await peer_refusal(url, processor.settings.peer_networks)
+        if refused:
+            raise QueryError(502, "peer_refused",
+                             f"worker {url} is not a trusted peer ({refused}): check that "
+                             "worker's CXSTREAM_WEB_HOST and CXSTREAM_PEER_NETWORKS")
+        jobs.append(_remote(url, parts, segments, start, end, timeout_s, token))
     merged_counts: dict[str, list[int]] = {}
     merged_st: dict[int, int | None] = {}
     for part in await asyncio.gather(*jobs):
@@ -142,7 +156,8 @@ async def _remote(url: str, parts: list[int], segments: list[str] | None, start:
             async with s.get(f"{url}/_cx/partials", params=params,
                              headers=auth_headers(token), allow_redirects=False) as resp:
                 if resp.status != 200:
-                    hint = " (do the workers share one CXSTREAM_API_TOKEN?)" if resp.status == 401 else ""
+                    hint = (" (do the workers share one CXSTREAM_PEER_TOKEN, or CXSTREAM_API_TOKEN?)"
+                            if resp.status == 401 else "")
                     raise QueryError(502, "peer_error",
                                      f"worker {url} answered {resp.status} for its partitions{hint}")
                 return partial_from_json(await resp.json())

@@ -21,7 +21,7 @@ from cxstream.api import auth, collector
 from cxstream.worker.processor import Processor
 from cxstream.core.scoring import summary
 from cxstream.core.segments import parse_segment_key
-from cxstream.core.timefmt import format_rfc3339, parse_rfc3339
+from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339, parse_rfc3339
 from cxstream.core.windows import floor_minute
 from cxstream.api.queries import QueryError, gather, local_partial, partial_to_json
 from cxstream.config.settings import Settings
@@ -54,7 +54,8 @@ def readiness(app: faust.App) -> tuple[bool, list[str]]:
 def register(app: faust.App, settings: Settings, processor: Processor) -> None:
     """Declare cxstream's views on the Faust app's web server."""
     # Bearer-token check, JSON 401/404/405 and the JSON 500 safety net (see cxstream.api.auth).
-    token = auth.install(app.web.web_app, settings)
+    peer_token = auth.install(app.web.web_app, settings)
+    spans = {w.ms for w in settings.windows}
 
     def err(view: View, exc: QueryError) -> Response:
         return view.json(exc.body(), status=exc.status)
@@ -121,7 +122,7 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
             try:
                 window, as_of = window_and_as_of(request)
                 start = as_of - window.ms
-                partial = await gather(app, processor, None, start, as_of, token=token)
+                partial = await gather(app, processor, None, start, as_of, token=peer_token)
                 check_retention(partial, start, window)
             except QueryError as exc:
                 return err(self, exc)
@@ -141,7 +142,7 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
                     raise QueryError(400, "bad_segment", str(exc)) from None
                 window, as_of = window_and_as_of(request)
                 start = as_of - window.ms
-                partial = await gather(app, processor, [seg], start, as_of, token=token)
+                partial = await gather(app, processor, [seg], start, as_of, token=peer_token)
                 if seg not in partial.counts:
                     raise QueryError(404, "unknown_segment",
                                      f"no responses for segment {seg!r} within retention")
@@ -162,6 +163,14 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
             except (KeyError, ValueError):
                 return self.json({"error": "bad_request",
                                   "message": "partitions, start and end are required"}, status=400)
+            # Only what a query of this group can ask: a configured window's span, inside the
+            # timestamps the core can format, of partitions that exist. Anything else costs
+            # time and memory in proportion to the range, and no peer asks for it.
+            if (end - start not in spans or not MIN_MS <= start <= end <= MAX_MS
+                    or not all(0 <= p < settings.partitions for p in parts)):
+                return self.json({"error": "bad_request",
+                                  "message": "start and end must span one of the configured "
+                                             "windows, of partitions that exist"}, status=400)
             segments = q["segments"].split("\n") if "segments" in q else None
             active = {tp.partition for tp in app.assignor.assigned_actives()}
             if not set(parts) <= active:

@@ -8,6 +8,7 @@ leak into it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -86,6 +87,28 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
+#: Where the workers of one group usually reach each other: loopback, the private ranges
+#: (RFC 1918, shared address space, unique local) and link-local.
+PEER_NETWORKS = ("127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,"
+                 "169.254.0.0/16,::1/128,fc00::/7,fe80::/10")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(raw: str) -> tuple[IPNetwork, ...]:
+    nets = []
+    for part in raw.split(","):
+        if part.strip():
+            try:
+                nets.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not a network (CIDR such as "
+                                 "10.0.0.0/8)") from None
+    if not nets:
+        raise ValueError("at least one network is needed (CIDR, comma-separated)")
+    return tuple(nets)
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().upper()
@@ -155,10 +178,20 @@ SETTINGS: tuple[Spec, ...] = (
          "Host name other workers use to reach this one (query routing); default: `web_bind`, "
          "or the machine's host name when binding 0.0.0.0."),
     Spec("api_token", "", str,
-         "Bearer token the HTTP API requires (`/scores…` and the peer endpoint `/_cx/partials`; "
-         "every worker of a group needs the same one); empty: no authentication. See HTTP API security."),
+         "Bearer token the HTTP API requires (`/scores…`); empty: no authentication. Also the "
+         "peer token when `CXSTREAM_PEER_TOKEN` is unset. See HTTP API security."),
     Spec("api_token_file", "", str,
          "File holding the API token (e.g. a mounted secret), instead of `CXSTREAM_API_TOKEN`."),
+    Spec("peer_token", "", str,
+         "Token the workers of a group present to each other's `/_cx/partials` when a query "
+         "needs another worker's partitions; default: the API token. Every worker of a group "
+         "needs the same one; without either, such queries are refused."),
+    Spec("peer_token_file", "", str,
+         "File holding the peer token (e.g. a mounted secret), instead of `CXSTREAM_PEER_TOKEN`."),
+    Spec("peer_networks", PEER_NETWORKS, _networks,
+         "Networks (CIDR, comma-separated) a peer's address must lie in before a worker sends "
+         "it a query and the peer token (peer URLs come from the group's metadata, which any "
+         "member can write); default: loopback, private and link-local ranges."),
     Spec("metrics_auth", "false", _bool, "Whether `/metrics` also requires the API token."),
     Spec("health_auth", "false", _bool,
          "Whether `/healthz` and `/readyz` also require the API token (off: probes need no secret)."),
@@ -214,6 +247,9 @@ class Settings:
     web_host: str
     api_token: str = field(repr=False)
     api_token_file: str
+    peer_token: str = field(repr=False)
+    peer_token_file: str
+    peer_networks: tuple[IPNetwork, ...]
     metrics_auth: bool
     health_auth: bool
     data_dir: Path

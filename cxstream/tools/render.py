@@ -3,6 +3,7 @@ rich renderables of the demo's live terminal view. No I/O here."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -11,6 +12,20 @@ from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+
+#: What a terminal acts on instead of showing: C0 and C1 controls (ESC starts colour and cursor
+#: sequences, U+009B is a one-character CSI), DEL, line and paragraph separators, and the
+#: bidirectional overrides that make text read in another order than it is stored.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
+                      "\u2066-\u2069]")
+
+
+def printable(text: object) -> str:
+    """`text` for a terminal line: every control character (newlines too) shown as a JSON
+    escape such as ``\\u001b``, so text from the topics can neither move the cursor, recolour
+    or clear the screen, nor start a line of its own; JSON stays valid JSON."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", str(text))
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -25,7 +40,7 @@ def score_table(rows: list[dict[str, Any]], *, window: str, as_of: str) -> str:
         nps, csat, ces = r["nps"], r["csat"], r["ces"]
         flag = lambda part: "*" if part["low_sample"] else " "  # noqa: E731
         lines.append(
-            f"{r['segment'][:26]:<26} {_num(nps['score']):>7}{flag(nps)}{_num(nps['margin_of_error']):>5} "
+            f"{printable(r['segment'])[:26]:<26} {_num(nps['score']):>7}{flag(nps)}{_num(nps['margin_of_error']):>5} "
             f"{nps['responses']:>6}   {_num(csat['score']):>6}{flag(csat)}{csat['responses']:>6}   "
             f"{_num(ces['mean'], 2):>5}{flag(ces)}{_num(ces['high_effort_share'], 2):>5} {ces['responses']:>6}")
     if not rows:
@@ -34,10 +49,12 @@ def score_table(rows: list[dict[str, Any]], *, window: str, as_of: str) -> str:
 
 
 def alert_line(a: dict[str, Any]) -> str:
+    """One line per alert, its text from the topic made `printable`."""
     owner = (a.get("owner") or {}).get("name") or "no owner"
     comment = f' "{a["comment"]}"' if a.get("comment") else ""
-    return (f"{a['detected_at']}  {a['kind'].upper():<9} {a['customer_id']}  score {a['score']} "
-            f"(was {a['previous_category'] or 'no answer'})  owner: {owner}{comment}")
+    return printable(f"{a['detected_at']}  {a['kind'].upper():<9} {a['customer_id']}  score "
+                     f"{a['score']} (was {a['previous_category'] or 'no answer'})  owner: "
+                     f"{owner}{comment}")
 
 
 # -- the demo's live terminal view (rich) ------------------------------------------------------
@@ -130,7 +147,7 @@ def scores_renderable(body: dict[str, Any] | None) -> Panel:
         nps_cell = _flagged(fmt(nps.get("score")), nps)
         nps_cell.stylize(_nps_style(nps.get("score")))
         table.add_row(
-            str(r.get("segment", "?")), nps_cell, fmt(nps.get("margin_of_error")),
+            printable(r.get("segment", "?")), nps_cell, fmt(nps.get("margin_of_error")),
             _flagged(fmt(csat.get("score")), csat), _flagged(fmt(ces.get("mean"), 2), ces),
             DASH if share is None else f"{100 * share:.0f}%",
             f"{nps.get('responses', 0)}/{csat.get('responses', 0)}/{ces.get('responses', 0)}")
@@ -160,8 +177,8 @@ def alerts_renderable(alerts: Sequence[dict[str, Any]], *, limit: int = 10,
         detected = str(a.get("detected_at") or "")
         table.add_row(detected[11:19] if len(detected) >= 19 else detected,
                       Text(kind.upper(), style="bold red" if kind == "detractor" else "bold green"),
-                      str(a.get("customer_id", "?")), fmt(a.get("score"), 0), owner,
-                      truncate(a.get("comment"), comment_width) or DASH)
+                      printable(a.get("customer_id", "?")), fmt(a.get("score"), 0),
+                      printable(owner), printable(truncate(a.get("comment"), comment_width) or DASH))
     if not latest:
         table.add_row(Text("(no alert yet)", style="dim"), "", "", "", "", "")
     return Panel(table, title="latest alerts, newest first", title_align="left", padding=(0, 0),

@@ -35,6 +35,10 @@ def unique_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}."
 
 
+#: The peer token test workers share (see `Worker.env`).
+PEER_TOKEN = "peer-token-of-the-test-group"
+
+
 @dataclass
 class Worker:
     """One `cxstream worker` subprocess with its own web port."""
@@ -68,6 +72,11 @@ class Worker:
             "CXSTREAM_LOG_LEVEL": "info",
             **self.extra_env,
         })
+        # The workers of a test group reach each other's /_cx/partials, which is never open:
+        # they share a peer token unless the test sets its own tokens.
+        own = ("CXSTREAM_API_TOKEN", "CXSTREAM_PEER_TOKEN")
+        if not any(k.startswith(own) for k in self.extra_env):
+            env["CXSTREAM_PEER_TOKEN"] = PEER_TOKEN
         return env
 
     def start(self) -> None:

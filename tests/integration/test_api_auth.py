@@ -103,3 +103,28 @@ async def test_a_peer_with_another_token_is_refused(worker_factory: Any, tmp_pat
                                 as_of=format_rfc3339(1_800_000_000_000 - 1_800_000_000_000 % MINUTE))
     assert status == 502 and body["error"] == "peer_error"
     assert "401" in body["message"] and "CXSTREAM_API_TOKEN" in body["message"]
+
+
+async def test_workers_with_their_own_api_tokens_share_one_peer_token(
+        worker_factory: Any) -> None:
+    """The peer token, not the API token, opens a peer's `/_cx/partials`: two workers whose API
+    tokens differ answer for the whole group once they share CXSTREAM_PEER_TOKEN, and the
+    peer endpoint refuses their API tokens and any range no query asks."""
+    a = worker_factory(name="a", extra_env={"CXSTREAM_API_TOKEN": TOKEN,
+                                            "CXSTREAM_PEER_TOKEN": "peer-7f3a"})
+    b = worker_factory(name="b", extra_env={"CXSTREAM_API_TOKEN": "another-token",
+                                            "CXSTREAM_PEER_TOKEN": "peer-7f3a"})
+    a.start()
+    b.start()
+    await asyncio.gather(a.wait_ready(), b.wait_ready())
+    await wait_for(lambda: split_between(a, b), 120, "the group to settle on two members")
+    as_of = format_rfc3339(1_800_000_000_000 - 1_800_000_000_000 % MINUTE)
+    for w, token in ((a, TOKEN), (b, "another-token")):
+        status, body, _ = await get(w, "/scores", token, window="24h", as_of=as_of)
+        assert status == 200, body
+    hour = str(3_600_000)
+    status, _, _ = await get(b, "/_cx/partials", TOKEN, partitions="0", start="0", end=hour)
+    assert status == 401
+    status, body, _ = await get(b, "/_cx/partials", "peer-7f3a", partitions="0",
+                                start="0", end=str(10**6 * 86_400_000))
+    assert status == 400 and body["error"] == "bad_request"

@@ -27,6 +27,7 @@ from cxstream.config.settings import Settings, SettingsError
 TOKEN = "s3cret-token-\u00e9"  # non-ASCII on purpose: compared as bytes
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
 PERSONAL = "ana.lopez@example.com said: the agent was rude"
+HOUR_MS = 3_600_000  # the span of the default 1h window
 
 
 def settings(tmp_path: Path, **env: str) -> Settings:
@@ -126,8 +127,8 @@ async def test_right_token_is_200(client: TestClient, empty_group: list[dict[str
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["segments"] == []
     assert empty_group[-1]["token"] == TOKEN  # peers are asked with the token too
-    resp = await client.get("/_cx/partials", params={"partitions": "", "start": "0", "end": "1"},
-                            headers=GOOD)
+    resp = await client.get("/_cx/partials", params={"partitions": "", "start": "0",
+                                                     "end": str(HOUR_MS)}, headers=GOOD)
     assert resp.status == 200
     assert (await resp.json())["counts"] == {}
 
@@ -269,3 +270,67 @@ def test_scores_cli_sends_the_token(tmp_path: Path) -> None:
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+# -- blank tokens, the peer token and the peer endpoint's range ------------------------------
+@pytest.mark.parametrize("env", [{"CXSTREAM_API_TOKEN": "   "}, {"CXSTREAM_PEER_TOKEN": "\t \n"}])
+def test_a_blank_token_is_refused_at_start(tmp_path: Path, env: dict[str, str]) -> None:
+    """A token of spaces would turn authentication off unnoticed: the worker does not start."""
+    with pytest.raises(SettingsError, match="is blank"):
+        create_app(settings(tmp_path, **env))
+
+
+def test_the_peer_token_defaults_to_the_api_token(tmp_path: Path) -> None:
+    assert auth.resolve_peer_token(settings(tmp_path)) is None
+    assert auth.resolve_peer_token(settings(tmp_path, CXSTREAM_API_TOKEN="api")) == "api"
+    both = settings(tmp_path, CXSTREAM_API_TOKEN="api", CXSTREAM_PEER_TOKEN="peer")
+    assert auth.resolve_peer_token(both) == "peer" and auth.resolve_token(both) == "api"
+    f = tmp_path / "peer"
+    f.write_text("from-file\n")
+    assert auth.resolve_peer_token(settings(tmp_path, CXSTREAM_PEER_TOKEN_FILE=str(f))) == "from-file"
+    with pytest.raises(SettingsError, match="not both"):
+        auth.resolve_peer_token(settings(tmp_path, CXSTREAM_PEER_TOKEN="a",
+                                         CXSTREAM_PEER_TOKEN_FILE=str(f)))
+
+
+async def test_the_peer_endpoint_is_never_open(make_client: Callable[..., Any]) -> None:
+    c = await make_client()  # no token at all: the API is open, the peer endpoint is not
+    resp = await c.get("/_cx/partials", params={"partitions": "0", "start": "0", "end": str(HOUR_MS)})
+    assert resp.status == 403 and (await resp.json())["error"] == "peer_token_required"
+    assert (await c.get("/healthz")).status == 200
+
+
+async def test_the_peer_endpoint_takes_the_peer_token_only(make_client: Callable[..., Any],
+                                                           empty_group: list[dict[str, Any]]) -> None:
+    c = await make_client(CXSTREAM_API_TOKEN=TOKEN, CXSTREAM_PEER_TOKEN="peer-secret")
+    params = {"partitions": "", "start": "0", "end": str(HOUR_MS)}
+    assert (await c.get("/_cx/partials", params=params, headers=GOOD)).status == 401
+    peer = {"Authorization": "Bearer peer-secret"}
+    assert (await c.get("/_cx/partials", params=params, headers=peer)).status == 200
+    assert (await c.get("/scores", headers=peer)).status == 401  # the API keeps its own token
+    assert (await c.get("/scores", headers=GOOD)).status == 200
+    assert empty_group[-1]["token"] == "peer-secret"  # peers are asked with the peer token
+
+
+@pytest.mark.parametrize("params", [
+    {"partitions": "0", "start": "0", "end": str(10**6 * 86_400_000)},  # 10^6 days
+    {"partitions": "0", "start": str(2**62 - HOUR_MS), "end": str(2**62)},  # past year 9999
+    {"partitions": "0", "start": "0", "end": str(HOUR_MS + 1)},  # no configured window
+    {"partitions": "0", "start": str(HOUR_MS), "end": "0"},
+    {"partitions": "4", "start": "0", "end": str(HOUR_MS)},  # 4 partitions: 0..3
+    {"partitions": "-1", "start": "0", "end": str(HOUR_MS)},
+])
+async def test_the_peer_endpoint_answers_only_ranges_a_query_asks(
+        client: TestClient, params: dict[str, str]) -> None:
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    resp = await client.get("/_cx/partials", params=params, headers=GOOD)
+    assert resp.status == 400 and (await resp.json())["error"] == "bad_request"
+    assert loop.time() - began < 1.0  # refused before any work in proportion to the range
+
+
+async def test_every_configured_window_span_is_answered(client: TestClient) -> None:
+    for ms in (HOUR_MS, 24 * HOUR_MS, 7 * 24 * HOUR_MS, 30 * 24 * HOUR_MS):
+        resp = await client.get("/_cx/partials", headers=GOOD,
+                                params={"partitions": "", "start": "0", "end": str(ms)})
+        assert resp.status == 200, (ms, await resp.text())

@@ -76,6 +76,22 @@ def test_workers_are_reachable_by_peers_and_keep_state() -> None:
     assert len(volumes_used) == len(set(volumes_used)), "each worker needs its own state volume"
 
 
+def test_workers_share_a_peer_token_made_at_random() -> None:
+    """/_cx/partials is never open: both workers read one token, made once by a one-shot
+    service into a volume (never a value written in this file)."""
+    maker = SERVICES["peer-token"]
+    (maker_mount,) = maker["volumes"]
+    volume, directory = maker_mount.split(":")[:2]
+    assert "secrets.token_urlsafe" in " ".join(maker["command"])
+    assert directory in " ".join(maker["command"]) and "os.path.exists" in " ".join(maker["command"])
+    for name, service in WORKERS.items():
+        env = env_of(service)
+        assert "CXSTREAM_PEER_TOKEN" not in env and "CXSTREAM_API_TOKEN" not in env, name
+        assert env["CXSTREAM_PEER_TOKEN_FILE"] == f"{directory}/token", name
+        assert f"{volume}:{directory}:ro" in service["volumes"], name
+        assert service["depends_on"]["peer-token"]["condition"] == "service_completed_successfully"
+
+
 def test_kafka_listener_and_storage() -> None:
     kafka = env_of(SERVICES["kafka"])
     assert "INTERNAL://kafka:29092" in kafka["KAFKA_ADVERTISED_LISTENERS"]

@@ -107,6 +107,17 @@ def test_peers_reach_each_worker_by_a_stable_name() -> None:
     assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
+def test_workers_read_their_peer_token_from_a_secret() -> None:
+    """/_cx/partials is never open: every worker reads one peer token from the Secret the
+    operator creates (never a value in these files), and the steps say how to create it."""
+    (item,) = [e for e in WORKER["env"] if e["name"] == "CXSTREAM_PEER_TOKEN"]
+    ref = item["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("cxstream-peer", "token") and not ref.get("optional")
+    assert "CXSTREAM_PEER_TOKEN" not in CONFIG and "CXSTREAM_API_TOKEN" not in CONFIG
+    create = "kubectl -n cxstream create secret generic cxstream-peer --from-literal=token="
+    assert create in (K8S / "kustomization.yaml").read_text()
+
+
 def test_probes_point_at_real_endpoints_on_the_web_port() -> None:
     assert {"/healthz", "/readyz", "/metrics"} <= WEB_PAGES
     ports = {p["name"]: p["containerPort"] for p in WORKER["ports"]}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from typing import Any
 
+import pytest
 from rich.console import Console
 
+from cxstream.tools import render
 from cxstream.tools.render import (DemoStatus, alert_line, alerts_renderable, demo_header, demo_view,
                              scores_renderable, score_table, truncate)
 
@@ -126,3 +130,36 @@ def test_plain_text_is_unchanged() -> None:
     assert line.startswith("2026-03-01T12:34:56.789Z  DETRACTOR cust-0042  score 2")
     assert "owner: Dana Owner" in line
     assert "no owner" in alert_line(RECOVERED)
+
+
+# -- text from the topics cannot drive the terminal ------------------------------------------
+HOSTILE = ["\x1b[2J\x1b[H", "\x9b31m", "line\nbreak", "cr\rreturn", "\x85next", "\u2028sep",
+           "\u2029para", "\u202egnirts", "\x07bell", "\x7fdel", "\x00nul"]
+
+
+def _raw_controls(text: str) -> list[str]:
+    return [c for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp")
+            or c in "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"]
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+def test_alert_lines_and_tables_show_control_characters_as_escapes(bad: str) -> None:
+    alert = {"detected_at": "2026-10-31T14:05:00Z", "kind": "detractor", "customer_id": f"c{bad}",
+             "score": 2, "previous_category": None, "owner": {"name": f"Ana{bad}"},
+             "comment": f"rude{bad}agent"}
+    line = render.alert_line(alert)
+    assert not _raw_controls(line) and "\n" not in line
+    assert "rude" in line and "agent" in line
+    table = render.score_table([dict(_row('x', 10.0, 1.0, 40, 80.0, 2.0, 0.1), segment=f"plan:{bad}")], window="7d", as_of="x")
+    assert all(not _raw_controls(row) for row in table.split("\n")) and table.count("\n") == 2
+    console = Console(width=160, record=True, color_system=None, force_terminal=False)
+    console.print(render.alerts_renderable([alert]))
+    console.print(render.scores_renderable({"segments": [dict(_row('x', 10.0, 1.0, 40, 80.0, 2.0, 0.1), segment=f"plan:{bad}")]}))
+    assert not _raw_controls(console.export_text().replace("\n", ""))
+
+
+def test_printable_keeps_json_valid_and_text_whole() -> None:
+    doc = {"comment": "".join(HOSTILE), "n": 1}
+    line = render.printable(json.dumps(doc, ensure_ascii=False))
+    assert not _raw_controls(line) and json.loads(line) == doc
+    assert render.printable("Olá, mundo — ok") == "Olá, mundo — ok"
