@@ -100,7 +100,11 @@ class _BatchingConsumer(AIOKafkaConsumer):
                 return
             raise
         except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
+            # The type only at ERROR: an exception's message and traceback may quote the
+            # records it was handling (customer data); they are at DEBUG.
+            self.log.error("Drain messages raised %s; the consumer stops",
+                           type(exc).__name__)
+            self.log.debug("details of the error", exc_info=exc)
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
@@ -166,7 +170,7 @@ class _BatchingConsumer(AIOKafkaConsumer):
             await self.perform_seek()
         except Exception as exc:  # noqa: BLE001 - as Faust's getmany
             self.log.warning("exception seeking the input partitions back to their committed "
-                             "offsets %r", exc)
+                             "offsets: %s", type(exc).__name__)
 
     async def _recover_again(self, tps: Collection[TP]) -> None:
         """Seek the changelog partitions under active recovery among `tps`, whose fetched
