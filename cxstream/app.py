@@ -108,6 +108,8 @@ def create_app(settings: Settings) -> faust.App:
 
         @app.task
         async def notify() -> None:
+            # Supervised (`Notifier.run`): returns only when cancelled, so no notification
+            # failure can leave this task and stop the worker.
             await notifier.run()
 
     return app

@@ -2,8 +2,9 @@
 
 Counters are per process and monotonic; with one scrape target per worker,
 ``sum(rate(...))`` across workers is correct. Labels are bounded: topics, outcomes and error
-codes come from closed lists; segments are capped per dimension (`CXSTREAM_SEGMENT_VALUE_CAP`);
-windows and partitions are configured.
+codes come from closed lists; dimensions and their values are capped per partition
+(`CXSTREAM_MAX_DIMENSIONS`, `CXSTREAM_SEGMENT_VALUE_CAP`), and segment labels per metric and
+window (`CXSTREAM_METRIC_SEGMENTS_MAX`); windows and partitions are configured.
 
 Metrics updated as things happen are registered below. Metrics read from the live worker at
 each scrape (segment counts and scores, consumer lag, recovery, assignment) are declared in
@@ -55,6 +56,33 @@ NOTIFICATIONS = Counter(
     ["channel", "outcome"],
     registry=REGISTRY,
 )
+NOTIFICATIONS_FAILED = Counter(
+    "cxstream_notifications_failed_total",
+    "Notifications that failed for good (each also on the notification dead-letter topic), by "
+    "channel (`-`: the alert record itself could not be handled) and reason: timeout, refused, "
+    "http_error, smtp_error, connection, bad_alert, error.",
+    ["channel", "reason"],
+    registry=REGISTRY,
+)
+#: Reasons of `NOTIFIER_ERRORS` (a closed list).
+NOTIFIER_ERROR_REASONS = ("commit_failed", "kafka", "error")
+NOTIFIER_ERRORS = Counter(
+    "cxstream_notifier_errors_total",
+    "Failures of the notifier's own loop (not of a delivery), by reason: commit_failed (the "
+    "group refused an offset commit after a rebalance; the loop goes on and the alerts are "
+    "handled again, at least once), kafka and error (the loop stopped and restarts after a "
+    "backoff; the worker keeps running).",
+    ["reason"],
+    registry=REGISTRY,
+)
+for _reason in NOTIFIER_ERROR_REASONS:  # every series exists from the start
+    NOTIFIER_ERRORS.labels(_reason)
+NOTIFIER_QUEUED = Gauge(
+    "cxstream_notifier_queued_alerts",
+    "Alerts the notifier has read from the alert topic and not yet handled (at most the "
+    "routing file's queue_size per alert partition).",
+    registry=REGISTRY,
+)
 SEGMENT_FOLDS = Counter(
     "cxstream_segment_values_folded_total",
     "Responses whose value for a dimension was folded into `<dimension>:other` by the value cap.",
@@ -80,6 +108,23 @@ RECOVERY_STALLS = Counter(
     "Changelog partitions that received nothing for 15 s during table recovery while behind "
     "their end, and were read again from the next offset needed (`cxstream.worker.recovery_watch`; each is "
     "also logged as a warning). Should stay 0.",
+    registry=REGISTRY,
+)
+KAFKA_RETRIES = Counter(
+    "cxstream_kafka_retries_total",
+    "Records sent again after Kafka failed them with an error that waiting can fix (broker "
+    "away, leader moving, timeout), by record (alert, deadletter, state, notification_state, "
+    "notification_deadletter) and the error's type (`cxstream.kafka.retry`).",
+    ["record", "error"],
+    registry=REGISTRY,
+)
+KAFKA_SEND_FAILURES = Counter(
+    "cxstream_kafka_send_failures_total",
+    "Records Kafka refused for a reason sending again cannot fix (too large, not authorized, "
+    "malformed, topic gone), by record and the error's type; each is logged as an error "
+    "naming the fix, and the input behind it is dead-lettered or the worker stops. Should "
+    "stay 0.",
+    ["record", "error"],
     registry=REGISTRY,
 )
 
@@ -169,6 +214,9 @@ SCRAPED: tuple[Scraped, ...] = (
             + _PER_WORKER),
     Scraped("cxstream_segment_ces_effort_mean", _SEG,
             "CES mean effort 1..5 in the window; only with >= 1 CES response." + _PER_WORKER),
+    Scraped("cxstream_metric_segments_summed", ("window",),
+            "Segments not exported on their own in the window, past CXSTREAM_METRIC_SEGMENTS_MAX "
+            "(those with the fewest responses), summed into segment=\"other\"."),
     Scraped("cxstream_consumer_lag_messages", ("topic", "partition"),
             "Messages not yet processed per owned input partition: high watermark minus the next "
             "offset to process (absent while rebalancing or restoring state)."),

@@ -35,7 +35,19 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from cxstream import metrics
 from cxstream.worker.processor import Processor
-from cxstream.core.scoring import CES_HIGH, CES_SUM, summary
+from cxstream.core.scoring import (
+    CES_HIGH,
+    CES_N,
+    CES_SUM,
+    CSAT_N,
+    DETRACTORS,
+    PASSIVES,
+    PROMOTERS,
+    merge,
+    summary,
+    zero,
+)
+from cxstream.core.segments import ALL
 from cxstream.core.windows import Window, floor_minute
 from cxstream.api.queries import add_counts, partition_counts, readers
 
@@ -61,6 +73,46 @@ _SEGMENT_VALUES: dict[str, Callable[[list[int], dict[str, Any]], float | None]] 
 }
 
 
+#: The segment label of the sum of the segments past `CXSTREAM_METRIC_SEGMENTS_MAX` (no
+#: segment key is a plain word but `all`, so it is never a segment's own).
+OTHER = "other"
+
+
+def capped_segments(total: dict[str, list[int]], most: int) -> tuple[dict[str, list[int]], int]:
+    """At most `most` segments of `total` (segment → counts), for one window: all of them
+    when they are that few; else `all`, the `most` − 2 with the most responses (ties: by
+    name) and `other`, the sum of the rest. Returns them and how many were summed.
+
+    Why: every segment is a series of each segment gauge, and a partition may hold up to
+    `CXSTREAM_MAX_DIMENSIONS` × `CXSTREAM_SEGMENT_VALUE_CAP` of them, more across the
+    partitions of a worker; Prometheus slows down with every series. The sum keeps the
+    counts additive (`sum by (window)` over the segment gauges is unchanged); its derived
+    scores mix unrelated segments and only say how much is left out."""
+    if len(total) <= most:
+        return total, 0
+    ranked = sorted((s for s in total if s != ALL), key=lambda s: (-_responses(total[s]), s))
+    keep = max(most - 2, 0)
+    out = {s: total[s] for s in ranked[:keep]}
+    if ALL in total:
+        out[ALL] = total[ALL]
+    rest = zero()
+    for s in ranked[keep:]:
+        rest = merge(rest, total[s])
+    out[OTHER] = rest
+    return out, len(ranked) - keep
+
+
+def _responses(counts: list[int]) -> int:
+    return (counts[PROMOTERS] + counts[PASSIVES] + counts[DETRACTORS] + counts[CSAT_N]
+            + counts[CES_N])
+
+
+#: Segments summed into `other` per window (`capped_segments`).
+_SUMMED = "cxstream_metric_segments_summed"
+#: The families `segment_families` fills.
+_FAMILIES = (*_SEGMENT_VALUES, _SUMMED)
+
+
 def _family(name: str) -> GaugeMetricFamily:
     spec = metrics.SCRAPED_BY_NAME[name]
     return GaugeMetricFamily(spec.name, spec.help, labels=list(spec.labels))
@@ -76,8 +128,11 @@ def _segment_steps(processor: Processor, partitions: Iterable[int], windows: Ite
         for reader in rs:
             add_counts(total, partition_counts(reader, as_of - window.ms, as_of))
             yield
-        for segment in sorted(total):
-            counts = total[segment]
+        shown, summed = capped_segments(total, processor.settings.metric_segments_max)
+        if rs:
+            fams[_SUMMED].add_metric([window.name], summed)
+        for segment in sorted(shown):
+            counts = shown[segment]
             scores = summary(counts, min_responses=processor.settings.min_responses)
             for name, value_of in _SEGMENT_VALUES.items():
                 value = value_of(counts, scores)
@@ -87,8 +142,9 @@ def _segment_steps(processor: Processor, partitions: Iterable[int], windows: Ite
 
 def segment_families(processor: Processor, partitions: Iterable[int],
                      windows: Iterable[Window], as_of: int) -> list[GaugeMetricFamily]:
-    """The per-segment gauges over `partitions`, every window ending at `as_of` (ms)."""
-    fams = {name: _family(name) for name in _SEGMENT_VALUES}
+    """The per-segment gauges over `partitions`, every window ending at `as_of` (ms), at
+    most `CXSTREAM_METRIC_SEGMENTS_MAX` segments per window (`capped_segments`)."""
+    fams = {name: _family(name) for name in _FAMILIES}
     for _ in _segment_steps(processor, partitions, windows, as_of, fams):
         pass
     return list(fams.values())
@@ -99,7 +155,7 @@ async def segment_families_sliced(processor: Processor, partitions: Iterable[int
                                   still_valid: Callable[[], bool]) -> list[GaugeMetricFamily] | None:
     """`segment_families`, letting the event loop run every `SLICE_S`; None if `still_valid()`
     turns false at one of those points (a rebalance began: the partitions may change hands)."""
-    fams = {name: _family(name) for name in _SEGMENT_VALUES}
+    fams = {name: _family(name) for name in _FAMILIES}
     deadline = time.perf_counter() + SLICE_S
     for _ in _segment_steps(processor, partitions, windows, as_of, fams):
         if time.perf_counter() >= deadline:
@@ -205,9 +261,9 @@ class WorkerCollector(Collector):
                                                  still_valid)
         except Exception:  # noqa: BLE001 - as `_guarded`
             log.exception("scrape-time metrics %s failed; left out of this scrape",
-                          ", ".join(_SEGMENT_VALUES))
+                          ", ".join(_FAMILIES))
             fams = None
-        self._prepared = fams if fams is not None else [_family(n) for n in _SEGMENT_VALUES]
+        self._prepared = fams if fams is not None else [_family(n) for n in _FAMILIES]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         processor = self.processor
@@ -219,7 +275,7 @@ class WorkerCollector(Collector):
             yield from _guarded(
                 lambda: segment_families(processor, owned if ready else (),
                                          processor.settings.windows, as_of),
-                list(_SEGMENT_VALUES))
+                list(_FAMILIES))
         yield from _guarded(
             lambda: [lag_family(self.app.consumer, inputs, processor.kinds) if ready
                      else _family("cxstream_consumer_lag_messages")],

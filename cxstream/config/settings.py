@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -17,6 +18,7 @@ from typing import Any, Callable, Mapping
 from cxstream.config.errors import SettingsError
 from cxstream.config.secrets import Secret, read_secret
 from cxstream.config.tls import build_ssl_context
+from cxstream.core.timefmt import parse_rfc3339
 from cxstream.core.windows import Window, parse_duration, parse_windows
 
 PREFIX = "CXSTREAM_"
@@ -76,6 +78,21 @@ def _store(raw: str) -> str:
 
 def _opt_duration(raw: str) -> int | None:
     return parse_duration(raw) if raw.strip() else None
+
+
+def _min_event_time(raw: str) -> int:
+    """An RFC 3339 instant between 1970-01-01T00:00:00Z and now, as epoch ms. Not earlier:
+    windows and the HTTP API reach a horizon back from the events, which must stay in years
+    0001..9999; not later: every event would be dead-lettered."""
+    ms = parse_rfc3339(raw.strip())
+    if ms is None:
+        raise ValueError("expected an RFC 3339 date-time with an offset or Z, "
+                         "e.g. 2000-01-01T00:00:00Z")
+    if ms < 0:
+        raise ValueError("expected 1970-01-01T00:00:00Z or later")
+    if ms > time.time() * 1000:
+        raise ValueError("expected a time in the past (every event would be dead-lettered)")
+    return ms
 
 
 def _dimensions(raw: str) -> frozenset[str] | None:
@@ -203,10 +220,23 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("windows", "1h,24h,7d,30d", parse_windows, "Rolling windows reported per segment."),
     Spec("grace", "1h", parse_duration,
          "Extra lateness accepted beyond the largest window before a response is `too_late`."),
+    Spec("min_event_time", "2000-01-01T00:00:00Z", _min_event_time,
+         "Earliest `occurred_at`/`updated_at` accepted (RFC 3339, 1970 or later); earlier events "
+         "are dead-lettered as `timestamp_out_of_range` (usually a producer's zero or default "
+         "date)."),
     Spec("segment_dimensions", "", _dimensions,
          "Segment dimensions that count (comma-separated, e.g. `plan,region,touchpoint`); empty = all."),
     Spec("segment_value_cap", "50", _pos_int,
          "Distinct values kept per dimension (per partition); further values fold into `<dim>:other`."),
+    Spec("max_dimensions", "20", _pos_int,
+         "Distinct dimensions counted per partition when `CXSTREAM_SEGMENT_DIMENSIONS` is empty; "
+         "a response's further dimensions do not count (`too_many_dimensions`)."),
+    Spec("max_response_dimensions", "16", _pos_int,
+         "Most dimensions one response may count in (touchpoint and channel included); a "
+         "response with more counts in `all` only (`too_many_dimensions`)."),
+    Spec("metric_segments_max", "500", _pos_int,
+         "Most segment label values exported per segment metric and window on `/metrics`; "
+         "the rest are summed into `segment=\"other\"`."),
     Spec("min_responses", "30", _pos_int, "Below this many responses a score is flagged `low_sample`."),
     Spec("journey_length", "10", _pos_int, "Recent interactions kept per customer as alert context."),
     Spec("batch_size", "2000", _pos_int,
@@ -256,8 +286,12 @@ class Settings:
     store: str
     windows: tuple[Window, ...]
     grace: int
+    min_event_time: int
     segment_dimensions: frozenset[str] | None
     segment_value_cap: int
+    max_dimensions: int
+    max_response_dimensions: int
+    metric_segments_max: int
     min_responses: int
     journey_length: int
     batch_size: int

@@ -116,10 +116,12 @@ def plan_records(kind: Kind, records: Sequence[Any], pending: PendingWrites, cfg
     called with a record and the exception its planning raised, to log it.
 
     Returns None. Never raises for a bad record: a record that does not decode or comes too
-    late is rejected with its reason; one whose planning raises an `Exception` is rejected
-    as a processing error after `failed(record, exc)`. One bad event must never stop the
-    stream; only an exception of `failed` itself, or one that is not an `Exception`, ends
-    the loop.
+    late is rejected with its reason; an accepted response that did not count in every one
+    of its segments (a dimension or value cap was reached) is also listed in
+    `out.rejected`, once per reason (`Plan.notices`), for an informational dead letter;
+    one whose planning raises an `Exception` is rejected as a processing error after
+    `failed(record, exc)`. One bad event must never stop the stream; only an exception of
+    `failed` itself, or one that is not an `Exception`, ends the loop.
 
     Guarantee: the pending writes, coalesced per key, give the same final state as the
     records planned and written one at a time; written kind by kind (`PendingWrites.ordered`)
@@ -139,12 +141,21 @@ def plan_records(kind: Kind, records: Sequence[Any], pending: PendingWrites, cfg
         _count(events, (kind, p.outcome))
         if p.rejection is not None:
             out.rejected.append((p.rejection, msg))
+            # `entry_too_large` keeps its admissions and its stream time (`step._too_large`).
+            if p.before_alert:
+                pending.put(partition, p.before_alert)
+            if p.after_alert:
+                pending.put(partition, p.after_alert)
+            if p.stream_time is not None:
+                out.advanced[partition] = p.stream_time
             continue
         if p.before_alert:  # empty for interactions, most of the stream
             pending.put(partition, p.before_alert)
         pending.put(partition, p.after_alert)
         if p.alert is not None:
             out.alerts.append(p.alert)
+        for notice in p.notices:  # counted, but not in every segment: told, for information
+            out.rejected.append((notice, msg))
         if p.outcome == "accepted" and p.survey is not None:
             _count(out.responses, (p.survey, p.category or "none"))
             for dim in p.folded:

@@ -12,19 +12,37 @@ buckets in each of ~6 segments), each a changelog record, a store write and an i
 now it writes three, shared with the batch's other responses of the same minute, hour and
 day, and the worker keeps far fewer entries. A response's segments all land in
 the same three entries at once, so one stamp per entry is as exact as one per segment.
+
+Size: an entry must fit in one changelog record (the topic's `max.message.bytes`), and holds
+every segment of its partition and bucket, so `fits` bounds it. It measures an entry by the
+set of its segments, each taken with the widest counts it could ever hold, not by its bytes
+now: segments are only ever added to an entry, so that measure only grows, and whether a
+response fits is then decided the same way when a replay after a crash finds the entry
+already holding later responses (`cxstream.core.step`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence, TypeAlias
 
+import orjson
+
 from cxstream.core import keys
 from cxstream.core.model import SurveyResponse
 from cxstream.core.scoring import WIDTH, Counts, Increment, merge, plus, zero
 from cxstream.core.windows import bucket_keys_for, cover
 
-__all__ = ["BucketKey", "add_response", "increments", "query", "stored_counts",
-           "window_counts_all"]
+__all__ = ["BucketKey", "add_response", "fits", "increments", "query", "segment_bytes",
+           "stored_counts", "window_counts_all"]
+
+#: Bytes of one segment's counts at their widest: 8 counters of up to 20 digits, in [].
+COUNTS_MAX = 2 + 8 * 20 + 7
+#: Bytes of one segment of an entry at the widest the decoder lets it be: the quoted key
+#: (a dimension of up to 64 ASCII characters, a colon, a value of up to 128 characters of
+#: up to 6 bytes each once escaped), a colon, the counts and a comma.
+SEGMENT_MAX = 2 + 64 + 1 + 128 * 6 + 1 + COUNTS_MAX + 1
+#: Bytes of an entry besides its segments: {"o":<offset>,"s":{}}.
+ENTRY_OVERHEAD = 40
 
 #: (segment, resolution_ms, bucket_start_ms)
 BucketKey: TypeAlias = tuple[str, int, int]
@@ -82,6 +100,41 @@ def add_response(stored: Any, offset: int, segments: Sequence[str],
             new[position] += amount
         counts[segment] = new
     return {"o": offset, "s": counts}
+
+
+def segment_bytes(segment: str) -> int:
+    """Bytes `segment` takes in a stored entry at most: its quoted JSON key, a colon, its
+    counts at their widest (`COUNTS_MAX`) and a comma."""
+    return len(orjson.dumps(segment)) + 1 + COUNTS_MAX + 1
+
+
+def fits(stored: Any, segments: Sequence[str], bound: int) -> bool:
+    """Whether the bucket entry `stored` (None: none yet) stays within `bound` bytes once a
+    response counted in `segments` is added: True when the response adds no segment to it
+    (counts grow, the measure does not), else whether its segments and the new ones, each
+    at its widest (`segment_bytes`), and `ENTRY_OVERHEAD` add up to at most `bound`.
+
+    Guarantee: an entry kept within `bound` this way encodes to at most `bound` bytes; and
+    the answer is the same for any `stored` holding more segments than this one (later
+    responses) as long as the response adds one: the measure only grows. Cheap for an entry
+    that is far from the bound (its number of segments, `SEGMENT_MAX` each, is checked
+    first); only an entry near it is measured segment by segment."""
+    counts: dict[str, Counts] = {} if stored is None else stored_counts(stored)
+    new = 0
+    for segment in segments:
+        if segment not in counts:
+            new += 1
+    if not new:
+        return True
+    if (len(counts) + new) * SEGMENT_MAX + ENTRY_OVERHEAD <= bound:
+        return True
+    size = ENTRY_OVERHEAD
+    for segment in counts:
+        size += segment_bytes(segment)
+    for segment in segments:
+        if segment not in counts:
+            size += segment_bytes(segment)
+    return size <= bound
 
 
 def stored_counts(entry: Any) -> dict[str, Counts]:

@@ -22,6 +22,10 @@ from cxstream.core.timefmt import format_rfc3339
 MAX_PAYLOAD_BYTES = 512 * 1024
 #: Largest key copied whole (bytes); keys are customer ids, so only garbage is ever cut.
 MAX_KEY_BYTES = 16 * 1024
+#: Codes of the dead letters of responses that were counted all the same, in `all` and
+#: their other segments (a cap on dimensions or values was reached): the document says so
+#: (`"counted": true`), as replaying one would count a duplicate, i.e. nothing.
+COUNTED = frozenset({ErrorCode.TOO_MANY_DIMENSIONS, ErrorCode.SEGMENT_VALUE_CAPPED})
 
 
 def dead_letter(
@@ -33,8 +37,11 @@ def dead_letter(
     key: bytes | None,
     payload: bytes | None,
     now_ms: int,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> dict[str, Any]:
-    """The dead-letter document (schemas/dead-letter.schema.json)."""
+    """The dead-letter document (schemas/dead-letter.schema.json). The payload is copied
+    up to `max_payload_bytes` (less for a dead-letter topic whose records must be smaller,
+    `cxstream.worker.limits`)."""
     raw = payload or b""
     doc: dict[str, Any] = {
         "error_code": rejection.code.value,
@@ -43,12 +50,14 @@ def dead_letter(
         "source_partition": partition,
         "source_offset": offset,
         "source_key": None if key is None else _b64(key[:MAX_KEY_BYTES]),
-        "payload": _b64(raw[:MAX_PAYLOAD_BYTES]),
+        "payload": _b64(raw[:max_payload_bytes]),
         "dead_lettered_at": format_rfc3339(now_ms),
     }
-    if len(raw) > MAX_PAYLOAD_BYTES:
+    if len(raw) > max_payload_bytes:
         doc.update(payload_truncated=True, payload_bytes=len(raw),
                    payload_sha256=hashlib.sha256(raw).hexdigest())
+    if rejection.code in COUNTED:
+        doc["counted"] = True
     if key is not None and len(key) > MAX_KEY_BYTES:
         doc.update(source_key_truncated=True, source_key_bytes=len(key))
     return doc

@@ -3,9 +3,16 @@
 Hand-written rather than a generic JSON Schema engine because it runs for every event and
 must map each failure to a dead-letter code. It accepts exactly the documents the schemas
 accept (`tests/unit/core/test_schemas.py` checks that on generated documents, against the
-jsonschema package with format checking), plus two runtime rules the schemas cannot state:
-a timestamp may be at most `MAX_FUTURE_SKEW_MS` ahead of `now_ms`, and the Kafka key must be
-the UTF-8 bytes of `customer_id`.
+jsonschema package with format checking), plus the runtime rules the schemas cannot state:
+a timestamp may be at most `MAX_FUTURE_SKEW_MS` ahead of `now_ms` and no earlier than
+`min_ms` (the setting `CXSTREAM_MIN_EVENT_TIME`), the Kafka key must be the UTF-8 bytes of
+`customer_id`, and no object may repeat a key (parsers disagree on which copy wins).
+
+What it accepts can be used downstream without raising: its timestamps lie in
+`min_ms..now_ms + MAX_FUTURE_SKEW_MS` and within years 0001..9999 in UTC, so
+`format_rfc3339` (alerts, the HTTP API) takes them, and its ids, labels, names and e-mail
+addresses hold no control character or line separator that could split an e-mail header,
+a log line or the command line's output.
 
 It never raises: any input bytes give either a typed event or a `Rejection`. Reasons name the
 field and the rule, and never a string value (those can be personal data; the raw bytes
@@ -15,17 +22,21 @@ When a document breaks several rules, the code is the first of these that applie
 document is checked for one before the next is looked at):
 
 1. `too_large`: the value is over `MAX_VALUE_BYTES` (checked before parsing)
-2. `not_json`: not UTF-8 JSON (also NaN/Infinity, numbers beyond double range, nesting > 1024)
+2. `not_json`: not UTF-8 JSON (also NaN/Infinity, numbers beyond double range, nesting > 1024,
+   and a value that is not bytes)
 3. `not_object`: JSON, but not an object
-4. `missing_field`: a required field is absent or null
-5. `wrong_type`: a field has the wrong JSON type
-6. `invalid_value`: a string too short or too long, a bad segment dimension name, too many
-   dimensions, an e-mail address without exactly one `@`
-7. `unknown_survey`: `survey` is not nps, csat or ces
-8. `score_out_of_range`: `score` is outside its survey's scale
-9. `bad_timestamp`: the timestamp is not RFC 3339 with an offset or Z
-10. `future_timestamp`: the timestamp is more than `MAX_FUTURE_SKEW_MS` after `now_ms`
-11. `key_mismatch`: the key is not the UTF-8 bytes of `customer_id` (a missing key included)
+4. `duplicate_key`: an object, at any depth (unknown properties too), has a key twice
+5. `missing_field`: a required field is absent or null
+6. `wrong_type`: a field has the wrong JSON type
+7. `invalid_value`: a string too short or too long, a bad segment dimension name, too many
+   dimensions, an e-mail address without exactly one `@`, a control character (below)
+8. `unknown_survey`: `survey` is not nps, csat or ces
+9. `score_out_of_range`: `score` is outside its survey's scale
+10. `bad_timestamp`: the timestamp is not RFC 3339 with an offset or Z
+11. `timestamp_out_of_range`: the timestamp is before `min_ms` (or before year 0001 in UTC)
+12. `future_timestamp`: the timestamp is more than `MAX_FUTURE_SKEW_MS` after `now_ms` (or
+    after 9999-12-31T23:59:59.999Z)
+13. `key_mismatch`: the key is not the UTF-8 bytes of `customer_id` (a missing key included)
 
 Decisions, which the schemas state too:
 
@@ -37,19 +48,53 @@ Decisions, which the schemas state too:
   `null` is `missing_field`.
 * Unknown extra properties are allowed and ignored (forward compatibility).
 * String lengths count Unicode code points, as JSON Schema does.
+* Ids, labels, names, segment values and e-mail addresses hold no control character (C0,
+  DEL, C1) and no U+2028/U+2029: that covers CR, LF and every other character
+  `str.splitlines` splits on. A comment is free text and may keep tabs and line breaks
+  (CR, LF), nothing else of those.
+* The time window is checked at decode time, so a record that passes can never make the
+  alert builder or the HTTP API raise later; `min_ms` below year 0001 counts as year 0001.
 
 Pure: no I/O, no clock (the processing time comes in as `now_ms`), no logging.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
+from cxstream.core.dupkeys import kept_strings, repeated_key, repeats_a_key, repeats_a_key_of
 from cxstream.core.errors import ErrorCode as E
 from cxstream.core.errors import Rejection
+from cxstream.core.fieldrules import (
+    COMMENT_MAX,
+    DEFAULT_MIN_EVENT_MS,
+    EMAIL_MAX,
+    EMAIL_MIN,
+    ID_MAX,
+    LABEL_MAX,
+    MAX_FUTURE_SKEW_MS,
+    NAME_MAX,
+    Spec,
+    email_shape,
+    guarded,
+    json_type,
+    key_rule,
+    length,
+    missing,
+    plain,
+    segment_ok,
+    segment_sized,
+    segment_typed,
+    strings_clean,
+    strings_ok,
+    strings_present,
+    strings_sized,
+    strings_typed,
+    timestamp,
+    wrong,
+)
 from cxstream.core.model import (
     SCORE_RANGES,
     SURVEY_KINDS,
@@ -59,278 +104,202 @@ from cxstream.core.model import (
     Owner,
     SurveyResponse,
 )
-from cxstream.core.timefmt import parse_rfc3339
 
 __all__ = [
     "MAX_VALUE_BYTES",
     "MAX_FUTURE_SKEW_MS",
+    "DEFAULT_MIN_EVENT_MS",
     "decode_survey",
     "decode_interaction",
     "decode_profile",
 ]
 
 MAX_VALUE_BYTES = 65_536
-MAX_FUTURE_SKEW_MS = 300_000
 
-ID_MAX = 128
-LABEL_MAX = 64
-COMMENT_MAX = 4000
-NAME_MAX = 128
-EMAIL_MIN, EMAIL_MAX = 3, 254
-SEGMENT_MAX_DIMENSIONS = 16
-DIMENSION_NAME_MAX = 64
-DIMENSION_VALUE_MAX = 128
+#: The names of the fields the contracts define: a reason may name one of these keys, but
+#: never an unknown one (its name could be anything).
+_FIELD_NAMES = frozenset({
+    "event_id", "customer_id", "survey", "score", "occurred_at", "segment", "touchpoint",
+    "channel", "comment", "interaction_id", "kind", "outcome", "updated_at", "owner", "name",
+    "email", "slack"})
 
-_DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]*")  # used with fullmatch: no `$` newline quirk
-#: Dimension names already found valid: a stream uses a handful, and the regex would
-#: otherwise run for each one of every event. Bounded: once full, names are just not added.
-_GOOD_NAMES: set[str] = set()
-_GOOD_NAMES_MAX = 1024
-_EMAIL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")  # spaces and control characters
-
-# String fields: (name, required, min length, max length). Order = order of the reasons.
-_Spec = tuple[tuple[str, bool, int, int], ...]
-_SURVEY_STRINGS: _Spec = (
-    ("event_id", True, 1, ID_MAX),
-    ("customer_id", True, 1, ID_MAX),
-    ("touchpoint", False, 1, LABEL_MAX),
-    ("channel", False, 1, LABEL_MAX),
-    ("comment", False, 0, COMMENT_MAX),
-    ("interaction_id", False, 1, ID_MAX),
+# String fields, see `Spec`.
+_SURVEY_STRINGS: Spec = (
+    ("event_id", True, 1, ID_MAX, False),
+    ("customer_id", True, 1, ID_MAX, False),
+    ("touchpoint", False, 1, LABEL_MAX, False),
+    ("channel", False, 1, LABEL_MAX, False),
+    ("comment", False, 0, COMMENT_MAX, True),
+    ("interaction_id", False, 1, ID_MAX, False),
 )
-_INTERACTION_STRINGS: _Spec = (
-    ("event_id", True, 1, ID_MAX),
-    ("customer_id", True, 1, ID_MAX),
-    ("kind", True, 1, LABEL_MAX),
-    ("touchpoint", False, 1, LABEL_MAX),
-    ("channel", False, 1, LABEL_MAX),
-    ("outcome", False, 1, LABEL_MAX),
+_INTERACTION_STRINGS: Spec = (
+    ("event_id", True, 1, ID_MAX, False),
+    ("customer_id", True, 1, ID_MAX, False),
+    ("kind", True, 1, LABEL_MAX, False),
+    ("touchpoint", False, 1, LABEL_MAX, False),
+    ("channel", False, 1, LABEL_MAX, False),
+    ("outcome", False, 1, LABEL_MAX, False),
 )
-_OWNER_STRINGS: _Spec = (
-    ("name", False, 1, NAME_MAX),
-    ("email", False, EMAIL_MIN, EMAIL_MAX),
-    ("slack", False, 1, NAME_MAX),
+_OWNER_STRINGS: Spec = (
+    ("name", False, 1, NAME_MAX, False),
+    ("email", False, EMAIL_MIN, EMAIL_MAX, False),
+    ("slack", False, 1, NAME_MAX, False),
 )
+#: The strings of a profile as `strings_clean` sees them: the customer id, then the owner's.
+_PROFILE_TEXTS: Spec = (("customer_id", True, 1, ID_MAX, False),
+                        *((f"owner.{name}", req, low, high, free)
+                          for name, req, low, high, free in _OWNER_STRINGS))
 _SURVEYS: dict[str, SurveyKind] = {kind: kind for kind in SURVEY_KINDS}  # canonical strings
 
 
-# -- reasons -----------------------------------------------------------------------------------
-def _json_type(value: Any) -> str:
-    """The JSON type name of a decoded value (for reasons: never the value itself)."""
-    t = type(value)
-    if t is str:
-        return "string"
-    if t is bool:
-        return "boolean"
-    if t is int:
-        return "integer"
-    if t is float:
-        return "number"
-    if t is dict:
-        return "object"
-    if t is list:
-        return "array"
-    return "null" if value is None else t.__name__
-
-
-def _missing(name: str, doc: dict[str, Any]) -> Rejection:
-    how = "is null" if name in doc else "is missing"
-    return Rejection(E.MISSING_FIELD, f"required field {name!r} {how}")
-
-
-def _wrong(name: str, expected: str, value: Any) -> Rejection:
-    return Rejection(E.WRONG_TYPE, f"{name!r} must be {expected}, got {_json_type(value)}")
-
-
-def _length(name: str, low: int, high: int, length: int) -> Rejection:
-    return Rejection(E.INVALID_VALUE, f"{name!r} must be {low}..{high} characters long, got {length}")
+#: The codes that rank above duplicate_key, and itself.
+_NOT_AFTER_DUPLICATES = frozenset({E.TOO_LARGE, E.NOT_JSON, E.NOT_OBJECT, E.DUPLICATE_KEY})
 
 
 # -- the phases shared by all events -----------------------------------------------------------
 def _load(raw: Any) -> dict[str, Any] | Rejection:
     """TOO_LARGE, NOT_JSON, NOT_OBJECT. `raw` is typed Any: the decoders never raise, even
     on an argument that is not bytes (the compiled core would check the type first)."""
+    if type(raw) is not bytes:
+        return Rejection(E.NOT_JSON, f"the value must be bytes, got {type(raw).__name__}")
     if len(raw) > MAX_VALUE_BYTES:
-        return Rejection(E.TOO_LARGE, f"value is {len(raw)} bytes, over the {MAX_VALUE_BYTES}-byte limit")
+        return Rejection(E.TOO_LARGE,
+                         f"value is {len(raw)} bytes, over the {MAX_VALUE_BYTES}-byte limit")
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:  # the message names the problem, not the content
         return Rejection(E.NOT_JSON, f"not valid UTF-8 JSON: {exc.msg} at byte {exc.pos}")
     if type(doc) is not dict:
-        return Rejection(E.NOT_OBJECT, f"expected a JSON object, got {_json_type(doc)}")
+        return Rejection(E.NOT_OBJECT, f"expected a JSON object, got {json_type(doc)}")
     return doc
 
 
-def _strings_ok(spec: _Spec, values: list[Any]) -> bool:
-    """All string fields in `spec` are fine: one pass for the usual case. When it says no, the
-    phase functions below (presence, type, length, in that order) find the reason."""
-    for (_, required, low, high), value in zip(spec, values):
-        if value is None:
-            if required:
-                return False
-        elif type(value) is not str or not low <= len(value) <= high:
-            return False
-    return True
+# duplicate_key ranks right after not_object, but it is checked last: on the way out of a
+# valid document, where the fields already checked save most of a walk of the document
+# (`_survey`, `_interaction`), and for a rejected one in `_ranked`, which parses it again
+# (rejections are rare).
+def _ranked(raw: Any, rejection: Any) -> Rejection:
+    """DUPLICATE_KEY instead of `rejection` when the document repeats a key and
+    `rejection`'s rule ranks below that one."""
+    if rejection.code in _NOT_AFTER_DUPLICATES:
+        return rejection
+    return _duplicate(raw) if repeats_a_key(raw, orjson.loads(raw)) else rejection
 
 
-def _strings_present(doc: dict[str, Any], spec: _Spec, values: list[Any]) -> Rejection | None:
-    """MISSING_FIELD for the string fields in `spec` (values: doc.get of each, same order)."""
-    for (name, required, _, _), value in zip(spec, values):
-        if value is None and required:
-            return _missing(name, doc)
-    return None
+def _duplicate(raw: bytes) -> Rejection:
+    key = repeated_key(raw)
+    which = f"the key {key!r}" if key in _FIELD_NAMES else "a key"
+    return Rejection(E.DUPLICATE_KEY, f"{which} appears more than once in one object; "
+                     "send each key once (JSON parsers disagree on which copy wins)")
 
 
-def _strings_typed(spec: _Spec, values: list[Any], prefix: str = "") -> Rejection | None:
-    for (name, _, _, _), value in zip(spec, values):
-        if value is not None and type(value) is not str:
-            return _wrong(prefix + name, "a string", value)
-    return None
+def _kept_if_known(doc: dict[str, Any], spec: Spec, values: list[Any], strings_too: int,
+                   numbers: int, segment: Any) -> int:
+    """`kept_strings(doc)` of a document that passed every rule, known without a walk when
+    it holds no key but its string fields `spec` (`values`, as checked), `strings_too`
+    other string fields and `numbers` number fields (all present) and its segment (None or
+    a dict of strings); else -1. A null field is a key without a string."""
+    keys = strings = 0
+    for at, value in enumerate(values):
+        if value is not None:
+            keys += 1
+            strings += 1
+        elif spec[at][0] in doc:
+            keys += 1
+    if segment is not None or "segment" in doc:
+        keys += 1
+    if len(doc) != keys + strings_too + numbers:
+        return -1  # unknown keys, whose values are not known
+    return len(doc) + strings + strings_too + (2 * len(segment) if segment else 0)
 
 
-def _strings_sized(spec: _Spec, values: list[Any], prefix: str = "") -> Rejection | None:
-    for (name, _, low, high), value in zip(spec, values):
-        if value is not None and not low <= len(value) <= high:
-            return _length(prefix + name, low, high, len(value))
-    return None
-
-
-def _segment_ok(segment: Any) -> bool:
-    """`segment` passes `_segment_typed` and `_segment_sized` (one pass for the usual case;
-    when it says no, those two find the reason, in phase order)."""
-    if type(segment) is not dict or len(segment) > SEGMENT_MAX_DIMENSIONS:
-        return False
-    for name, value in segment.items():
-        if type(value) is not str or not 1 <= len(value) <= DIMENSION_VALUE_MAX:
-            return False
-        if name not in _GOOD_NAMES and not _dimension_name_ok(name):
-            return False
-    return True
-
-
-def _dimension_name_ok(name: str) -> bool:
-    """The rule for a dimension name; remembers the good ones in `_GOOD_NAMES`."""
-    if len(name) > DIMENSION_NAME_MAX or _DIMENSION_NAME.fullmatch(name) is None:
-        return False
-    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
-        _GOOD_NAMES.add(name)
-    return True
-
-
-def _segment_typed(segment: Any) -> Rejection | None:
-    if type(segment) is not dict:
-        return _wrong("segment", "an object", segment)
-    for value in segment.values():
-        if type(value) is not str:
-            return Rejection(E.WRONG_TYPE, f"'segment' values must be strings, got {_json_type(value)}")
-    return None
-
-
-def _segment_sized(segment: dict[str, str]) -> Rejection | None:
-    if len(segment) > SEGMENT_MAX_DIMENSIONS:
-        return Rejection(E.INVALID_VALUE, f"'segment' has {len(segment)} dimensions, "
-                         f"at most {SEGMENT_MAX_DIMENSIONS} are allowed")
-    for name, value in segment.items():
-        if not _dimension_name_ok(name):
-            return Rejection(E.INVALID_VALUE, f"'segment' dimension names must be 1..{DIMENSION_NAME_MAX} "
-                             "characters matching ^[a-z][a-z0-9_]*$")
-        if not 1 <= len(value) <= DIMENSION_VALUE_MAX:
-            return Rejection(E.INVALID_VALUE, f"'segment' values must be 1..{DIMENSION_VALUE_MAX} "
-                             f"characters long, got {len(value)}")
-    return None
-
-
-def _timestamp(name: str, value: str, now_ms: int) -> int | Rejection:
-    """BAD_TIMESTAMP, FUTURE_TIMESTAMP."""
-    ms = parse_rfc3339(value)
-    if ms is None:
-        return Rejection(E.BAD_TIMESTAMP, f"{name!r} must be an RFC 3339 date-time with an offset "
-                         "or Z, e.g. 2026-10-31T12:00:00Z")
-    if ms - now_ms > MAX_FUTURE_SKEW_MS:
-        return Rejection(E.FUTURE_TIMESTAMP, f"{name!r} is {(ms - now_ms) / 1000:.3f} s ahead of the "
-                         f"processing clock, more than the {MAX_FUTURE_SKEW_MS // 1000} s allowed "
-                         "(check the producer's clock)")
-    return ms
-
-
-def _key(key: bytes | None, customer_id: str) -> Rejection | None:
-    """KEY_MISMATCH."""
-    if key is None:
-        return Rejection(E.KEY_MISMATCH, "the message key must be the UTF-8 bytes of customer_id; "
-                         "the message has no key")
-    if key != customer_id.encode():
-        return Rejection(E.KEY_MISMATCH, "the message key must be the UTF-8 bytes of customer_id; "
-                         "they differ")
-    return None
-
-
-def _guarded(exc: Exception) -> Rejection:
-    # Unreachable by design (the tests look for it); a decoder bug must dead-letter one
-    # message, not stop the worker. The type only: a message could quote the input.
-    return Rejection(E.PROCESSING_ERROR, f"decoder error {type(exc).__name__}")
+def _repeats(raw: bytes, doc: dict[str, Any], spec: Spec, values: list[Any], strings_too: int,
+             numbers: int, segment: Any) -> bool:
+    """DUPLICATE_KEY's test for a document that passed every other rule."""
+    kept = _kept_if_known(doc, spec, values, strings_too, numbers, segment)
+    return repeats_a_key_of(raw, kept if kept >= 0 else kept_strings(doc))
 
 
 # -- the events --------------------------------------------------------------------------------
-def decode_survey(raw: Any, key: bytes | None, now_ms: int) -> SurveyResponse | Rejection:
+def decode_survey(raw: Any, key: bytes | None, now_ms: int,
+                 min_ms: int = DEFAULT_MIN_EVENT_MS) -> SurveyResponse | Rejection:
     """A survey response (schemas/survey-response.schema.json), or why not."""
     try:
-        return _survey(raw, key, now_ms)
+        if type(raw) is not bytes and isinstance(raw, (bytearray, memoryview)):
+            raw = bytes(raw)
+        result = _survey(raw, key, now_ms, min_ms)
+        # A compiled class: the cheapest test (Rejection's module is not compiled).
+        return result if type(result) is SurveyResponse else _ranked(raw, result)
     except Exception as exc:  # noqa: BLE001
-        return _guarded(exc)
+        return guarded(exc)
 
 
-def decode_interaction(raw: Any, key: bytes | None, now_ms: int) -> Interaction | Rejection:
+def decode_interaction(raw: Any, key: bytes | None, now_ms: int,
+                      min_ms: int = DEFAULT_MIN_EVENT_MS) -> Interaction | Rejection:
     """An interaction (schemas/interaction.schema.json), or why not."""
     try:
-        return _interaction(raw, key, now_ms)
+        if type(raw) is not bytes and isinstance(raw, (bytearray, memoryview)):
+            raw = bytes(raw)
+        result = _interaction(raw, key, now_ms, min_ms)
+        # A compiled class: the cheapest test (Rejection's module is not compiled).
+        return result if type(result) is Interaction else _ranked(raw, result)
     except Exception as exc:  # noqa: BLE001
-        return _guarded(exc)
+        return guarded(exc)
 
 
-def decode_profile(raw: Any, key: bytes | None, now_ms: int) -> CustomerProfile | Rejection:
+def decode_profile(raw: Any, key: bytes | None, now_ms: int,
+                  min_ms: int = DEFAULT_MIN_EVENT_MS) -> CustomerProfile | Rejection:
     """A customer profile (schemas/customer-profile.schema.json), or why not."""
     try:
-        return _profile(raw, key, now_ms)
+        if type(raw) is not bytes and isinstance(raw, (bytearray, memoryview)):
+            raw = bytes(raw)
+        result = _profile(raw, key, now_ms, min_ms)
+        # A compiled class: the cheapest test (Rejection's module is not compiled).
+        return result if type(result) is CustomerProfile else _ranked(raw, result)
     except Exception as exc:  # noqa: BLE001
-        return _guarded(exc)
+        return guarded(exc)
 
 
-def _survey(raw: Any, key: bytes | None, now_ms: int) -> SurveyResponse | Rejection:
+def _survey(raw: Any, key: bytes | None, now_ms: int, min_ms: int
+            ) -> SurveyResponse | Rejection:
     doc = _load(raw)
     if isinstance(doc, Rejection):
         return doc
     get = doc.get
-    strings: list[Any] = [get("event_id"), get("customer_id"), get("touchpoint"), get("channel"),
-               get("comment"), get("interaction_id")]
-    survey, score, occurred_at, segment = get("survey"), get("score"), get("occurred_at"), get("segment")
-    strings_ok = _strings_ok(_SURVEY_STRINGS, strings)
-    segment_ok = segment is None or _segment_ok(segment)
+    strings: list[Any] = [get("event_id"), get("customer_id"), get("touchpoint"),
+                          get("channel"), get("comment"), get("interaction_id")]
+    survey, score, occurred_at = get("survey"), get("score"), get("occurred_at")
+    segment = get("segment")
+    clean_strings = strings_ok(_SURVEY_STRINGS, strings)
+    clean_segment = segment is None or segment_ok(segment)
     # missing_field
-    if not strings_ok and (r := _strings_present(doc, _SURVEY_STRINGS, strings)) is not None:
+    if not clean_strings and (r := strings_present(doc, _SURVEY_STRINGS, strings)) is not None:
         return r
     if survey is None:
-        return _missing("survey", doc)
+        return missing("survey", doc)
     if score is None:
-        return _missing("score", doc)
+        return missing("score", doc)
     if occurred_at is None:
-        return _missing("occurred_at", doc)
+        return missing("occurred_at", doc)
     # wrong_type
-    if not strings_ok and (r := _strings_typed(_SURVEY_STRINGS, strings)) is not None:
+    if not clean_strings and (r := strings_typed(_SURVEY_STRINGS, strings)) is not None:
         return r
     if type(survey) is not str:
-        return _wrong("survey", "a string", survey)
+        return wrong("survey", "a string", survey)
     if type(score) is not int:
         if type(score) is not float or not score.is_integer():
-            return _wrong("score", "an integer", score)
+            return wrong("score", "an integer", score)
         score = int(score)
     if type(occurred_at) is not str:
-        return _wrong("occurred_at", "a string", occurred_at)
-    if not segment_ok and (r := _segment_typed(segment)) is not None:
+        return wrong("occurred_at", "a string", occurred_at)
+    if not clean_segment and (r := segment_typed(segment)) is not None:
         return r
     # invalid_value
-    if not strings_ok and (r := _strings_sized(_SURVEY_STRINGS, strings)) is not None:
+    if not clean_strings and (r := strings_sized(_SURVEY_STRINGS, strings)) is not None:
         return r
-    if not segment_ok and segment and (r := _segment_sized(segment)) is not None:
+    if not clean_segment and segment and (r := segment_sized(segment)) is not None:
+        return r
+    if not plain(raw) and (r := strings_clean(_SURVEY_STRINGS, strings, segment)) is not None:
         return r
     # unknown_survey, score_out_of_range
     kind = _SURVEYS.get(survey)
@@ -339,104 +308,120 @@ def _survey(raw: Any, key: bytes | None, now_ms: int) -> SurveyResponse | Reject
     low, high = SCORE_RANGES[kind]
     if not low <= score <= high:
         shown = f"score {score}" if -1_000_000 < score < 1_000_000 else "score"
-        return Rejection(E.SCORE_OUT_OF_RANGE, f"{shown} is outside the {kind} range {low}..{high}")
-    # bad_timestamp, future_timestamp
-    at = _timestamp("occurred_at", occurred_at, now_ms)
+        return Rejection(E.SCORE_OUT_OF_RANGE,
+                         f"{shown} is outside the {kind} range {low}..{high}")
+    # bad_timestamp, timestamp_out_of_range, future_timestamp
+    at = timestamp("occurred_at", occurred_at, now_ms, min_ms)
     if isinstance(at, Rejection):
         return at
     # key_mismatch
     event_id, customer_id, touchpoint, channel, comment, interaction_id = strings
-    if (r := _key(key, customer_id)) is not None:
+    if (r := key_rule(key, customer_id)) is not None:
         return r
+    # duplicate_key (see `_ranked`): survey and occurred_at are strings too; score is not
+    if _repeats(raw, doc, _SURVEY_STRINGS, strings, 2, 1, segment):
+        return _duplicate(raw)
     return SurveyResponse(event_id, customer_id, kind, score, at,
                           {} if segment is None else segment, touchpoint, channel,
                           comment, interaction_id)
 
 
-def _interaction(raw: Any, key: bytes | None, now_ms: int) -> Interaction | Rejection:
+def _interaction(raw: Any, key: bytes | None, now_ms: int, min_ms: int
+                 ) -> Interaction | Rejection:
     doc = _load(raw)
     if isinstance(doc, Rejection):
         return doc
     get = doc.get
-    strings: list[Any] = [get("event_id"), get("customer_id"), get("kind"), get("touchpoint"), get("channel"),
-               get("outcome")]
+    strings: list[Any] = [get("event_id"), get("customer_id"), get("kind"), get("touchpoint"),
+                          get("channel"), get("outcome")]
     occurred_at, segment = get("occurred_at"), get("segment")
-    strings_ok = _strings_ok(_INTERACTION_STRINGS, strings)
-    segment_ok = segment is None or _segment_ok(segment)
+    clean_strings = strings_ok(_INTERACTION_STRINGS, strings)
+    clean_segment = segment is None or segment_ok(segment)
     # missing_field
-    if not strings_ok and (r := _strings_present(doc, _INTERACTION_STRINGS, strings)) is not None:
+    if not clean_strings and (r := strings_present(doc, _INTERACTION_STRINGS, strings)) is not None:
         return r
     if occurred_at is None:
-        return _missing("occurred_at", doc)
+        return missing("occurred_at", doc)
     # wrong_type
-    if not strings_ok and (r := _strings_typed(_INTERACTION_STRINGS, strings)) is not None:
+    if not clean_strings and (r := strings_typed(_INTERACTION_STRINGS, strings)) is not None:
         return r
     if type(occurred_at) is not str:
-        return _wrong("occurred_at", "a string", occurred_at)
-    if not segment_ok and (r := _segment_typed(segment)) is not None:
+        return wrong("occurred_at", "a string", occurred_at)
+    if not clean_segment and (r := segment_typed(segment)) is not None:
         return r
     # invalid_value
-    if not strings_ok and (r := _strings_sized(_INTERACTION_STRINGS, strings)) is not None:
+    if not clean_strings and (r := strings_sized(_INTERACTION_STRINGS, strings)) is not None:
         return r
-    if not segment_ok and segment and (r := _segment_sized(segment)) is not None:
+    if not clean_segment and segment and (r := segment_sized(segment)) is not None:
         return r
-    # bad_timestamp, future_timestamp
-    at = _timestamp("occurred_at", occurred_at, now_ms)
+    if not plain(raw) and (r := strings_clean(_INTERACTION_STRINGS, strings,
+                                              segment)) is not None:
+        return r
+    # bad_timestamp, timestamp_out_of_range, future_timestamp
+    at = timestamp("occurred_at", occurred_at, now_ms, min_ms)
     if isinstance(at, Rejection):
         return at
     # key_mismatch
     event_id, customer_id, kind, touchpoint, channel, outcome = strings
-    if (r := _key(key, customer_id)) is not None:
+    if (r := key_rule(key, customer_id)) is not None:
         return r
+    # duplicate_key (see `_ranked`): occurred_at is a string too
+    if _repeats(raw, doc, _INTERACTION_STRINGS, strings, 1, 0, segment):
+        return _duplicate(raw)
     return Interaction(event_id, customer_id, at, kind, touchpoint, channel, outcome,
                        {} if segment is None else segment)
 
 
-def _profile(raw: Any, key: bytes | None, now_ms: int) -> CustomerProfile | Rejection:
+def _profile(raw: Any, key: bytes | None, now_ms: int, min_ms: int
+             ) -> CustomerProfile | Rejection:
     doc = _load(raw)
     if isinstance(doc, Rejection):
         return doc
     get = doc.get
-    customer_id, segment, updated_at, owner = get("customer_id"), get("segment"), get("updated_at"), get("owner")
+    customer_id, segment, updated_at = get("customer_id"), get("segment"), get("updated_at")
+    owner = get("owner")
     # missing_field
     if customer_id is None:
-        return _missing("customer_id", doc)
+        return missing("customer_id", doc)
     if segment is None:
-        return _missing("segment", doc)
+        return missing("segment", doc)
     if updated_at is None:
-        return _missing("updated_at", doc)
+        return missing("updated_at", doc)
     # wrong_type
     if type(customer_id) is not str:
-        return _wrong("customer_id", "a string", customer_id)
-    if (r := _segment_typed(segment)) is not None:
+        return wrong("customer_id", "a string", customer_id)
+    if (r := segment_typed(segment)) is not None:
         return r
     if type(updated_at) is not str:
-        return _wrong("updated_at", "a string", updated_at)
+        return wrong("updated_at", "a string", updated_at)
     owner_strings: list[Any] = []
     if owner is not None:
         if type(owner) is not dict:
-            return _wrong("owner", "an object", owner)
+            return wrong("owner", "an object", owner)
         owner_strings = [owner.get("name"), owner.get("email"), owner.get("slack")]
-        if (r := _strings_typed(_OWNER_STRINGS, owner_strings, "owner.")) is not None:
+        if (r := strings_typed(_OWNER_STRINGS, owner_strings, "owner.")) is not None:
             return r
     # invalid_value
     if not 1 <= len(customer_id) <= ID_MAX:
-        return _length("customer_id", 1, ID_MAX, len(customer_id))
-    if segment and (r := _segment_sized(segment)) is not None:
+        return length("customer_id", 1, ID_MAX, len(customer_id))
+    if segment and (r := segment_sized(segment)) is not None:
         return r
     if owner is not None:
-        if (r := _strings_sized(_OWNER_STRINGS, owner_strings, "owner.")) is not None:
+        if (r := strings_sized(_OWNER_STRINGS, owner_strings, "owner.")) is not None:
             return r
-        email = owner_strings[1]
-        if email is not None and (email.count("@") != 1 or email[0] == "@" or email[-1] == "@"
-                                  or _EMAIL_FORBIDDEN.search(email) is not None):
-            return Rejection(E.INVALID_VALUE, "'owner.email' must be an e-mail address: one @ with "
-                             "text on both sides, no spaces or control characters")
-    # bad_timestamp, future_timestamp
-    at = _timestamp("updated_at", updated_at, now_ms)
+        if owner_strings[1] is not None and (r := email_shape(owner_strings[1])) is not None:
+            return r
+    if not plain(raw) and (r := strings_clean(_PROFILE_TEXTS, [customer_id, *owner_strings],
+                                              segment)) is not None:
+        return r
+    # bad_timestamp, timestamp_out_of_range, future_timestamp
+    at = timestamp("updated_at", updated_at, now_ms, min_ms)
     if isinstance(at, Rejection):
         return at
     # key_mismatch
-    if (r := _key(key, customer_id)) is not None:
+    if (r := key_rule(key, customer_id)) is not None:
         return r
-    return CustomerProfile(customer_id, segment, at, None if owner is None else Owner(*owner_strings))
+    if repeats_a_key(raw, doc):  # duplicate_key (see `_ranked`)
+        return _duplicate(raw)
+    return CustomerProfile(customer_id, segment, at,
+                           None if owner is None else Owner(*owner_strings))

@@ -56,3 +56,9 @@ def stream_time_key(partition: int) -> str:
 
 def cap_key(partition: int, dimension: str) -> str:
     return f"v|{partition}|{dimension}"
+
+
+def dimensions_key(partition: int) -> str:
+    """The dimensions admitted in a partition under `CXSTREAM_MAX_DIMENSIONS` (a cap entry:
+    written with, and before, the value caps; see `cxstream.core.segments`)."""
+    return f"v|{partition}"

@@ -8,6 +8,15 @@ the caller), further values count in `<dimension>:other`, and the fold is report
 The value `other` itself is reserved: it always counts in `<dimension>:other` without
 taking a slot under the cap (it would land in that key either way) and is not reported as a
 fold. Values are used verbatim (case-sensitive); a key splits on its first colon only.
+
+Dimensions are bounded the same way, so that a stream of made-up dimension names cannot grow
+a bucket entry (every segment of a partition's minute, hour or day lives in one entry) or the
+metric series without end: per partition, the first `max_dims` distinct dimensions (kept by
+the caller, like the values) count; a response's further dimensions are left out of it (it
+still counts in `all` and its other segments), and reported. A response that carries more
+than `max_response_dims` counted dimensions counts in `all` only, also reported. Both are
+first-come rules on a set that only grows, like the value cap, which is what keeps them exact
+across a crash and its replay (`cxstream.core.step`).
 """
 
 from __future__ import annotations
@@ -28,18 +37,25 @@ _VALUE_MAX = 128
 
 
 class SegmentResult(Record):
-    """Where one response counts, and what the caller must persist about the cap."""
+    """Where one response counts, and what the caller must persist about the caps."""
 
-    __slots__ = ("keys", "admit", "folded")
+    __slots__ = ("keys", "admit", "folded", "admit_dims", "dropped", "too_many")
 
     def __init__(self, keys: tuple[str, ...], admit: tuple[tuple[str, str], ...],
-                 folded: tuple[str, ...]) -> None:
+                 folded: tuple[str, ...], admit_dims: tuple[str, ...] = (),
+                 dropped: tuple[str, ...] = (), too_many: int = 0) -> None:
         self.keys = keys  # starts with "all"; then sorted by dimension; no duplicates
         self.admit = admit  # (dimension, value) newly admitted under the cap
         self.folded = folded  # dimensions whose value went to "<dimension>:other"
+        self.admit_dims = admit_dims  # dimensions newly admitted under `max_dims`
+        self.dropped = dropped  # dimensions left out: `max_dims` others count already
+        #: The number of counted dimensions when over `max_response_dims` (the response
+        #: then counts in `all` only), else 0.
+        self.too_many = too_many
 
     def _fields(self) -> tuple[object, ...]:
-        return (self.keys, self.admit, self.folded)
+        return (self.keys, self.admit, self.folded, self.admit_dims, self.dropped,
+                self.too_many)
 
 
 def dimension_values(r: SurveyResponse) -> dict[str, str]:
@@ -54,23 +70,40 @@ def dimension_values(r: SurveyResponse) -> dict[str, str]:
 
 
 def segment_keys(r: SurveyResponse, *, dimensions: frozenset[str] | None,
-                 admitted: Mapping[str, Collection[str]], cap: int) -> SegmentResult:
+                 admitted: Mapping[str, Collection[str]], cap: int,
+                 dims: Collection[str] | None = None, max_dims: int = 0,
+                 max_response_dims: int = 0) -> SegmentResult:
     """The segment keys of `r` (`dimensions` None: every dimension present counts).
 
     `admitted` is the caller's per-partition record of values already admitted per
     dimension (distinct values: a set, or the stored sorted list); values admitted earlier
-    keep counting verbatim even if the cap was lowered since. The result's `admit` lists
-    what the caller must add to that record.
+    keep counting verbatim even if the cap was lowered since. `dims`, when not None, is the
+    record of dimensions already admitted in the partition, under `max_dims` (None: every
+    dimension counts, as with a configured `dimensions` list, which bounds them itself).
+    `max_response_dims` > 0 bounds the counted dimensions of one response. The result's
+    `admit` and `admit_dims` list what the caller must add to those records.
     """
     if cap < 0:
         raise ValueError(f"the segment value cap must not be negative, got {cap}")
+    values = dimension_values(r)
+    if dimensions is None:
+        names = sorted(values)  # the names are distinct: sorting them orders the items
+    else:
+        names = sorted([dim for dim in values if dim in dimensions])
+    if 0 < max_response_dims < len(names):
+        return SegmentResult((ALL,), (), (), (), (), len(names))
     keys = [ALL]
     admit: list[tuple[str, str]] = []
     folded: list[str] = []
-    values = dimension_values(r)
-    for dim in sorted(values):  # the names are distinct: sorting them orders the items
-        if dimensions is not None and dim not in dimensions:
-            continue
+    admit_dims: list[str] = []
+    dropped: list[str] = []
+    for dim in names:
+        if dims is not None and dim not in dims:
+            if len(dims) + len(admit_dims) < max_dims:
+                admit_dims.append(dim)
+            else:
+                dropped.append(dim)
+                continue
         value = values[dim]
         if value != OTHER:
             known = admitted.get(dim, ())
@@ -81,7 +114,8 @@ def segment_keys(r: SurveyResponse, *, dimensions: frozenset[str] | None,
                     folded.append(dim)
                     value = OTHER
         keys.append(f"{dim}:{value}")
-    return SegmentResult(tuple(keys), tuple(admit), tuple(folded))
+    return SegmentResult(tuple(keys), tuple(admit), tuple(folded), tuple(admit_dims),
+                         tuple(dropped))
 
 
 def parse_segment_key(text: str) -> str:

@@ -18,12 +18,19 @@ Guarantees, by construction:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
+
+import orjson
 
 from cxstream.core import keys
 from cxstream.core.alert import build_alert
-from cxstream.core.decode import decode_interaction, decode_profile, decode_survey
+from cxstream.core.decode import (
+    DEFAULT_MIN_EVENT_MS,
+    decode_interaction,
+    decode_profile,
+    decode_survey,
+)
 from cxstream.core.errors import ErrorCode, Rejection
 from cxstream.core.journey import (
     VERSION,
@@ -38,10 +45,10 @@ from cxstream.core.journey import (
     legacy_journey,
 )
 from cxstream.core.model import Record, SurveyResponse
-from cxstream.core.buckets import add_response
+from cxstream.core.buckets import add_response, fits
 from cxstream.core.scoring import category, increment, plus
 from cxstream.core.scoring import zero as zero_counts
-from cxstream.core.segments import dimension_values, segment_keys
+from cxstream.core.segments import SegmentResult, dimension_values, segment_keys
 from cxstream.core.windows import HOUR, MINUTE, RESOLUTIONS, bucket_keys_for, is_too_late
 
 Outcome = Literal["accepted", "duplicate", "deadlettered", "too_late", "replayed"]
@@ -55,6 +62,30 @@ _LEGACY_STAMP = "i"
 _KEYS: dict[tuple[int, int], tuple[str, ...]] = {}
 _COARSE: dict[tuple[int, int], tuple[str, ...]] = {}
 _KEYS_MAX = 4096
+#: The admitted dimensions of a partition that has none yet (never mutated).
+_NO_DIMENSIONS: dict[str, int] = {}
+#: `max.message.bytes` of a topic whose configuration cannot be read: Kafka's default.
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+#: Bytes of a changelog record besides its value, at most: the record batch's header (61),
+#: the record's lengths, offset and time (under 40) and its key (a customer id of up to 128
+#: characters of up to 6 bytes each once escaped, quoted, with its prefix).
+RECORD_OVERHEAD = 1024
+#: `StepConfig.entry_max_bytes` by default: for a changelog with Kafka's default limit.
+ENTRY_MAX_BYTES = DEFAULT_MAX_MESSAGE_BYTES - RECORD_OVERHEAD
+#: Bytes of one value in a value cap entry (a JSON list) at most: quoted, up to 128
+#: characters of up to 6 bytes, and a comma.
+CAP_VALUE_MAX = 2 + 128 * 6 + 1
+#: Bytes of one dimension in the admitted dimensions entry at most: its quoted name (up to
+#: 64 ASCII characters), a colon, an offset and a comma.
+DIMENSION_ENTRY_MAX = 2 + 64 + 1 + 20 + 1
+#: A customer record besides its remembered survey ids, and one remembered id, at most
+#: (every field at its longest, of the widest characters: tests/unit/core/test_step.py
+#: builds such a record), and the same for a journey and one of its interactions. An entry
+#: under these estimates is not encoded to be measured.
+CUSTOMER_MAX_FIXED = 65_536
+SEEN_ID_MAX = 800
+JOURNEY_MAX_FIXED = 64
+JOURNEY_ENTRY_MAX = 2_400
 # `_bucket_keys` takes the finest bucket to be the minute and the others to be a function of
 # the hour.
 assert RESOLUTIONS[0] == MINUTE and all(res % HOUR == 0 for res in RESOLUTIONS[1:])
@@ -72,6 +103,36 @@ class StepConfig:
     dimensions: frozenset[str] | None = None
     value_cap: int = 50
     journey_length: int = 10
+    #: The earliest timestamp the decoders accept (epoch ms, `CXSTREAM_MIN_EVENT_TIME`).
+    min_event_ms: int = DEFAULT_MIN_EVENT_MS
+    #: Distinct dimensions counted per partition when `dimensions` is None
+    #: (`CXSTREAM_MAX_DIMENSIONS`; 0: no cap).
+    max_dims: int = 20
+    #: Counted dimensions of one response above which it counts in `all` only
+    #: (`CXSTREAM_MAX_RESPONSE_DIMENSIONS`; 0: no cap).
+    max_response_dims: int = 16
+    #: Most bytes a stored entry's value may take: what one record of the state changelog
+    #: can hold (`entry_bound`). A message whose writes would pass it is dead-lettered.
+    entry_max_bytes: int = ENTRY_MAX_BYTES
+
+
+def entry_bound(max_message_bytes: int) -> int:
+    """The bound on a stored entry's value (`StepConfig.entry_max_bytes`) for a changelog
+    topic whose `max.message.bytes` is `max_message_bytes`: less `RECORD_OVERHEAD`, room
+    for the record batch's header, the record's own fields and its key."""
+    return max_message_bytes - RECORD_OVERHEAD
+
+
+def fitted(cfg: StepConfig) -> StepConfig:
+    """`cfg` with the value and dimension caps lowered, if need be, so that a cap entry at
+    its fullest fits in `cfg.entry_max_bytes` (each value at its widest, `CAP_VALUE_MAX`
+    bytes; each dimension `DIMENSION_ENTRY_MAX`). The caps are then the only bound those
+    entries need: a new value or dimension past them counts as `other` or not at all."""
+    cap = min(cfg.value_cap, (cfg.entry_max_bytes - 2) // CAP_VALUE_MAX)
+    dims = min(cfg.max_dims, (cfg.entry_max_bytes - 2) // DIMENSION_ENTRY_MAX)
+    if cap == cfg.value_cap and dims == cfg.max_dims:
+        return cfg
+    return replace(cfg, value_cap=max(cap, 0), max_dims=max(dims, 0))
 
 
 class Plan(Record):
@@ -80,7 +141,7 @@ class Plan(Record):
     under mypyc, so this class writes its own, which is compiled.)"""
 
     __slots__ = ("outcome", "rejection", "before_alert", "alert", "after_alert", "stream_time",
-                 "survey", "category", "folded")
+                 "survey", "category", "folded", "notices")
 
     def __init__(self, outcome: Outcome, rejection: Rejection | None = None, *,
                  survey: str | None = None,
@@ -95,10 +156,13 @@ class Plan(Record):
         self.survey: str | None = survey
         self.category: str | None = None
         self.folded: tuple[str, ...] = ()
+        #: Why an accepted response did not count in all of its segments (a bound was
+        #: reached): each is dead-lettered for information, the response still counts.
+        self.notices: tuple[Rejection, ...] = ()
 
     def _fields(self) -> tuple[object, ...]:
         return (self.outcome, self.rejection, self.before_alert, self.alert, self.after_alert,
-                self.stream_time, self.survey, self.category, self.folded)
+                self.stream_time, self.survey, self.category, self.folded, self.notices)
 
 
 def _customer(view: StateView, ckey: str
@@ -165,12 +229,16 @@ def plan(
     `view` is read, never written: it must show the state as left by every earlier message
     of the partition (the worker passes the batch's pending writes over its store). `key`
     and `value` are the record's raw bytes (None: absent); `now_ms` is the processing time,
-    used only for the decoder's future-timestamp rule and the alert's `detected_at`.
+    used only for the decoder's future-timestamp rule and the alert's `detected_at`
+    (`cfg.min_event_ms` is the decoder's earliest timestamp).
 
     Returns the `Plan`, whose `outcome` is one of:
 
-    * ``deadlettered`` (the message does not decode) or ``too_late`` (a response older than
-      stream time minus `cfg.horizon_ms`): `rejection` says why; nothing to write.
+    * ``deadlettered`` (the message does not decode, or `entry_too_large`: it would grow a
+      state entry past `cfg.entry_max_bytes`) or ``too_late`` (a response older than stream
+      time minus `cfg.horizon_ms`): `rejection` says why; nothing to write but, for
+      `entry_too_large`, the caps it took (`before_alert`) and, not counted as it is, the
+      stream time it advances (`after_alert`), as any response not too late (`_too_large`).
     * ``replayed``: the entry the message changes already carries its offset (applied
       before a crash); nothing to write but, for a response, the stream time again if it was
       lost (idempotent: a max).
@@ -180,7 +248,8 @@ def plan(
     * ``accepted``: `before_alert` holds the response's caps, then its buckets; `alert` the
       alert of a turn, if any; `after_alert` the journey moved out of a record of an earlier
       layout, the customer record (or, for an interaction, only its journey entry) and last
-      the stream time.
+      the stream time; `notices`, when a cap on dimensions or values kept the response out
+      of some of its segments (it counts in the others).
 
     Raises ValueError (or another exception) when a stored entry is broken or of an unknown
     layout; the caller dead-letters that message as a processing error.
@@ -196,7 +265,7 @@ def plan(
     if kind == "surveys":
         return _survey(view, cfg, partition, offset, key, raw, now_ms)
     if kind == "interactions":  # called directly: through a variable, a compiled call is slow
-        interaction = decode_interaction(raw, key, now_ms)
+        interaction = decode_interaction(raw, key, now_ms, cfg.min_event_ms)
         if isinstance(interaction, Rejection):
             return Plan("deadlettered", rejection=interaction)
         journey, stamp = _journey(view, interaction.customer_id)
@@ -204,9 +273,10 @@ def plan(
             return Plan("replayed")
         journey = apply_interaction(journey, interaction, journey_len=cfg.journey_length)
         # Written even when unchanged (a repeated event id): the stamp moves on.
-        return Plan("accepted", after_alert=[(keys.journey_key(interaction.customer_id),
-                                              journey_to_json(journey, offset))])
-    profile = decode_profile(raw, key, now_ms)
+        return _checked(Plan("accepted", after_alert=[
+            (keys.journey_key(interaction.customer_id), journey_to_json(journey, offset))]),
+            cfg)
+    profile = decode_profile(raw, key, now_ms, cfg.min_event_ms)
     if isinstance(profile, Rejection):
         return Plan("deadlettered", rejection=profile)
     ckey = keys.customer_key(profile.customer_id)
@@ -215,15 +285,15 @@ def plan(
         return Plan("replayed")
     state = state if state is not None else CustomerState.empty(profile.customer_id)
     stamps["c"] = offset
-    return Plan("accepted", after_alert=_customer_writes(view, ckey, apply_profile(state, profile),
-                                                         stamps, legacy))
+    return _checked(Plan("accepted", after_alert=_customer_writes(
+        view, ckey, apply_profile(state, profile), stamps, legacy)), cfg)
 
 
 def _survey(
     view: StateView, cfg: StepConfig, partition: int, offset: int,
     key: bytes | None, raw: bytes, now_ms: int,
 ) -> Plan:
-    r = decode_survey(raw, key, now_ms)
+    r = decode_survey(raw, key, now_ms, cfg.min_event_ms)
     if isinstance(r, Rejection):
         return Plan("deadlettered", rejection=r)
     ckey = keys.customer_key(r.customer_id)
@@ -251,22 +321,45 @@ def _survey(
         out = Plan("duplicate", survey=r.survey,
                    after_alert=_customer_writes(view, ckey, state, stamps, legacy))
         _advance(out, partition, stream_time, new_st)
-        return out
+        return _checked(out, cfg)
 
     out = Plan("accepted", survey=r.survey)
+    dims: Any = None  # the partition's admitted dimensions, when they are capped
+    if cfg.dimensions is None and cfg.max_dims > 0:
+        dims = view.get(keys.dimensions_key(partition)) or _NO_DIMENSIONS
     # The stored caps are sorted lists of distinct values: membership and size are all
-    # segment_keys needs, so they are used as they are rather than copied into sets.
+    # segment_keys needs, so they are used as they are rather than copied into sets. A
+    # dimension that cannot be admitted has no cap to read.
     admitted = {dim: view.get(keys.cap_key(partition, dim)) or ()
                 for dim in dimension_values(r)
-                if cfg.dimensions is None or dim in cfg.dimensions}
-    seg = segment_keys(r, dimensions=cfg.dimensions, admitted=admitted, cap=cfg.value_cap)
+                if (cfg.dimensions is None or dim in cfg.dimensions)
+                and (dims is None or dim in dims or len(dims) < cfg.max_dims)}
+    seg = segment_keys(r, dimensions=cfg.dimensions, admitted=admitted, cap=cfg.value_cap,
+                       dims=dims, max_dims=cfg.max_dims,
+                       max_response_dims=cfg.max_response_dims)
     out.folded = seg.folded
+    if seg.folded or seg.dropped or seg.too_many:
+        out.notices = _notices(cfg, seg)
+    if seg.admit_dims:
+        # Before the value caps and the buckets: see `cxstream.core.batch` on the order.
+        grown = dict(dims)
+        for dim in seg.admit_dims:
+            grown[dim] = offset
+        out.before_alert.append((keys.dimensions_key(partition), grown))
     new_caps: dict[str, set[str]] = {}
     for dim, value in seg.admit:
         new_caps.setdefault(dim, set(admitted.get(dim, ()))).add(value)
     for dim, values in new_caps.items():
         out.before_alert.append((keys.cap_key(partition, dim), sorted(values)))
-    _add_to_buckets(out.before_alert, view, partition, offset, r, seg.keys)
+    caps = len(out.before_alert)
+    if not _add_to_buckets(out.before_alert, view, partition, offset, r, seg.keys,
+                           cfg.entry_max_bytes):
+        _advance(out, partition, stream_time, new_st)  # kept: see `_too_large`
+        return _too_large(out, caps, cfg, (
+            "its segments would grow the partition's entry of their day past "
+            f"{cfg.entry_max_bytes} bytes, the most a record of the state changelog holds "
+            "(its max.message.bytes): lower CXSTREAM_MAX_DIMENSIONS or "
+            "CXSTREAM_SEGMENT_VALUE_CAP, or raise the changelog topic's max.message.bytes"))
 
     new_state, turn = apply_survey(state, r, horizon_start_ms=new_st - cfg.horizon_ms)
     if turn is not None:
@@ -277,23 +370,104 @@ def _survey(
     _advance(out, partition, stream_time, new_st)
     if r.survey == "nps":
         out.category = category(r.score)
-    return out
+    return _checked(out, cfg, caps)
 
+
+def _notices(cfg: StepConfig, seg: SegmentResult) -> tuple[Rejection, ...]:
+    """The informational dead letters of a response that did not count in all of its
+    segments. The reasons name dimensions only when they are admitted ones (bounded in
+    number); never a value."""
+    out: list[Rejection] = []
+    if seg.too_many:
+        out.append(Rejection(ErrorCode.TOO_MANY_DIMENSIONS, (
+            f"the response has {seg.too_many} segment dimensions (touchpoint and channel "
+            f"included), more than CXSTREAM_MAX_RESPONSE_DIMENSIONS={cfg.max_response_dims}: "
+            "it counted in 'all' only. Send fewer dimensions per response, list the ones "
+            "that matter in CXSTREAM_SEGMENT_DIMENSIONS, or raise the setting")))
+    if seg.dropped:
+        out.append(Rejection(ErrorCode.TOO_MANY_DIMENSIONS, (
+            f"{len(seg.dropped)} of the response's segment dimensions did not count: the "
+            f"partition already counts CXSTREAM_MAX_DIMENSIONS={cfg.max_dims} other "
+            "dimensions. The response counted in 'all' and its other segments. List the "
+            "dimensions that matter in CXSTREAM_SEGMENT_DIMENSIONS, or raise "
+            "CXSTREAM_MAX_DIMENSIONS")))
+    if seg.folded:
+        out.append(Rejection(ErrorCode.SEGMENT_VALUE_CAPPED, (
+            f"the value of dimension(s) {', '.join(seg.folded)} counted as "
+            f"'<dimension>:other': the partition already counts "
+            f"CXSTREAM_SEGMENT_VALUE_CAP={cfg.value_cap} other values of it. The response "
+            "counted in 'all' and its other segments. Raise CXSTREAM_SEGMENT_VALUE_CAP if "
+            "these values matter")))
+    return tuple(out)
 
 
 def _add_to_buckets(writes: list[tuple[str, Any]], view: StateView, partition: int,
-                    offset: int, r: SurveyResponse, segments: tuple[str, ...]) -> None:
+                    offset: int, r: SurveyResponse, segments: tuple[str, ...],
+                    bound: int) -> bool:
     """Append the bucket writes of response `r` (at `offset`): its minute, hour and day
     entries, each with the response added in every segment (`buckets.add_response`),
     skipping those that already hold it. The score is validated and turned into its counter
-    increments once."""
+    increments once.
+
+    Returns False, appending nothing, when the day entry would pass `bound` bytes
+    (`buckets.fits`): it holds every segment of the minute and hour entries too, so they
+    fit when it does. Decided on the day entry whatever its stamp, the same way in a replay
+    that finds it holding later responses (`buckets.fits`)."""
     inc = increment(r.survey, r.score)
     fresh = plus(zero_counts(), inc)
     get = view.get
-    for bkey in _bucket_keys(partition, r.occurred_at):
-        new = add_response(get(bkey), offset, segments, inc, fresh)
+    bkeys = _bucket_keys(partition, r.occurred_at)
+    stored = [get(bkey) for bkey in bkeys]
+    if not fits(stored[-1], segments, bound):
+        return False
+    for bkey, old in zip(bkeys, stored):
+        new = add_response(old, offset, segments, inc, fresh)
         if new is not None:
             writes.append((bkey, new))
+    return True
+
+
+def _checked(out: Plan, cfg: StepConfig, caps: int = 0) -> Plan:
+    """`out`, or the rejection `entry_too_large` when one of its customer records or
+    journeys would pass `cfg.entry_max_bytes` (keeping the first `caps` writes of
+    `before_alert`, its caps, and the stream time: `_too_large`). Those entries are per
+    customer and stamped with the offset of the message that wrote them last, so a replay
+    reads each either as this message found it, or as already past it (and skips the
+    message): the decision is the same. Measured only when a cheap estimate from their
+    number of remembered ids or interactions does not already show that they fit."""
+    bound = cfg.entry_max_bytes
+    for key, value in out.after_alert:
+        if key.startswith(keys.CUSTOMER_PREFIX):
+            estimate = CUSTOMER_MAX_FIXED + len(value["s"]["s"]) * SEEN_ID_MAX
+            what = "customer record (its remembered survey ids and latest answers)"
+        elif key.startswith(keys.JOURNEY_PREFIX):
+            estimate = JOURNEY_MAX_FIXED + len(value["j"]) * JOURNEY_ENTRY_MAX
+            what = "journey (its recent interactions: lower CXSTREAM_JOURNEY_LENGTH)"
+        else:
+            continue
+        if estimate > bound and len(orjson.dumps(value)) > bound:
+            return _too_large(out, caps, cfg, (
+                f"the customer's {what} would pass {bound} bytes, the most a record of the "
+                "state changelog holds (its max.message.bytes): raise the changelog topic's "
+                "max.message.bytes"))
+    return out
+
+
+def _too_large(planned: Plan, caps: int, cfg: StepConfig, why: str) -> Plan:
+    """The rejection `entry_too_large` of the message `planned` was for: no count and no
+    customer change. Kept: its new value and dimension caps (the first `caps` writes of
+    `before_alert`): a replay must find the first-come sets a later message found, or it
+    could fold a value this one took a slot for and size it otherwise (`buckets.fits`); and
+    the stream time it advances (the last write), as any response not too late does: once a
+    later response stamps the customer, a replay skips this one as `replayed`, taking the
+    max with its `occurred_at` like a counted one's, so the clean run must take it too."""
+    out = Plan("deadlettered", rejection=Rejection(
+        ErrorCode.ENTRY_TOO_LARGE, f"not counted: {why}; then replay this dead letter"))
+    out.before_alert = planned.before_alert[:caps]
+    if planned.stream_time is not None:
+        out.after_alert = planned.after_alert[-1:]
+        out.stream_time = planned.stream_time
+    return out
 
 
 def _bucket_keys(partition: int, occurred_at: int) -> tuple[str, ...]:
@@ -319,8 +493,8 @@ def _bucket_keys(partition: int, occurred_at: int) -> tuple[str, ...]:
 
 
 def _advance(out: Plan, partition: int, old: int | None, new: int) -> None:
-    """Stream time = the highest occurred_at of any valid, not-too-late response (written
-    last, after everything else the message changes)."""
+    """Stream time = the highest occurred_at of any valid, not-too-late response, counted or
+    not (`_too_large`); written last, after everything else the message changes."""
     if new != old:
         out.after_alert.append((keys.stream_time_key(partition), {"t": new}))
         out.stream_time = new

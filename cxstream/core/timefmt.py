@@ -10,6 +10,11 @@ up to ±23:59. This is exactly what `schemas/*.schema.json` accept for `date-tim
 (the jsonschema package's `format: date-time` check plus the schemas' ASCII pattern), which
 `tests/unit/core/test_schemas.py` checks.
 
+`parse_rfc3339` also requires the instant itself, once its offset is applied, to be
+representable (`MIN_MS..MAX_MS`, years 0001..9999 in UTC): `0001-01-01T00:30:00+01:00` is a
+valid text for a year-0 instant, which `format_rfc3339` (alerts, the HTTP API) would refuse.
+`instant_of` gives such instants anyway, for a caller that reports them apart (the decoder).
+
 Pure: no clock reads, no I/O.
 """
 
@@ -17,8 +22,9 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Final
 
-__all__ = ["parse_rfc3339", "format_rfc3339", "MIN_MS", "MAX_MS"]
+__all__ = ["parse_rfc3339", "instant_of", "format_rfc3339", "MIN_MS", "MAX_MS"]
 
 # `[0-9]`, not `\d`: in Python `\d` also matches other scripts' digits (e.g. "２"), which
 # int() would happily convert. Callers use fullmatch(), so no trailing newline slips through
@@ -40,16 +46,30 @@ _MINUTES_MAX = 4096
 _SECONDS = {f"{n:02d}": n for n in range(60)}
 _MILLIS = {f"{n:03d}": n for n in range(1000)}
 
-#: The representable range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z.
-MIN_MS = (date(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY_MS
-MAX_MS = (date(9999, 12, 31).toordinal() - _EPOCH_ORDINAL + 1) * _DAY_MS - 1
+#: The representable range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z (literals, so
+#: the compiled core reads them as constants; the asserts show where they come from).
+MIN_MS: Final = -62_135_596_800_000
+MAX_MS: Final = 253_402_300_799_999
+assert MIN_MS == (date(1, 1, 1).toordinal() - _EPOCH_ORDINAL) * _DAY_MS
+assert MAX_MS == (date(9999, 12, 31).toordinal() - _EPOCH_ORDINAL + 1) * _DAY_MS - 1
 
 
 def parse_rfc3339(value: object) -> int | None:
-    """Epoch milliseconds (UTC) of an RFC 3339 date-time, or None if it is not one.
+    """Epoch milliseconds (UTC) of an RFC 3339 date-time, or None if it is not one or its
+    instant is outside `MIN_MS..MAX_MS` (so `format_rfc3339` accepts every value it gives).
 
     Never raises, whatever it is given (non-strings give None).
     """
+    ms = instant_of(value)
+    if ms is None or not MIN_MS <= ms <= MAX_MS:
+        return None
+    return ms
+
+
+def instant_of(value: object) -> int | None:
+    """Like `parse_rfc3339`, but an instant outside `MIN_MS..MAX_MS` is returned as it is:
+    the offset of a valid text can carry it up to a day beyond years 0001..9999. Only for
+    callers that check the range themselves. Never raises (non-strings give None)."""
     if type(value) is not str:
         return None
     if (ms := _parse_usual(value)) is not None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from cxstream.kafka.partitions import copartitioning_problem
 from cxstream.kafka.security import KafkaAuthError, client_kwargs, connection_problem, describe
 from cxstream.config.settings import Settings
 from cxstream.kafka.topics import STATE_TABLE, Topics
@@ -44,8 +46,10 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0,
     """Create the missing external topics (and, with `internal`, Faust's: the worker);
     return each topic's partition count.
 
-    Fails when the input topics, or the state changelog, are not co-partitioned (same
-    partition count): per-customer state would then be split across workers.
+    Fails with TopicError when the input topics, or (with `internal`) the state changelog
+    or CXSTREAM_PARTITIONS, are not co-partitioned (same partition count): per-customer
+    state would then be split across workers. That is checked before anything is created,
+    on the counts the topics would have, and again after.
     """
     topics = Topics(settings.topic_prefix)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=15000,
@@ -73,6 +77,10 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0,
         if internal:
             shapes.update(internal_topics(settings))
         missing = [name for name in shapes if name not in existing]
+        # Checked before anything is created, on the counts the topics will have: a wrong
+        # shape is refused without leaving a changelog of the wrong size behind.
+        check_copartitioned(settings, {**{n: shapes[n][0] for n in missing}, **existing},
+                             internal)
         if missing:
             new = [NewTopic(name, shapes[name][0], settings.replication,
                             topic_configs=shapes[name][1]) for name in missing]
@@ -83,7 +91,8 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0,
                 if err[1] not in (0, TopicAlreadyExistsError.errno)  # exists: another worker won
             }
             if errors:
-                raise TopicError(f"could not create topics: {errors}; check the broker's log and ACLs")
+                raise TopicError(f"could not create topics: {errors}; check the broker's log "
+                                 "and ACLs")
             for name in missing:
                 log.info("created topic %s (%d partitions)", name, settings.partitions)
             for _ in range(100):
@@ -91,21 +100,25 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0,
                 if all(name in existing for name in missing):
                     break
                 await asyncio.sleep(0.2)
-        inputs = {t: existing.get(t) for t in (topics.surveys, topics.interactions, topics.customers)}
-        if len(set(inputs.values())) != 1:
-            raise TopicError(
-                "input topics must have the same number of partitions (co-partitioned by "
-                f"customer_id), found {inputs}; recreate or repartition them")
-        changelog = state_changelog(settings)
-        if internal and existing.get(changelog) not in (None, *inputs.values()):
-            raise TopicError(
-                f"the state changelog {changelog} has {existing[changelog]} partitions but the "
-                f"input topics have {inputs[topics.surveys]}; they must match (one changelog "
-                "partition per input partition). Use a new CXSTREAM_APP_ID (a new group and "
-                "changelog, rebuilt from the inputs still retained)")
+            check_copartitioned(settings, existing, internal)  # another client may have won
         return {name: existing[name] for name in shapes if name in existing}
     finally:
         await admin.close()
+
+
+def check_copartitioned(settings: Settings, counts: Mapping[str, int | None],
+                        internal: bool) -> None:
+    """Raise TopicError, naming the topics, their counts (`counts`: partitions by topic
+    name, None for a missing topic) and the fix, unless the input topics are co-partitioned;
+    with `internal` (the worker), the state changelog and CXSTREAM_PARTITIONS must match them
+    too (`cxstream.kafka.partitions.copartitioning_problem`)."""
+    topics = Topics(settings.topic_prefix)
+    problem = copartitioning_problem(
+        counts, (topics.surveys, topics.interactions, topics.customers),
+        changelog=state_changelog(settings) if internal else None,
+        configured=settings.partitions if internal else None)
+    if problem:
+        raise TopicError(problem)
 
 
 def topic_configs(settings: Settings, name: str) -> dict[str, str]:
@@ -115,7 +128,8 @@ def topic_configs(settings: Settings, name: str) -> dict[str, str]:
     configs: dict[str, str] = {}
     if name in topics.compacted():
         configs["cleanup.policy"] = "compact"
-    if name in (topics.deadletter, topics.notifications_deadletter) and settings.deadletter_retention:
+    dead_letters = (topics.deadletter, topics.notifications_deadletter)
+    if name in dead_letters and settings.deadletter_retention:
         configs["retention.ms"] = str(settings.deadletter_retention)
     return configs
 

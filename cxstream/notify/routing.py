@@ -11,7 +11,7 @@ Format (see docs/concepts/notifications.md):
     [channels.cs-webhook]
     type = "webhook"
     url = "https://hooks.example.com/cx"
-    secret_file = "/run/secrets/cx-webhook"   # or secret = "..."
+    secret_file = "/run/secrets/cx-webhook"   # or secret = "whsec_..."; or unsigned = true
     include_comment = true
     include_email = false
 
@@ -26,16 +26,20 @@ Format (see docs/concepts/notifications.md):
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from cxstream.core.notification import Channel, NotifyConfig, Route
+from cxstream.core.notification import Channel, NotifyConfig, Route, signing_key
+from cxstream.core.textsafe import valid_address
 from cxstream.core.windows import parse_duration
 
 _CHANNEL_KEYS = {"type", "url", "secret", "secret_file", "include_comment", "include_email", "host",
                  "port", "starttls", "username", "password", "password_file", "from", "to",
-                 "allow_private"}
+                 "allow_private", "unsigned"}
+#: Most alerts read ahead per alert partition (`queue_size`): a bound on the notifier's memory.
+QUEUE_SIZE_MAX = 10_000
 
 
 class NotifyConfigError(ValueError):
@@ -62,7 +66,53 @@ def _secret(spec: dict[str, Any], key: str, base: Path) -> str | None:
     return str(value) if value is not None else None
 
 
+def _signing(name: str, spec: dict[str, Any], secret: str | None) -> bool:
+    """Whether the webhook channel `name` is unsigned on purpose; raises ValueError naming the
+    fix when it has neither a usable secret nor `unsigned = true`, or both."""
+    unsigned = spec.get("unsigned", False)
+    if not isinstance(unsigned, bool):
+        raise ValueError(f"channels.{name}.unsigned must be true or false")
+    if spec.get("type") != "webhook":
+        if "unsigned" in spec:
+            raise ValueError(f"channels.{name}.unsigned applies to webhook channels only: "
+                             "remove it")
+        return False
+    if unsigned and secret:
+        raise ValueError(f"channels.{name} sets both a secret and unsigned = true: remove one")
+    if not unsigned and not secret:
+        raise ValueError(f"channels.{name}: a webhook needs a signing secret (secret_file = "
+                         "\"...\" or secret = \"whsec_<base64 key>\"); set unsigned = true to "
+                         "send it without signature on purpose")
+    if secret:
+        try:
+            signing_key(secret)
+        except ValueError as exc:
+            raise ValueError(f"channels.{name}.secret: {exc}") from None
+    return bool(unsigned)
+
+
+def _number(doc: dict[str, Any], key: str, default: float, *, least: float) -> float:
+    """A finite number of the routing file, at least `least`; the error names the key."""
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value < least:
+        raise ValueError(f"{key} must be a number of at least {least:g} (got {value!r})")
+    return float(value)
+
+
+def _count(doc: dict[str, Any], key: str, default: int, least: int, most: int) -> int:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+        raise ValueError(f"{key} must be a whole number from {least} to {most} (got "
+                         f"{value!r})")
+    return value
+
+
 def parse(doc: dict[str, Any], base: Path = Path(".")) -> NotifyConfig:
+    """The NotifyConfig of a routing file's TOML document; relative `*_file` paths are read
+    from `base`. Raises ValueError (KeyError, TypeError) naming the field and the fix for
+    anything wrong: unknown keys, a webhook with neither a secret nor `unsigned = true`, a
+    malformed `whsec_` secret or e-mail address, `max_attempts` below 1, a timeout of 0."""
     channels: dict[str, Channel] = {}
     for name, spec in (doc.get("channels") or {}).items():
         unknown = set(spec) - _CHANNEL_KEYS
@@ -76,15 +126,27 @@ def parse(doc: dict[str, Any], base: Path = Path(".")) -> NotifyConfig:
         if kind == "email" and not (spec.get("host") and spec.get("from")):
             raise ValueError(f"channels.{name}: host and from are required for email")
         to = spec.get("to", [])
+        to = [to] if isinstance(to, str) else to
+        for field, addresses in (("from", [spec.get("from")] if kind == "email" else []),
+                                 ("to", to)):
+            for address in addresses:
+                if not valid_address(address):
+                    raise ValueError(f"channels.{name}.{field} must hold plain e-mail "
+                                     "addresses (local@domain, no display name, spaces or "
+                                     "line breaks)")
+        secret = _secret(spec, "secret", base)
+        unsigned = _signing(name, spec, secret)
         channels[name] = Channel(
-            name=name, type=kind, url=spec.get("url"), secret=_secret(spec, "secret", base),
+            name=name, type=kind, url=spec.get("url"), secret=secret,
             include_comment=bool(spec.get("include_comment", True)),
             include_email=bool(spec.get("include_email", True)),
-            host=spec.get("host"), port=int(spec.get("port", 25)), starttls=bool(spec.get("starttls", False)),
+            host=spec.get("host"), port=int(spec.get("port", 25)),
+            starttls=bool(spec.get("starttls", False)),
             username=spec.get("username"), password=_secret(spec, "password", base),
-            sender=spec.get("from"), to=tuple([to] if isinstance(to, str) else to),
-            allow_private=bool(spec.get("allow_private", False)))
-    owner_routes, segment_routes = [], []
+            sender=spec.get("from"), to=tuple(to),
+            allow_private=bool(spec.get("allow_private", False)), unsigned=unsigned)
+    owner_routes: list[Route] = []
+    segment_routes: list[Route] = []
     for i, r in enumerate(doc.get("routes") or []):
         if r.get("channel") not in channels:
             raise ValueError(f"routes[{i}].channel {r.get('channel')!r} is not a defined channel")
@@ -101,7 +163,18 @@ def parse(doc: dict[str, Any], base: Path = Path(".")) -> NotifyConfig:
     return NotifyConfig(
         channels=channels, owner_routes=tuple(owner_routes), segment_routes=tuple(segment_routes),
         default=default, cooldown_ms=parse_duration(doc["cooldown"]) if doc.get("cooldown") else 0,
-        max_attempts=int(doc.get("max_attempts", 5)),
-        timeout_s=parse_duration(doc["timeout"]) / 1000 if "timeout" in doc else 10.0,
-        backoff_base_s=float(doc.get("backoff_base_seconds", 0.5)),
-        backoff_cap_s=float(doc.get("backoff_cap_seconds", 30.0)), kinds=kinds)
+        max_attempts=_count(doc, "max_attempts", 5, 1, 100),
+        timeout_s=_timeout(doc),
+        backoff_base_s=_number(doc, "backoff_base_seconds", 0.5, least=0),
+        backoff_cap_s=_number(doc, "backoff_cap_seconds", 30.0, least=0), kinds=kinds,
+        queue_size=_count(doc, "queue_size", 100, 1, QUEUE_SIZE_MAX))
+
+
+def _timeout(doc: dict[str, Any]) -> float:
+    """`timeout` in seconds: the time limit of one whole delivery attempt."""
+    if "timeout" not in doc:
+        return 10.0
+    seconds = parse_duration(doc["timeout"]) / 1000
+    if seconds <= 0:
+        raise ValueError('timeout must be a positive duration such as "10s"')
+    return seconds

@@ -1,4 +1,6 @@
-"""`cxstream produce`: send JSON Lines to an input topic, keyed by `customer_id`.
+"""`cxstream produce`: send JSON Lines to an input topic, keyed by `customer_id`, partitioned by
+murmur2 of the key (`cxstream.kafka.partitions`: as Java clients, and librdkafka clients set
+to `murmur2_random`).
 
 Lines are sent byte-for-byte (bad ones too: the worker dead-letters them, which is how an
 upstream problem becomes visible). `--dry-run` runs the worker's own decoder instead and
@@ -15,6 +17,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from cxstream.kafka.admin import ensure_topics
+from cxstream.kafka.partitions import PARTITIONER
 from cxstream.core.decode import decode_interaction, decode_profile, decode_survey
 from cxstream.core.errors import Rejection
 from cxstream.kafka.security import client_kwargs
@@ -72,8 +75,10 @@ async def produce(settings: Settings, short: str, stream: BinaryIO, *, total: in
     """Send every line; waits until the broker acknowledged all of them."""
     topic = Topics(settings.topic_prefix).input(short)
     await ensure_topics(settings)
+    # The partitioner is named, not left to the default: every producer of the inputs must
+    # map a key as the others do (murmur2), or a customer's records never meet.
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all",
-                                enable_idempotence=True, linger_ms=5,
+                                enable_idempotence=True, linger_ms=5, partitioner=PARTITIONER,
                                 max_batch_size=256 * 1024, max_request_size=2 * 1024 * 1024,
                                 **client_kwargs(settings))
     await producer.start()

@@ -24,7 +24,9 @@ import orjson
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
+from cxstream.core.step import DEFAULT_MAX_MESSAGE_BYTES
 from cxstream.kafka.retry import until_acknowledged
+from cxstream.worker.limits import record_size
 
 try:
     from rocksdict import WriteBatch
@@ -106,6 +108,9 @@ class ChangelogWriter:
     def __init__(self, app: Any, table: Any) -> None:
         self.app = app
         self.table = table
+        #: The changelog topic's `max.message.bytes` (`Processor.read_limits`): no record,
+        #: and no record batch, sent is larger.
+        self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
 
     @property
     def topic(self) -> str:
@@ -123,10 +128,12 @@ class ChangelogWriter:
         restart resumes reading the changelog). Partitions with no entries are skipped.
 
         Returns None once every partition's entries are acknowledged and in the local store.
-        Broker errors (KafkaError) are never raised: the partition's entries are all sent
-        again, from the first, with a growing delay (`until_acknowledged`), for as long as
-        it takes. Raises RuntimeError when Faust's producer is not started, and ValueError
-        for an entry too large for a producer batch.
+        Broker errors that waiting can fix are not raised: the partition's entries are all
+        sent again, from the first, with a growing delay (`until_acknowledged`), for as long
+        as it takes. Raises PermanentKafkaError when the broker refuses them for good (a
+        record batch over the changelog's max.message.bytes, no ACL to write), RuntimeError
+        when Faust's producer is not started, and ValueError for an entry too large for a
+        producer batch.
 
         Guarantee: the local store is never ahead of the changelog, which is what another
         worker recovers from. A partition's changelog receives the entries in the order
@@ -178,19 +185,31 @@ class ChangelogWriter:
 
     async def _send_batches(self, topic: str, partition: int, entries: Entries,
                             store_batch: Any = None) -> list[tuple[asyncio.Future[Any], int]]:
-        """Encodes here, entry by entry, rather than all entries first: each entry's bytes go
-        to the producer's buffer and to the write batch (both copy them) and are freed at
-        once. Keeping a batch's bytes alive until the broker's answer cost more than the
-        encoding itself (figures: docs/performance.md)."""
+        """No record, nor record batch, sent is larger than `max_message_bytes` (a record that
+        would be raises ValueError before any of its bytes are sent). Encodes here, entry by
+        entry, rather than all entries first: each entry's bytes go to the producer's buffer
+        and to the write batch (both copy them) and are freed at once. Keeping a batch's
+        bytes alive until the broker's answer cost more than the encoding itself (figures:
+        docs/performance.md)."""
         producer = self._producer()
         dumps = orjson.dumps
+        limit = self.max_message_bytes
         futures = []
         builder = producer.create_batch()
         count = 0
         for k, v in entries:
             key = dumps(k)
             value = None if v is None else dumps(v)
-            if builder.append(key=key, value=value, timestamp=None) is None:
+            size = record_size(key, value)
+            if size > limit:
+                # Never sent: the broker would refuse it for good. The planner bounds every
+                # entry below the limit (`cxstream.core.step`), so this is a bug.
+                raise ValueError(f"a state entry of kind {k[:1]!r} takes {size} bytes, over the "
+                                 f"state changelog's max.message.bytes ({limit}); this is a "
+                                 "bug of cxstream's entry bounds: please report it")
+            # A record batch is refused whole when over the limit: start a new one first.
+            if (count and builder.size() + size > limit
+                    or builder.append(key=key, value=value, timestamp=None) is None):
                 builder, full = await send_full(producer, builder, topic, partition, key, value)
                 futures.append((full, count))
                 count = 0
@@ -216,7 +235,7 @@ class ChangelogWriter:
                                                            store_batch))
 
         return await until_acknowledged(again, f"state changelog {topic}[{partition}]",
-                                        first=_last_of(futures))
+                                        kind="state", topic=topic, first=_last_of(futures))
 
     def _producer(self) -> Any:
         return aiokafka_producer(self.app)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 import faust
-import orjson
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
@@ -26,13 +26,15 @@ from cxstream.worker.changelog import ChangelogWriter, aiokafka_producer, partit
 from cxstream.core import keys
 from cxstream.core.alert import cloudevent_headers
 from cxstream.core.batch import PendingWrites, Planned, plan_records
-from cxstream.core.deadletter import MAX_KEY_BYTES, dead_letter
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
-from cxstream.core.step import Kind, StepConfig
+from cxstream.core.step import Kind, StepConfig, entry_bound, fitted
 from cxstream.core.store import StoreReader, stored_value
 from cxstream.core.windows import DAY
+from cxstream.kafka.admin import TopicError, check_copartitioned, state_changelog
+from cxstream.kafka.limits import max_message_bytes
 from cxstream.kafka.retry import until_acknowledged
+from cxstream.worker.limits import Limits, fitted_alert, fitted_dead_letter
 from cxstream.config.settings import Settings
 from cxstream.kafka.topics import Topics
 
@@ -52,12 +54,17 @@ class Processor:
             self.topics.interactions: "interactions",
             self.topics.customers: "customers",
         }
-        self.cfg = StepConfig(
+        self.cfg = fitted(StepConfig(
             horizon_ms=settings.horizon_ms,
             dimensions=settings.segment_dimensions,
             value_cap=settings.segment_value_cap,
             journey_length=settings.journey_length,
-        )
+            min_event_ms=settings.min_event_time,
+            max_dims=settings.max_dimensions,
+            max_response_dims=settings.max_response_dimensions,
+        ))
+        #: `max.message.bytes` of the topics written, read at each assignment (`read_limits`).
+        self.limits = Limits()
         self.alerts = _Topic(app, self.topics.alerts)
         self.deadletters = _Topic(app, self.topics.deadletter)
         self.indexes: dict[int, ExpiryIndex] = {}
@@ -70,6 +77,32 @@ class Processor:
         self.completing: asyncio.Future[None] | None = None
         self.changelog = ChangelogWriter(app, state)
         self.source = f"cxstream/{settings.group_id}"
+
+    async def read_limits(self) -> None:
+        """Read the `max.message.bytes` of the state changelog, alert and dead-letter topics
+        (at every partition assignment, before any input is processed: a topic's limit may
+        have been changed meanwhile), and bound what is written by them from now on: state
+        entries through `cfg.entry_max_bytes` (and the caps `fitted` to it), alerts and dead
+        letters as they are sent (`cxstream.worker.limits`). A limit that cannot be read
+        keeps what was read before, or Kafka's default (the read logs a warning)."""
+        changelog = state_changelog(self.settings)
+        found = await max_message_bytes(
+            self.settings, (changelog, self.topics.alerts, self.topics.deadletter))
+        if not found:
+            return
+        self.limits.by_topic.update(found)
+        limit = self.limits.of(changelog)
+        self.changelog.max_message_bytes = limit
+        cfg = fitted(replace(self.cfg, entry_max_bytes=entry_bound(limit),
+                             value_cap=self.settings.segment_value_cap,
+                             max_dims=self.settings.max_dimensions))
+        if (cfg.value_cap, cfg.max_dims) != (self.settings.segment_value_cap,
+                                             self.settings.max_dimensions):
+            log.warning("the state changelog's max.message.bytes (%d) holds at most %d values "
+                        "per dimension and %d dimensions: CXSTREAM_SEGMENT_VALUE_CAP and "
+                        "CXSTREAM_MAX_DIMENSIONS are lowered to that; raise the topic's "
+                        "max.message.bytes to keep them", limit, cfg.value_cap, cfg.max_dims)
+        self.cfg = cfg
 
     # -- expiry index ---------------------------------------------------------------------
     def index(self, partition: int) -> ExpiryIndex:
@@ -142,10 +175,14 @@ class Processor:
 
         Returns a future of the rest, in this order: hand the alerts to the producer; wait
         for the previous batch to complete; wait for the broker's acknowledgement of every
-        alert; write the state entries (`ChangelogWriter.write`: changelog first, then the
-        local store); count the metrics; wait for the broker's acknowledgement of every
-        dead letter. Its records may be acknowledged only once it is done. Broker errors are
-        never raised: every send is repeated until acknowledged (`until_acknowledged`).
+        alert and every dead letter; write the state entries (`ChangelogWriter.write`:
+        changelog first, then the local store); count the metrics. Its records may be
+        acknowledged only once it is done. Broker errors that
+        waiting can fix are not raised: those sends are repeated until acknowledged
+        (`until_acknowledged`); a refusal for good (a record over the topic's
+        max.message.bytes, no ACL) fails the future with PermanentKafkaError, naming the fix
+        (no input record is behind a refused alert or state write alone, so none is
+        dead-lettered instead).
 
         Raises RuntimeError when a partition's state holds bucket entries of an earlier
         layout, or when the producer is not started (the future can fail with that too, or
@@ -158,7 +195,9 @@ class Processor:
         state entries carry the offsets they applied (`cxstream.core.step`), and the state of
         a partition reaches its changelog in the crash-safe order, before the local store.
         No alert is lost: the customer record that remembers a turn is written only after
-        the broker acknowledged the alert, and a replay re-emits the same `alert_id`.
+        the broker acknowledged the alert, and a replay re-emits the same `alert_id`. Nor is
+        a dead letter: the state is written only once the broker acknowledged them, so a
+        record whose dead letter was not yet acknowledged is planned, and told, again.
         Batches complete one after another, in order, so the changelog keeps their order.
 
         Why split: the broker's acknowledgements take milliseconds; the next batch is planned
@@ -195,6 +234,9 @@ class Processor:
         if previous is not None:
             await previous  # its state first: the changelog keeps the batches' order
         await self._await_alerts(sent, fetched_at)
+        # Before the state: a response that counted but left a dimension or value out is
+        # told by a dead letter, and once its customer record is written a replay skips it.
+        await asyncio.gather(*dead_letters)
         await self.changelog.write(writes)
         for entries in writes.values():
             self.reader.written(entries)
@@ -203,7 +245,6 @@ class Processor:
         for partition, stream_time in out.advanced.items():
             metrics.STREAM_TIME.labels(str(partition)).set(stream_time / 1000)
         _count(out)
-        await asyncio.gather(*dead_letters)
 
     def _entries(self, partition: int, pending: PendingWrites,
                  stream_time: int | None) -> list[tuple[str, Any]]:
@@ -227,28 +268,30 @@ class Processor:
             async def again(alert: dict[str, Any] = alert) -> Any:
                 return await (await self._produce_alert(alert))
 
-            await until_acknowledged(again, f"alert {alert['alert_id']}", first=fut)
+            await until_acknowledged(again, f"alert {alert['alert_id']}", kind="alert",
+                                     topic=self.topics.alerts, first=fut)
             metrics.ALERTS.labels(alert["kind"]).inc()
             metrics.alert_acknowledged(alert, fetched_at)
 
     async def _produce_alert(self, alert: dict[str, Any]) -> Any:
-        """Hand one alert to the producer; returns the future of the broker's answer."""
+        """Hand one alert to the producer, fitted to the alert topic's max.message.bytes
+        (`fitted_alert`); returns the future of the broker's answer."""
+        headers = cloudevent_headers(alert, source=self.source)
+        _, value = fitted_alert(alert, headers, self.limits.of(self.topics.alerts))
         return await _handed_over(self.alerts, key=alert["customer_id"].encode(),
-                                  value=orjson.dumps(alert),
-                                  headers=cloudevent_headers(alert, source=self.source))
+                                  value=value, headers=headers)
 
     async def _dead_letter(self, rejection: Rejection, msg: Any, now_ms: int) -> None:
-        doc = dead_letter(rejection, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                          key=msg.key, payload=msg.value, now_ms=now_ms)
-        # The key is capped like the copy in the document, so the record always fits in a
-        # request.
-        key = msg.key if msg.key is None else msg.key[:MAX_KEY_BYTES]
-        value = orjson.dumps(doc)
+        # The key is capped like the copy in the document, and the copy of the payload cut
+        # to the topic's max.message.bytes, so the record always fits.
+        key, value = fitted_dead_letter(rejection, msg, now_ms,
+                                        self.limits.of(self.topics.deadletter))
         fut = await _handed_over(self.deadletters, key=key, value=value)
         # Not awaited here (a stream of garbage must not wait a round trip per message); the
         # batch is complete only once every dead letter is acknowledged (`_complete`).
         self.pending.append(asyncio.ensure_future(until_acknowledged(
-            lambda: self._send_dead_letter(key, value), "dead letter", first=fut)))
+            lambda: self._send_dead_letter(key, value), "dead letter", kind="deadletter",
+            topic=self.topics.deadletter, first=fut)))
         metrics.DEADLETTERS.labels(rejection.code.value).inc()
 
     async def _send_dead_letter(self, key: bytes | None, value: bytes) -> Any:
@@ -316,5 +359,23 @@ def register(app: faust.App, settings: Settings, state: faust.Table) -> Processo
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
         processor.forget({tp.partition for tp in revoked if tp.topic == topics.surveys})
+
+    @app.on_partitions_assigned.connect
+    async def limits_on_assigned(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:
+        await processor.read_limits()  # before any input of the assignment is processed
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: set[TP], **kwargs: Any) -> None:
+        # `cxstream worker` checked the topics before starting; partitions added to one
+        # while the workers run reach them as a rebalance, and a worker started some other
+        # way never checked. The error crashes the app (Faust), which stops the worker.
+        names = (*processor.kinds, state_changelog(settings))
+        counts = {name: app.consumer.topic_partitions(name) for name in names}
+        if all(counts[name] is not None for name in processor.kinds):
+            try:
+                check_copartitioned(settings, counts, internal=True)
+            except TopicError as exc:
+                log.error("stopping the worker: %s", exc)
+                raise
 
     return processor

@@ -8,6 +8,10 @@ valid traffic behind it is all processed exactly, and the worker stays ready thr
 `tests/unit/core/test_decode.py` already covers one case per rule, arbitrary bytes and JSON,
 deep nesting and huge numbers at the decoder; these add what it does not: the full plan,
 mutations of valid documents, every field position, and 10 MB values for every decoder.
+Poison values (`tests/unit/core/test_decode_hostile.py` has their oracles): timestamps whose
+offset takes them out of years 1..9999 or before CXSTREAM_MIN_EVENT_TIME, repeated keys,
+and line breaks or control characters in ids, labels, names and addresses, in the plan and
+in a stream to the real worker.
 """
 
 from __future__ import annotations
@@ -221,6 +225,52 @@ def test_ten_megabyte_values_are_too_large(kind: str, shape: str) -> None:
     assert assert_dead_lettered(kind, b"c1", raw, {}) == ErrorCode.TOO_LARGE
 
 
+# -- poison values: valid JSON and RFC 3339, but unusable downstream ----------------------------
+TIME_FIELD = {"surveys": "occurred_at", "interactions": "occurred_at", "customers": "updated_at"}
+def _set(kind: str, **fields: Any) -> bytes:
+    """The valid document of `kind` with `fields` replaced."""
+    return orjson.dumps({**VALID[kind], **fields})
+
+
+POISON: list[tuple[str, Callable[[str], bytes], ErrorCode]] = [
+    ("year 0 after the offset", lambda k: _set(k, **{TIME_FIELD[k]: "0001-01-01T00:30:00+01:00"}),
+     ErrorCode.TIMESTAMP_OUT_OF_RANGE),
+    ("before 2000", lambda k: _set(k, **{TIME_FIELD[k]: "1970-01-01T00:00:00Z"}),
+     ErrorCode.TIMESTAMP_OUT_OF_RANGE),
+    ("year 10000 after the offset",
+     lambda k: _set(k, **{TIME_FIELD[k]: "9999-12-31T23:30:00-01:00"}), ErrorCode.FUTURE_TIMESTAMP),
+    ("customer_id twice", lambda k: orjson.dumps(VALID[k])[:-1] + b',"customer_id":"c1"}',
+     ErrorCode.DUPLICATE_KEY),
+    ("a nested key twice, escaped",
+     lambda k: orjson.dumps(VALID[k])[:-1] + b',"x":{"a":1,"\\u0061":2}}', ErrorCode.DUPLICATE_KEY),
+    ("CRLF in the customer id", lambda k: _set(k, customer_id="c1\r\nBcc: x"),
+     ErrorCode.INVALID_VALUE),
+    ("U+2028 in a segment value", lambda k: _set(k, segment={"plan": "p\u2028"}),
+     ErrorCode.INVALID_VALUE),
+    ("NEL in a label or the owner's name", lambda k: _set(k, owner={"name": "Ana\x85Bcc"})
+     if k == "customers" else _set(k, channel="x\x85"), ErrorCode.INVALID_VALUE),
+]
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+@pytest.mark.parametrize("name,value,code", POISON, ids=[p[0] for p in POISON])
+def test_the_plan_dead_letters_poison_values(kind: str, name: str, value: Callable[[str], bytes],
+                                             code: ErrorCode) -> None:
+    raw = value(kind)
+    key = b"c1\r\nBcc: x" if b"Bcc: x" in raw else b"c1"
+    for state in ({}, _known_state()):
+        assert assert_dead_lettered(kind, key, raw, state) == code, name
+
+
+def test_comments_keep_their_line_breaks() -> None:
+    raw = orjson.dumps({**VALID["surveys"], "comment": "first line\r\nsecond\tline\n"})
+    p = plan("surveys", {}, CFG, partition=1, offset=7, key=b"c1", value=raw, now_ms=NOW)
+    assert p.outcome == "accepted"
+    p = plan("surveys", {}, CFG, partition=1, offset=7, key=b"c1", now_ms=NOW,
+             value=orjson.dumps({**VALID["surveys"], "comment": "bell\x07"}))
+    assert p.rejection is not None and p.rejection.code == ErrorCode.INVALID_VALUE
+
+
 # -- against the real worker ---------------------------------------------------------------------
 def garbage_stream(seed: int, n: int, customers: list[str]) -> list[Sent]:
     """n hostile messages over the three input topics, each with the code it must get."""
@@ -231,7 +281,7 @@ def garbage_stream(seed: int, n: int, customers: list[str]) -> list[Sent]:
         cid = rng.choice(customers)
         key = cid.encode()
         doc = dict(VALID[topic], customer_id=cid)
-        shape = rng.randrange(9)
+        shape = rng.randrange(13)
         if shape == 0:
             value, code = b"\xff" + bytes(rng.randrange(256) for _ in range(rng.randrange(200))), "not_json"
         elif shape == 1:
@@ -248,8 +298,25 @@ def garbage_stream(seed: int, n: int, customers: list[str]) -> list[Sent]:
             value, code = orjson.dumps(doc).replace(b'"customer_id":"' + key + b'"', b'"customer_id":' + b"9" * 40), "wrong_type"
         elif shape == 7:
             key, value, code = f"x{i}".encode(), orjson.dumps(doc), "key_mismatch"
-        else:
+        elif shape == 8:
             value, code = orjson.dumps(doc).replace(b'"c', b'"\\udc00c', 1), "not_json"  # lone surrogate
+        elif shape == 9:  # the key the document already has, again (orjson would keep the last)
+            value = orjson.dumps(doc)[:-1] + b',"customer_id":"' + key + b'"}'
+            code = "duplicate_key"
+        elif shape == 10:
+            value = orjson.dumps({**doc, TIME_FIELD[topic]: rng.choice(
+                ["0001-01-01T00:30:00+01:00", "1999-12-31T23:59:59Z", "1970-01-01T00:00:00Z"])})
+            code = "timestamp_out_of_range"
+        elif shape == 11:
+            value, code = orjson.dumps({**doc, TIME_FIELD[topic]: "9999-12-31T23:30:00-01:00"}), \
+                "future_timestamp"
+        else:  # a line break or control character where a header, a log line or the CLI shows it
+            field = "owner" if topic == "customers" else \
+                rng.choice(["event_id", "channel", "segment"])
+            bad = rng.choice(["\r\nBcc: evil@example.com", "\u2028", "\x85", "\x1b[2J", "\x00"])
+            value = orjson.dumps({**doc, field: {"name": "Ana" + bad} if field == "owner" else
+                                  {"plan": "pro" + bad} if field == "segment" else "x" + bad})
+            code = "invalid_value"
         out.append(Sent(topic, key, value, code))
     return out
 

@@ -195,6 +195,48 @@ def test_segment_gauges_equal_the_oracle_for_owned_partitions_only() -> None:
     assert got[("cxstream_segment_nps", (("segment", "plan:hidden"), ("window", "1h")))] == 100.0
 
 
+def test_segment_series_are_capped_per_metric_and_window_the_rest_summed_as_other() -> None:
+    """Past CXSTREAM_METRIC_SEGMENTS_MAX, each segment gauge keeps `all`, the segments with
+    the most responses and `other`, the exact sum of the rest; how many were summed is
+    exported per window. Through the real exposition, against the oracle."""
+    import dataclasses
+
+    app, processor, events = world()
+    own(app, 0, 1, 2, 3)
+    processor.settings = dataclasses.replace(SETTINGS, metric_segments_max=4)
+    got = samples(api_collector.WorkerCollector(app, processor, ready=lambda: True,
+                                                clock=lambda: NOW_MS / 1000))
+    for window in SETTINGS.windows:
+        start = AS_OF - window.ms
+        present = [s for s in sorted(oracle.all_segments(events))
+                   if oracle.scores(events, s, start, AS_OF)["nps"]["responses"]
+                   + oracle.scores(events, s, start, AS_OF)["csat"]["responses"]
+                   + oracle.scores(events, s, start, AS_OF)["ces"]["responses"]]
+        for name in SEGMENT_NAMES:
+            shown = {dict(labels)["segment"] for (n, labels), _ in got.items()
+                     if n == name and dict(labels)["window"] == window.name}
+            assert len(shown) <= 4
+        shown = {dict(labels)["segment"] for (n, labels), _ in got.items()
+                 if n == "cxstream_segment_nps_responses" and dict(labels)["window"] == window.name}
+        if len(present) <= 4:
+            assert shown == set(present)
+            continue
+        assert "all" in shown and "other" in shown
+        summed = [s for s in present if s not in shown]
+        assert got[("cxstream_metric_segments_summed", (("window", window.name),))] == len(summed)
+        for name in ("cxstream_segment_nps_responses", "cxstream_segment_csat_responses"):
+            field = name.split("_")[2]
+            want = sum(oracle.scores(events, s, start, AS_OF)[field]["responses"]
+                       for s in summed)
+            assert got[(name, (("segment", "other"), ("window", window.name)))] == want
+        # The ones kept have at least as many responses as any summed.
+        def responses(s: str) -> int:
+            w = oracle.scores(events, s, start, AS_OF)
+            return w["nps"]["responses"] + w["csat"]["responses"] + w["ces"]["responses"]
+        kept = [s for s in shown if s not in {"all", "other"}]
+        assert min(map(responses, kept)) >= max(map(responses, summed))
+
+
 async def test_a_prepared_scrape_equals_the_one_piece_scrape_and_lets_batches_run(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """`prepare` (the /metrics view's way) gives the same samples as computing everything in

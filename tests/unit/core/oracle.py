@@ -11,6 +11,7 @@ events are all in one partition, so "first accepted occurrence" is well defined.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -109,15 +110,29 @@ def segments_of(e: Ev, dimensions: frozenset[str] | None = None) -> set[str]:
 
 
 def capped_segments(events: Iterable[Ev], horizon: int, *, cap: int,
-                    dimensions: frozenset[str] | None = None) -> dict[Pos, set[str]]:
-    """Segments of each accepted event under the value cap: per partition, the first `cap`
+                    dimensions: frozenset[str] | None = None, max_dims: int | None = None,
+                    max_response_dims: int | None = None) -> dict[Pos, set[str]]:
+    """Segments of each accepted event under the caps: per partition, the first `cap`
     distinct values of a dimension (in offset order, among accepted events) count as
-    themselves, later ones as `<dimension>:other`; the value `other` never takes a slot."""
+    themselves, later ones as `<dimension>:other`; the value `other` never takes a slot.
+    With `max_dims` (and no `dimensions` list), only the first `max_dims` distinct
+    dimensions of a partition count at all (within one event, in name order); an event with
+    more than `max_response_dims` dimensions counts in `all` only."""
     slots: dict[tuple[int, str], list[str]] = {}
+    dim_slots: dict[int, list[str]] = {}
     out: dict[Pos, set[str]] = {}
     for e in _in_log_order(accepted(events, horizon)):
         segs = {"all"}
-        for dim, value in _dims(e, dimensions).items():
+        out[(e.partition, e.offset)] = segs
+        dims = _dims(e, dimensions)
+        if max_response_dims is not None and len(dims) > max_response_dims:
+            continue
+        taken_dims = dim_slots.setdefault(e.partition, [])
+        for dim, value in sorted(dims.items()):
+            if dimensions is None and max_dims is not None and dim not in taken_dims:
+                if len(taken_dims) >= max_dims:
+                    continue
+                taken_dims.append(dim)
             taken = slots.setdefault((e.partition, dim), [])
             if value != OTHER and value not in taken:
                 if len(taken) < cap:
@@ -125,19 +140,35 @@ def capped_segments(events: Iterable[Ev], horizon: int, *, cap: int,
                 else:
                     value = OTHER
             segs.add(f"{dim}:{value}")
-        out[(e.partition, e.offset)] = segs
     return out
 
 
 def folds(events: Iterable[Ev], horizon: int, *, cap: int,
-          dimensions: frozenset[str] | None = None) -> dict[Pos, set[str]]:
-    """Dimensions folded into `other` per accepted event (only events with a fold)."""
+          dimensions: frozenset[str] | None = None, **caps: int | None) -> dict[Pos, set[str]]:
+    """Dimensions folded into `other` per accepted event (only events with a fold); `caps`:
+    the dimension caps of `capped_segments`."""
     out: dict[Pos, set[str]] = {}
-    capped = capped_segments(events, horizon, cap=cap, dimensions=dimensions)
+    capped = capped_segments(events, horizon, cap=cap, dimensions=dimensions, **caps)
     for e in accepted(events, horizon):
         for dim, value in _dims(e, dimensions).items():
             if value != OTHER and f"{dim}:{OTHER}" in capped[(e.partition, e.offset)]:
                 out.setdefault((e.partition, e.offset), set()).add(dim)
+    return out
+
+
+def uncounted_dimensions(events: Iterable[Ev], horizon: int, *, cap: int,
+                         dimensions: frozenset[str] | None = None,
+                         **caps: int | None) -> dict[Pos, set[str]]:
+    """Dimensions of each accepted event that count in none of its segments (only events
+    with such a dimension): past `max_dims`, or all of them past `max_response_dims`."""
+    out: dict[Pos, set[str]] = {}
+    capped = capped_segments(events, horizon, cap=cap, dimensions=dimensions, **caps)
+    for e in accepted(events, horizon):
+        counted = {seg.split(":", 1)[0] for seg in capped[(e.partition, e.offset)]
+                   if ":" in seg}
+        left = set(_dims(e, dimensions)) - counted
+        if left:
+            out[(e.partition, e.offset)] = left
     return out
 
 
@@ -218,3 +249,54 @@ def too_late(events: Iterable[Ev], horizon: int) -> set[tuple[int, int]]:
             continue
         stream_time[e.partition] = e.at if st is None else max(st, e.at)
     return out
+
+
+def sized(events: Iterable[Ev], horizon: int, *, cap: int, max_dims: int | None,
+          max_response_dims: int | None, bound: int) -> tuple[dict[Pos, set[str]], set[Pos]]:
+    """Segments of each counted event, and the events rejected as `entry_too_large`, when a
+    day's segments (per partition and UTC day, every segment taken at its widest: its JSON
+    key and 171 bytes for a colon, 8 counters of 20 digits and a comma, plus 40 for the
+    entry) may not pass `bound` bytes: an event that would add a segment past it is not
+    counted and is not remembered as seen; the value and dimension slots it took stay
+    taken, and it moves stream time like every event that is not too late (`stream_times`).
+    Otherwise as `accepted` and `capped_segments`."""
+    stream_time: dict[int, int] = {}
+    seen: set[tuple[str, str]] = set()
+    slots: dict[tuple[int, str], list[str]] = {}
+    dim_slots: dict[int, list[str]] = {}
+    days: dict[tuple[int, int], set[str]] = {}
+    counted: dict[Pos, set[str]] = {}
+    rejected: set[Pos] = set()
+    for e in _in_log_order(events):
+        st = stream_time.get(e.partition)
+        if st is not None and e.at < st - horizon:
+            continue  # too late
+        stream_time[e.partition] = e.at if st is None else max(st, e.at)
+        if (e.customer_id, e.event_id) in seen:
+            continue
+        segs = {"all"}
+        dims = _dims(e, None)
+        if max_response_dims is None or len(dims) <= max_response_dims:
+            taken_dims = dim_slots.setdefault(e.partition, [])
+            for dim, value in sorted(dims.items()):
+                if max_dims is not None and dim not in taken_dims:
+                    if len(taken_dims) >= max_dims:
+                        continue
+                    taken_dims.append(dim)
+                taken = slots.setdefault((e.partition, dim), [])
+                if value != OTHER and value not in taken:
+                    if len(taken) < cap:
+                        taken.append(value)
+                    else:
+                        value = OTHER
+                segs.add(f"{dim}:{value}")
+        day = days.setdefault((e.partition, e.at // DAY), set())
+        size = 40 + sum(len(json.dumps(s, ensure_ascii=False).encode()) + 171
+                        for s in day | segs)
+        if segs - day and size > bound:
+            rejected.add((e.partition, e.offset))
+            continue
+        day |= segs
+        seen.add((e.customer_id, e.event_id))
+        counted[(e.partition, e.offset)] = segs
+    return counted, rejected

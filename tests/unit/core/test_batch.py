@@ -14,7 +14,21 @@ from cxstream.core import keys
 from cxstream.core.batch import PendingWrites, Planned, plan_records
 from cxstream.core.journey import CustomerState, journey_from_json, legacy_journey
 
-from .test_step import BASE, CFG, NOW, mixed_streams, run, streams, survey, totals
+from cxstream.core.step import StepConfig
+
+from .test_step import (
+    BASE,
+    CAPPED,
+    CFG,
+    SIZED,
+    NOW,
+    many_dimension_streams,
+    mixed_streams,
+    run,
+    streams,
+    survey,
+    totals,
+)
 
 
 def record(offset: int, key: bytes | None, value: bytes, partition: int = 0) -> Any:
@@ -29,7 +43,7 @@ def unexpected(msg: Any, exc: Exception) -> None:
 def run_batched(messages: list[tuple[str, bytes, bytes]], sizes: list[int],
                 state: dict[str, Any] | None = None, log: list[tuple[str, Any]] | None = None,
                 start: int = 0, alerts: list[tuple[int, dict[str, Any]]] | None = None,
-                ends: list[int] | None = None) -> dict[str, Any]:
+                ends: list[int] | None = None, cfg: StepConfig = CFG) -> dict[str, Any]:
     """Like the agent: batches of `sizes` (cycled) from offset `start`, each planned against
     its pending writes, alerts collected, then written in `PendingWrites.ordered` order.
     `alerts` receives (offset, alert); `ends[i]`: the log length once message i's *batch*
@@ -48,7 +62,7 @@ def run_batched(messages: list[tuple[str, bytes, bytes]], sizes: list[int],
         for o in batch:  # one record per call: the kinds interleave in one offset sequence
             kind, key, value = messages[o]
             planned = len(out.alerts)
-            plan_records(kind, [record(o, key, value)], pending, CFG, NOW, out, unexpected)
+            plan_records(kind, [record(o, key, value)], pending, cfg, NOW, out, unexpected)
             alerts.extend((o, alert) for alert in out.alerts[planned:])
         for k, v in pending.ordered(0):
             table[k] = v
@@ -78,10 +92,56 @@ def test_batches_give_the_state_and_alerts_of_one_message_at_a_time(
 def test_a_crash_anywhere_in_a_batch_is_repaired_by_the_replay(
         msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int], replay_sizes: list[int],
         data: st.DataObject) -> None:
+    check_batch_crash(msgs, batch_sizes, replay_sizes, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(many_dimension_streams(), sizes, sizes, st.data())
+def test_a_crash_anywhere_in_a_batch_with_every_cap_reached_is_repaired_by_the_replay(
+        msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int], replay_sizes: list[int],
+        data: st.DataObject) -> None:
+    check_batch_crash(msgs, batch_sizes, replay_sizes, data, CAPPED)
+
+
+@settings(max_examples=300, deadline=None)
+@given(many_dimension_streams(days=3), sizes, sizes, st.data())
+def test_a_crash_anywhere_in_a_batch_with_entries_at_their_bound_is_repaired_by_the_replay(
+        msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int], replay_sizes: list[int],
+        data: st.DataObject) -> None:
+    check_batch_crash(msgs, batch_sizes, replay_sizes, data, SIZED)
+
+
+@settings(max_examples=100, deadline=None)
+@given(many_dimension_streams(days=3), sizes)
+def test_batches_with_entries_at_their_bound_give_the_state_of_one_at_a_time(
+        msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int]) -> None:
+    one, _ = run(msgs, cfg=SIZED)
+    assert run_batched(msgs, batch_sizes, cfg=SIZED) == one
+
+
+@settings(max_examples=100, deadline=None)
+@given(many_dimension_streams(), sizes)
+def test_batches_with_every_cap_reached_give_the_state_and_notices_of_one_at_a_time(
+        msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int]) -> None:
+    one, plans = run(msgs, cfg=CAPPED)
+    assert run_batched(msgs, batch_sizes, cfg=CAPPED) == one
+    pending = PendingWrites({})
+    out = Planned()
+    plan_records("surveys", [record(o, k, v) for o, (_, k, v) in enumerate(msgs)], pending,
+                 CAPPED, NOW, out, unexpected)
+    want = [(n.code, o) for o, p in enumerate(plans) for n in (p.rejection, *p.notices) if n]
+    assert [(r.code, msg.offset) for r, msg in out.rejected] == want
+
+
+def check_batch_crash(msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int],
+                      replay_sizes: list[int], data: st.DataObject, cfg: StepConfig = CFG
+                      ) -> None:
+    """Run `msgs` in batches, keep a drawn prefix of the writes, replay from a drawn
+    committed offset in other batches: the same state, no alert lost."""
     log: list[tuple[str, Any]] = []
     ends: list[int] = []
     clean_alerts: list[tuple[int, dict[str, Any]]] = []
-    clean = run_batched(msgs, batch_sizes, log=log, alerts=clean_alerts, ends=ends)
+    clean = run_batched(msgs, batch_sizes, log=log, alerts=clean_alerts, ends=ends, cfg=cfg)
 
     durable = data.draw(st.integers(0, len(log)), label="durable writes")
     complete = sum(1 for e in ends if e <= durable)
@@ -91,7 +151,7 @@ def test_a_crash_anywhere_in_a_batch_is_repaired_by_the_replay(
     recovered = dict(log[:durable])
     replay_alerts: list[tuple[int, dict[str, Any]]] = []
     final = run_batched(msgs, replay_sizes, state=dict(recovered), start=committed,
-                        alerts=replay_alerts)
+                        alerts=replay_alerts, cfg=cfg)
 
     assert totals(final) == totals(clean)
     assert final == clean

@@ -13,7 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cxstream.core.buckets import add_response, increments, query, window_counts_all
+from cxstream.core.buckets import (
+    SEGMENT_MAX,
+    add_response,
+    fits,
+    increments,
+    query,
+    segment_bytes,
+    window_counts_all,
+)
 from cxstream.core.model import SurveyResponse
 from cxstream.core.scoring import add, increment, plus, summary, zero
 from cxstream.core.segments import segment_keys
@@ -324,3 +332,40 @@ def test_oracle_reads_responses_and_documents() -> None:
     assert a == b and a.at == BASE + 123 and a.segment == {"plan": "pro"}
     assert oracle.segments_of(a) == {"all", "plan:pro", "touchpoint:web"}
     assert oracle.Ev.of(dict(doc, occurred_at=BASE + 123), 3, 7) == a
+
+
+SEGMENT_TEXT = st.text(alphabet=st.sampled_from(["a", "é", "\x01", '"', "\\", "\U0001f600"]),
+                       min_size=1, max_size=128)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(SEGMENT_TEXT.map(lambda v: f"d:{v}"), max_size=6), max_size=30),
+       st.integers(200, 20_000))
+def test_an_entry_kept_within_the_bound_never_encodes_past_it(
+        responses: list[list[str]], bound: int) -> None:
+    """Responses are added only while `fits` says so: the entry then never encodes to more
+    than `bound` bytes, even with every counter and the offset at their widest; and a
+    response refused stays refused by any entry holding more segments (later responses),
+    which is what makes the decision the same in a replay."""
+    inc = increment("nps", 9)
+    fresh = plus(zero(), inc)
+    entry: Any = None
+    refused: list[tuple[Any, list[str]]] = []
+    for offset, segs in enumerate(responses):
+        segs = ["all", *dict.fromkeys(segs)]
+        if not fits(entry, segs, bound):
+            refused.append((entry, segs))
+            continue
+        entry = add_response(entry, offset, segs, inc, fresh)
+        widest = 10**19 + 9
+        wide = {"o": widest, "s": {seg: [widest] * 8 for seg in entry["s"]}}
+        assert len(orjson.dumps(wide)) <= bound
+    for before, segs in refused:
+        if entry is not None and not set(segs) <= set(entry["s"]):
+            assert not fits(entry, segs, bound)
+
+
+def test_segment_bytes_covers_the_widest_segment_the_decoder_accepts() -> None:
+    widest = "d" * 64 + ":" + "\x01" * 128
+    assert segment_bytes(widest) <= SEGMENT_MAX
+    assert len(orjson.dumps({widest: [10**19] * 8})) - 2 + 1 <= SEGMENT_MAX

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cxstream.core import decode as decode_module
+from cxstream.core import fieldrules
 from cxstream.core.decode import (
+    DEFAULT_MIN_EVENT_MS,
     MAX_FUTURE_SKEW_MS,
     MAX_VALUE_BYTES,
     decode_interaction,
@@ -21,7 +22,7 @@ from cxstream.core.decode import (
 from cxstream.core.errors import ErrorCode as E
 from cxstream.core.errors import Rejection
 from cxstream.core.model import SCORE_RANGES, CustomerProfile, Interaction, Owner, SurveyResponse
-from cxstream.core.timefmt import format_rfc3339, parse_rfc3339
+from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339, parse_rfc3339
 
 NOW = 1_793_448_000_000  # 2026-10-31T12:00:00Z
 assert format_rfc3339(NOW) == "2026-10-31T12:00:00Z"
@@ -97,6 +98,22 @@ RULES: list[tuple[str, Decoder, Any, E]] = [
         ("array", b"[]", E.NOT_OBJECT),
         ("array of a valid document", b"[" + orjson.dumps(BUILDERS[d]()) + b"]", E.NOT_OBJECT),
     ]],
+    # duplicate_key: at any depth, whatever the spelling of the key
+    *[(f"{d.__name__}: {name}", d, orjson.dumps(BUILDERS[d]())[:-1] + extra + b"}", E.DUPLICATE_KEY)
+      for d in DECODERS for name, extra in [
+          ("customer_id twice, same value", b',"customer_id":"c1"'),
+          ("unknown key twice", b',"x":1,"x":1'),
+          ("escaped spelling of a key", b',"x":1,"\\u0078":2'),
+          ("nested object", b',"x":{"a":1,"b":{"c":[{"d":1,"d":2}]}}'),
+          ("object in an array", b',"x":[1,{"a":"a","a":"b"}]'),
+          ("segment dimension twice", b',"segment":{"plan":"pro","plan":"free"}'),
+          ("repeat after escaped quotes", b',"x":"say \\"hi\\"","y":1,"y":2'),
+      ]],
+    ("survey: score twice, the last one valid", S,
+     b'{"event_id":"e1","customer_id":"c1","survey":"nps","score":11,"score":7,'
+     b'"occurred_at":"2026-10-31T11:00:00Z"}', E.DUPLICATE_KEY),
+    ("profile: owner key twice", P, orjson.dumps(profile())[:-1]
+     + b',"owner":{"email":"a@b.c","email":"x@y.z"}}', E.DUPLICATE_KEY),
     # missing_field
     *[(f"survey: {f} missing", S, survey(**{f: DROP}), E.MISSING_FIELD)
       for f in ("event_id", "customer_id", "survey", "score", "occurred_at")],
@@ -187,6 +204,28 @@ RULES: list[tuple[str, Decoder, Any, E]] = [
     ("profile: owner.email display form", P, owner(email="Ana <ana@example.com>"), E.INVALID_VALUE),
     ("profile: owner.email 2 chars", P, owner(email="a@"), E.INVALID_VALUE),
     ("profile: owner.email 255", P, owner(email="a@" + "b" * 253), E.INVALID_VALUE),
+    # invalid_value: control characters and line separators (str.splitlines breaks at all of
+    # these but the C0/C1 ones that are not line breaks)
+    *[(f"{d.__name__}: {field} with {ch!r}", d, build(**{field: over(ch)}), E.INVALID_VALUE)
+      for d, build, field, over in [
+          (S, survey, "event_id", lambda c: "e" + c + "1"),
+          (S, survey, "customer_id", lambda c: "c1" + c),
+          (S, survey, "touchpoint", lambda c: c + "web"),
+          (S, survey, "channel", lambda c: "ch" + c),
+          (S, survey, "interaction_id", lambda c: "i" + c),
+          (I, interaction, "kind", lambda c: "call" + c),
+          (I, interaction, "outcome", lambda c: "ok" + c),
+          (I, interaction, "event_id", lambda c: c),
+          (P, profile, "customer_id", lambda c: "c" + c),
+          (P, owner, "name", lambda c: "Ana" + c + "Bcc: x"),
+          (P, owner, "slack", lambda c: "@ana" + c),
+          (P, owner, "email", lambda c: "ana@example.com" + c),
+          (S, survey, "segment", lambda c: {"plan": "pro" + c}),
+          (P, profile, "segment", lambda c: {"plan": c}),
+      ]
+      for ch in "\n\r\t\v\f\x00\x1b\x1c\x1d\x1e\x7f\x85\x9f\u2028\u2029"],
+    *[(f"survey: comment with {ch!r}", S, survey(comment="fine" + ch + "text"), E.INVALID_VALUE)
+      for ch in "\v\f\x00\x08\x0e\x1b\x1c\x1d\x1e\x1f\x7f\x80\x85\x9f\u2028\u2029"],
     # unknown_survey
     *[(f"survey: survey {s!r}", S, survey(survey=s), E.UNKNOWN_SURVEY)
       for s in ("NPS", "Nps", "nps ", "csat2", "ces\n", "", "promoter", "enps")],
@@ -213,9 +252,20 @@ RULES: list[tuple[str, Decoder, Any, E]] = [
       for ts in ("2026-10-31T11:00:00", "2026-10-31", "", "2026-02-30T00:00:00Z", "2026-10-31T24:00:00Z",
                  "2026-10-31 11:00:00Z", "2026-10-31T11:00:00Z\n", "２０２６-10-31T11:00:00Z", "yesterday",
                  "2026-10-31T11:00:00+25:00", "x" * 5000)],
+    # timestamp_out_of_range: before CXSTREAM_MIN_EVENT_TIME (2000 by default), year 0 after
+    # the offset included
+    *[(f"{d.__name__}: timestamp {ts!r}", d, BUILDERS[d](**{field: ts}), E.TIMESTAMP_OUT_OF_RANGE)
+      for d, field in ((S, "occurred_at"), (I, "occurred_at"), (P, "updated_at"))
+      for ts in ("0001-01-01T00:30:00+01:00", "0001-01-01T00:00:00+23:59",
+                 "0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "1999-12-31T23:59:59.999Z",
+                 "2000-01-01T00:59:59.999+01:00", "1969-12-31T23:59:59Z")],
     # future_timestamp
     ("survey: 1 ms past the skew", S, survey(occurred_at="2026-10-31T12:05:00.001Z"), E.FUTURE_TIMESTAMP),
     ("survey: far future", S, survey(occurred_at="9999-12-31T23:59:59Z"), E.FUTURE_TIMESTAMP),
+    ("survey: beyond year 9999 after the offset", S,
+     survey(occurred_at="9999-12-31T23:30:00-01:00"), E.FUTURE_TIMESTAMP),
+    ("profile: beyond year 9999 after the offset", P,
+     profile(updated_at="9999-12-31T23:59:00-23:59"), E.FUTURE_TIMESTAMP),
     ("survey: future in +05:30", S, survey(occurred_at="2026-10-31T17:35:00.001+05:30"), E.FUTURE_TIMESTAMP),
     ("interaction: future", I, interaction(occurred_at="2026-10-31T12:06:00Z"), E.FUTURE_TIMESTAMP),
     ("profile: future", P, profile(updated_at="2026-10-31T09:05:00.001-03:00"), E.FUTURE_TIMESTAMP),
@@ -250,6 +300,20 @@ def test_key_is_the_utf8_of_the_customer_id(decode: Decoder) -> None:
 ORDER = [
     ("too_large over not_json", S, b"{" * (MAX_VALUE_BYTES + 1), E.TOO_LARGE),
     ("too_large over a valid document", S, orjson.dumps(survey(pad="x" * MAX_VALUE_BYTES)), E.TOO_LARGE),
+    ("duplicate key over missing", S, orjson.dumps(survey(score=DROP))[:-1] + b',"a":1,"a":1}',
+     E.DUPLICATE_KEY),
+    ("duplicate key over every later rule", S,
+     orjson.dumps(survey(event_id="", survey="x", score=99, occurred_at="x"))[:-1]
+     + b',"event_id":""}', E.DUPLICATE_KEY),
+    ("not_object over duplicate key", S, b'[{"a":1,"a":2}]', E.NOT_OBJECT),
+    ("not_json over duplicate key", S, b'{"a":1,"a":2', E.NOT_JSON),
+    ("invalid control character over unknown survey", S, survey(survey="x", channel="a\nb"),
+     E.INVALID_VALUE),
+    ("invalid control character over bad timestamp", P, owner(name="a\rb", updated_at="x"),
+     E.INVALID_VALUE),
+    ("bad timestamp over key", S, survey(occurred_at="x"), E.BAD_TIMESTAMP),
+    ("out of range over key", S, survey(occurred_at="1999-01-01T00:00:00Z"),
+     E.TIMESTAMP_OUT_OF_RANGE),
     ("missing over wrong type of an earlier field", S, survey(event_id=5, occurred_at=DROP), E.MISSING_FIELD),
     ("missing over invalid", S, survey(event_id="", score=DROP), E.MISSING_FIELD),
     ("missing over unknown survey", S, survey(survey="x", occurred_at=DROP), E.MISSING_FIELD),
@@ -279,6 +343,8 @@ def test_the_first_rule_broken_wins(decode: Decoder, doc: Any, expected: E) -> N
 def test_timestamp_rules_come_before_the_key(decode: Decoder) -> None:
     field = "updated_at" if decode is decode_profile else "occurred_at"
     assert code(decode, BUILDERS[decode](**{field: "x"}), key=None) == E.BAD_TIMESTAMP
+    assert code(decode, BUILDERS[decode](**{field: "1999-01-01T00:00:00Z"}), key=None) == \
+        E.TIMESTAMP_OUT_OF_RANGE
     assert code(decode, BUILDERS[decode](**{field: "2099-01-01T00:00:00Z"}), key=None) == E.FUTURE_TIMESTAMP
 
 
@@ -303,7 +369,22 @@ ACCEPTED: list[tuple[str, Decoder, dict[str, Any]]] = [
     ("exactly 5 minutes ahead", S, survey(occurred_at="2026-10-31T12:05:00Z")),
     ("exactly 5 minutes ahead, +05:30", S, survey(occurred_at="2026-10-31T17:35:00+05:30")),
     ("exactly 5 minutes ahead, -03:00", S, survey(occurred_at="2026-10-31T09:05:00.000-03:00")),
-    ("far in the past", S, survey(occurred_at="0001-01-01T00:00:00Z")),
+    ("the earliest time accepted by default", S, survey(occurred_at="2000-01-01T00:00:00Z")),
+    ("the earliest time in an offset", S, survey(occurred_at="2000-01-01T01:00:00+01:00")),
+    ("comment with line breaks and tabs", S, survey(comment="line 1\nline 2\r\n\tindented\r")),
+    ("comment of typographic text", S,
+     survey(comment="Ninguém — “suporte” … ‘ok’ nº 5, 50 %\u00a0")),
+    ("non-ASCII ids and labels", S,
+     survey(event_id="ção-😀", touchpoint="suporte—web", channel="e‑mail",
+            interaction_id="ü\u00a0ß", segment={"plan": "prô «x»"})),
+    ("format and space characters are not control characters", S,
+     survey(event_id="a\u200db\u00adc\u2003d\ufeff", segment={"plan": "x\u200ey"})),
+    ("a key equal to a value, quotes in strings", S,
+     survey(channel="event_id", comment='say "event_id": "e1", \\"x\\"', segment={"plan": "plan"})),
+    ("the same key in different objects", S,
+     survey(segment={"plan": "pro"}, extra={"plan": "x", "y": {"plan": 1}},
+            more=[{"plan": 1}, {"plan": 2}])),
+    ("profile owner with non-ASCII", P, owner(name="João «Zé» Ñandú", slack="@joão")),
     ("lowercase t and z", S, survey(occurred_at="2026-10-31t11:00:00z")),
     ("long fraction", S, survey(occurred_at="2026-10-31T11:00:00." + "9" * 50 + "Z")),
     ("interaction with everything", I, interaction(touchpoint="support", channel="email", outcome="open",
@@ -340,11 +421,54 @@ def test_integer_valued_numbers_are_integers(raw: bytes) -> None:
     assert isinstance(result, SurveyResponse) and result.score == 7 and type(result.score) is int
 
 
-def test_duplicate_keys_last_one_wins() -> None:
+def test_duplicate_keys_are_rejected_and_named_only_when_a_contract_field() -> None:
+    """orjson would keep the last copy: 7, where a validator keeping the first saw 11."""
     raw = (b'{"event_id":"e1","customer_id":"c1","survey":"nps","score":11,"score":7,'
            b'"occurred_at":"2026-10-31T11:00:00Z"}')
     result = decode_survey(raw, b"c1", NOW)
-    assert isinstance(result, SurveyResponse) and result.score == 7
+    assert isinstance(result, Rejection) and result.code == E.DUPLICATE_KEY
+    assert "'score'" in result.reason
+    name = SECRET.encode()
+    secret = orjson.dumps(survey())[:-1] + b',"' + name + b'":1,"' + name + b'":2}'
+    result = decode_survey(secret, b"c1", NOW)
+    assert isinstance(result, Rejection) and result.code == E.DUPLICATE_KEY
+    assert SECRET not in result.reason and "a key" in result.reason
+
+
+@pytest.mark.parametrize("decode", DECODERS, ids=lambda d: d.__name__)
+def test_min_event_time_is_a_parameter(decode: Decoder) -> None:
+    field = "updated_at" if decode is decode_profile else "occurred_at"
+
+    def doc(at: int) -> dict[str, Any]:
+        return BUILDERS[decode](**{field: format_rfc3339(at)})
+
+    # the default: 2000-01-01T00:00:00Z
+    assert format_rfc3339(DEFAULT_MIN_EVENT_MS) == "2000-01-01T00:00:00Z"
+    assert code(decode, doc(DEFAULT_MIN_EVENT_MS)) is None
+    assert code(decode, doc(DEFAULT_MIN_EVENT_MS - 1)) == E.TIMESTAMP_OUT_OF_RANGE
+    for at, low, ok in [(DEFAULT_MIN_EVENT_MS - 1, DEFAULT_MIN_EVENT_MS, False), (0, 0, True),
+                        (-1, 0, False), (MIN_MS, MIN_MS, True), (MIN_MS, -(10**30), True),
+                        (NOW - 1000, NOW - 1000, True), (NOW - 1001, NOW - 1000, False)]:
+        expected = None if ok else E.TIMESTAMP_OUT_OF_RANGE
+        assert run_min(decode, doc(at), low) == expected, (at, low)
+    # an instant before year 1 in UTC is out of range whatever the bound
+    text = "0001-01-01T00:00:00+00:01"
+    assert run_min(decode, BUILDERS[decode](**{field: text}), -(10**30)) == E.TIMESTAMP_OUT_OF_RANGE
+
+
+def run_min(decode: Decoder, doc: Any, min_ms: int) -> E | None:
+    result = decode(orjson.dumps(doc), b"c1", NOW, min_ms)  # type: ignore[call-arg]
+    return result.code if isinstance(result, Rejection) else None
+
+
+def test_a_clock_past_year_9999_still_gives_representable_instants() -> None:
+    """With `now_ms` near the end of the range, the skew would reach past 9999-12-31: the
+    representable range still bounds what is accepted."""
+    now = MAX_MS - 60_000
+    for text, expected in [("9999-12-31T23:59:59.999Z", None),
+                           ("9999-12-31T23:59:00-00:01", E.FUTURE_TIMESTAMP),
+                           ("9999-12-31T23:30:00-01:00", E.FUTURE_TIMESTAMP)]:
+        assert code(S, survey(occurred_at=text), now=now) == expected, text
 
 
 def test_size_limit_is_on_bytes() -> None:
@@ -506,8 +630,15 @@ def test_never_raises_on_odd_argument_types(decode: Decoder, raw: Any) -> None:
 
 
 # -- valid documents decode to exactly their fields --------------------------------------------
-def texts(low: int, high: int) -> st.SearchStrategy[str]:
-    return st.text(min_size=low, max_size=high)
+#: What a one-line field may hold: anything but control characters (Cc) and the line and
+#: paragraph separators (Zl, Zp); surrogates cannot be encoded.
+LINE = st.characters(blacklist_categories=("Cc", "Zl", "Zp", "Cs"))
+#: What free text (the comment) may hold: the same, and tab, LF and CR.
+TEXT = LINE | st.sampled_from("\t\n\r")
+
+
+def texts(low: int, high: int, alphabet: st.SearchStrategy[str] = LINE) -> st.SearchStrategy[str]:
+    return st.text(alphabet, min_size=low, max_size=high)
 
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True) | st.just("a" * 64)
@@ -552,7 +683,7 @@ def valid_surveys(draw: st.DrawFn) -> tuple[dict[str, Any], SurveyResponse]:
     doc = survey(event_id=draw(texts(1, 128)), customer_id=draw(texts(1, 128)), survey=kind,
                  score=float(score) if draw(st.booleans()) else score, occurred_at=text,
                  segment=draw(optional(segments)), touchpoint=draw(optional(texts(1, 64))),
-                 channel=draw(optional(texts(1, 64))), comment=draw(optional(texts(0, 4000))),
+                 channel=draw(optional(texts(1, 64))), comment=draw(optional(texts(0, 4000, TEXT))),
                  interaction_id=draw(optional(texts(1, 128))), **draw(st.dictionaries(
                      st.sampled_from(["extra", "version", "Score"]), json_values, max_size=2)))
     get = doc.get  # absent and null are the same
@@ -572,8 +703,9 @@ def valid_interactions(draw: st.DrawFn) -> tuple[dict[str, Any], Interaction]:
                             get("channel"), get("outcome"), get("segment") or {})
 
 
-emails = st.builds(lambda a, b: f"{a}@{b}", st.from_regex(r"[^@\x00-\x20\x7f]{1,60}", fullmatch=True),
-                   st.from_regex(r"[^@\x00-\x20\x7f]{1,60}", fullmatch=True))
+emails = st.builds(lambda a, b: f"{a}@{b}",
+                   st.from_regex(r"[^@\x00-\x20\x7f-\x9f\u2028\u2029]{1,60}", fullmatch=True),
+                   st.from_regex(r"[^@\x00-\x20\x7f-\x9f\u2028\u2029]{1,60}", fullmatch=True))
 
 
 @st.composite
@@ -605,11 +737,11 @@ def test_valid_documents_decode_to_their_fields(decode: Decoder, strategy: Any, 
 def test_remembered_dimension_names_change_no_result(decode: Decoder, monkeypatch: pytest.MonkeyPatch) -> None:
     """Valid names are remembered (up to a bound) so the regex runs less; what is accepted
     is the same before, while and after the memory fills up."""
-    monkeypatch.setattr(decode_module, "_GOOD_NAMES", set())
-    monkeypatch.setattr(decode_module, "_GOOD_NAMES_MAX", 3)
+    monkeypatch.setattr(fieldrules, "_GOOD_NAMES", set())
+    monkeypatch.setattr(fieldrules, "_GOOD_NAMES_MAX", 3)
     names = ["plan", "region", "tier", "plan_2", "a" * 64, "Plan", "2plan", "a" * 65, "pl-an", "plan\n", ""]
     for _ in range(2):  # cold, then with the memory full
         for name in names:
             expected = None if name in ("plan", "region", "tier", "plan_2", "a" * 64) else E.INVALID_VALUE
             assert code(decode, BUILDERS[decode](segment={name: "x"})) == expected, name
-    assert len(decode_module._GOOD_NAMES) == 3
+    assert len(fieldrules._GOOD_NAMES) == 3

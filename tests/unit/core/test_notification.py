@@ -6,14 +6,20 @@ import base64
 import hashlib
 import hmac
 import random
+import re
 from pathlib import Path
 
+import orjson
 import pytest
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cxstream.core.notification import (
     Channel,
     NotifyConfig,
     Route,
+    alert_problem,
     backoff_s,
     email_message,
     in_cooldown,
@@ -21,6 +27,7 @@ from cxstream.core.notification import (
     redact,
     route,
     sign,
+    signing_key,
     slack_message,
     verdict,
     webhook_headers,
@@ -30,7 +37,8 @@ from cxstream.notify.routing import NotifyConfigError, load, parse
 ALERT = {"alert_id": "a1", "kind": "detractor", "customer_id": "c1", "score": 2,
          "previous_category": "promoter", "occurred_at": "2026-10-31T10:00:00Z",
          "segment": {"plan": "pro", "region": "br"}, "touchpoint": "support", "channel": "chat",
-         "comment": "terrible", "owner": {"name": "Ana", "email": "ana@example.com", "slack": "@ana"},
+         "comment": "terrible",
+         "owner": {"name": "Ana", "email": "ana@example.com", "slack": "@ana"},
          "recent_interactions": [{"event_id": "i1", "kind": "ticket_opened",
                                   "occurred_at": "2026-10-30T10:00:00Z", "outcome": "open"}]}
 CH = {n: Channel(n, "webhook", url="https://x") for n in ("a", "b", "c", "d")}
@@ -46,27 +54,66 @@ def test_route_by_owner_then_segment_then_default() -> None:
     assert route(ALERT, c) == ["a", "b"]
     assert route({**ALERT, "owner": None}, c) == ["c"]
     assert route({**ALERT, "owner": None, "segment": {}, "touchpoint": None}, c) == ["d"]
-    assert route({**ALERT, "owner": None, "segment": {}}, cfg(segment_routes=(Route("c", segment="touchpoint:support"),))) == ["c"]
+    by_touchpoint = cfg(segment_routes=(Route("c", segment="touchpoint:support"),))
+    assert route({**ALERT, "owner": None, "segment": {}}, by_touchpoint) == ["c"]
     assert route({**ALERT, "owner": None, "segment": {}, "touchpoint": None}, cfg()) == []
 
 
 def test_privacy_switches() -> None:
     out = redact(ALERT, Channel("x", "webhook", include_comment=False, include_email=False))
-    assert out["comment"] is None and out["owner"]["email"] is None and out["owner"]["name"] == "Ana"
+    assert out["comment"] is None and out["owner"]["email"] is None
+    assert out["owner"]["name"] == "Ana"
     assert ALERT["comment"] == "terrible"  # the input is untouched
 
 
 def test_signature_is_standard_webhooks() -> None:
     body = b'{"a":1}'
     headers = webhook_headers("a1", "s3cret", 1_700_000_000, body)
-    expected = base64.b64encode(hmac.new(b"s3cret", b"a1.1700000000." + body, hashlib.sha256).digest()).decode()
-    assert headers["webhook-signature"] == f"v1,{expected}" == sign("s3cret", "a1", 1_700_000_000, body)
+    mac = hmac.new(b"s3cret", b"a1.1700000000." + body, hashlib.sha256).digest()
+    expected = base64.b64encode(mac).decode()
+    assert headers["webhook-signature"] == f"v1,{expected}"
+    assert sign("s3cret", "a1", 1_700_000_000, body) == f"v1,{expected}"
     assert headers["Idempotency-Key"] == headers["webhook-id"] == "a1"
     assert "webhook-signature" not in webhook_headers("a1", None, 1, body)
 
 
+def test_a_whsec_secret_signs_with_its_base64_decoded_key() -> None:
+    """Standard Webhooks: the key is the base64 after `whsec_`, not the secret's text."""
+    key = bytes(range(32))
+    secret = "whsec_" + base64.b64encode(key).decode()
+    body = b'{"a":1}'
+    mac = hmac.new(key, b"a1.1700000000." + body, hashlib.sha256).digest()
+    assert sign(secret, "a1", 1_700_000_000, body) == "v1," + base64.b64encode(mac).decode()
+    assert signing_key(secret) == key == signing_key(secret.rstrip("="))  # padding optional
+    assert signing_key("plain secret") == b"plain secret"  # the earlier scheme, kept
+
+
+@pytest.mark.parametrize("secret", ["whsec_", "whsec_not base64!", "whsec_@@@@"])
+def test_a_malformed_whsec_secret_is_refused_with_the_fix(secret: str) -> None:
+    with pytest.raises(ValueError, match="whsec_"):
+        signing_key(secret)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=1, max_size=64), msg_id=st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40),
+    body=st.binary(max_size=300), ts=st.integers(min_value=0, max_value=2**33))
+def test_signatures_match_the_standard_webhooks_reference_library(
+        key: bytes, msg_id: str, body: bytes, ts: int) -> None:
+    """The reference library (`standardwebhooks`, PyPI) signs exactly what cxstream signs, for
+    any key, id, timestamp and body."""
+    from datetime import datetime, timezone
+
+    from standardwebhooks import Webhook
+
+    secret = "whsec_" + base64.b64encode(key).decode()
+    theirs = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, tz=timezone.utc), body)
+    assert sign(secret, msg_id, ts, body) == theirs
+
+
 @pytest.mark.parametrize("status,expected", [(200, "delivered"), (204, "delivered"), (429, "retry"),
-                                             (500, "retry"), (503, "retry"), (400, "fail"), (404, "fail"),
+                                             (500, "retry"), (503, "retry"), (400, "fail"),
+                                             (404, "fail"),
                                              (301, "fail")])
 def test_verdict(status: int, expected: str) -> None:
     assert verdict(status) == expected
@@ -77,13 +124,47 @@ def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
     rng = random.Random(1)
     for attempt in range(1, 8):
         assert 0 <= backoff_s(attempt, c, rng) <= min(8.0, 2 ** (attempt - 1))
-    assert backoff_s(1, c, rng, retry_after_s=3) == 3 and backoff_s(1, c, rng, retry_after_s=60) == 8
-    assert parse_retry_after("2") == 2 and parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+    assert backoff_s(1, c, rng, retry_after_s=3) == 3
+    assert backoff_s(1, c, rng, retry_after_s=60) == 8
+    assert parse_retry_after("2") == 2
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+    assert 0 <= backoff_s(1, c, rng, retry_after_s=float("nan")) <= 1  # ignored: the backoff
+
+
+@pytest.mark.parametrize("header, seconds", [
+    ("nan", None), ("NaN", None), ("inf", None), ("-inf", None), ("Infinity", None),
+    ("1e400", None), ("1_000", None), ("", None), (None, None), ("soon", None),
+    ("-5", 0.0), ("-0.5", 0.0), ("0", 0.0), ("2", 2.0), (" 7 ", 7.0), ("2.5", 2.5),
+    ("300", 300.0), ("301", 300.0), ("86400", 300.0), ("1e9", 300.0),
+])
+def test_retry_after_is_clamped_to_0_to_300_seconds(header: str | None,
+                                                    seconds: float | None) -> None:
+    assert parse_retry_after(header) == seconds
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.text(max_size=12)))
+def test_retry_after_is_always_none_or_within_bounds(header: str) -> None:
+    """Oracle: a finite number parses to itself clamped to 0..300; anything else to None."""
+    import math
+    import re
+
+    got = parse_retry_after(header)
+    try:
+        number = float(header.strip()) if header and "_" not in header else None
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number):
+        assert got is None
+    else:
+        assert got == min(max(number, 0.0), 300.0)
+    assert got is None or (0.0 <= got <= 300.0 and not re.search("nan|inf", str(got)))
 
 
 def test_cooldown() -> None:
     assert not in_cooldown(None, 100, 50)
-    assert in_cooldown(100, 120, 50) and not in_cooldown(100, 150, 50) and not in_cooldown(100, 120, 0)
+    assert in_cooldown(100, 120, 50)
+    assert not in_cooldown(100, 150, 50) and not in_cooldown(100, 120, 0)
 
 
 def test_messages_carry_the_context() -> None:
@@ -138,3 +219,143 @@ def test_unreadable_routing_file(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("[channels\n")
     with pytest.raises(NotifyConfigError, match="not valid TOML"):
         load(tmp_path / "bad.toml")
+
+
+# -- customer text in Slack and e-mail ---------------------------------------------------------
+HOSTILE = ["<!channel>", "<!here|here>", "<@U123>", "<https://evil.example|click>", "a & b",
+           "line\nbreak", "nel\x85", "ls\u2028ps\u2029", "cr\rlf", "\x00\x07\x1b[31m"]
+
+
+def _texts(message: dict) -> list[tuple[str, dict]]:
+    """(block type, text object) of every text in a Block Kit message."""
+    out = []
+    for block in message["blocks"]:
+        if "text" in block:
+            out.append((block["type"], block["text"]))
+        for f in block.get("fields", []):
+            out.append(("field", f))
+        for e in block.get("elements", []):
+            out.append(("context", e))
+    return out
+
+
+LIMITS = {"header": 150, "section": 3000, "field": 2000, "context": 2000}
+
+
+def _hostile_alert(text: str, size: int = 1) -> dict:
+    return {**ALERT, "customer_id": text * size, "comment": text * size, "score": text,
+            "previous_category": text, "touchpoint": text, "alert_id": "a-1",
+            "segment": {text: text, "plan": text * size}, "owner": {"name": text},
+            "recent_interactions": [{"occurred_at": text, "kind": text * size, "outcome": text}]}
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_slack_text_is_escaped_so_customer_text_cannot_mention_or_link(text: str) -> None:
+    message = slack_message(_hostile_alert(text))
+    for kind, obj in _texts(message):
+        # No raw < or > survives (but the quote marks cxstream puts before comment lines);
+        # & only as the start of one of Slack's three escapes.
+        assert "<" not in obj["text"], obj
+        assert ">" not in ("\n" + obj["text"]).replace("\n> ", ""), obj
+        assert not re.search(r"&(?!amp;|lt;|gt;)", obj["text"]), obj
+        if obj["type"] == "mrkdwn":
+            assert obj.get("verbatim") is True
+        else:
+            assert kind == "header" and obj["text"].splitlines() == [obj["text"]]
+    assert "<!channel>" not in orjson.dumps(message).decode()
+    assert "<" not in message["text"]
+
+
+def test_slack_quotes_every_line_of_the_comment() -> None:
+    message = slack_message({**ALERT, "comment": "first\n<!channel> second"})
+    (quote,) = [o["text"] for k, o in _texts(message) if o["text"].startswith("> ")]
+    assert quote == "> first\n> &lt;!channel&gt; second"
+
+
+@pytest.mark.parametrize("text, size", [("x", 10_240), ("<!channel> & ", 1000), ("é", 5000),
+                                        ("i", 200), ("&", 3001)])
+def test_slack_messages_stay_within_block_kit_limits(text: str, size: int) -> None:
+    """10 KB comments and ids, 200-character ids, text that grows when escaped: every text
+    fits its Block Kit limit, cut text ends with an ellipsis, and no escape is cut in half."""
+    message = slack_message(_hostile_alert(text, size))
+    for kind, obj in _texts(message):
+        assert 1 <= len(obj["text"]) <= LIMITS[kind], (kind, len(obj["text"]))
+        assert not re.search(r"&[a-z]{0,3}…", obj["text"]), obj["text"][-10:]
+    assert len(message["text"]) <= 3000
+    if len(text) * size > 3000:
+        comment = [o["text"] for k, o in _texts(message) if o["text"].startswith("> ")][0]
+        assert comment.endswith("…") and len(comment) == 3000 or len(comment) > 2990
+
+
+def test_slack_200_character_ids_are_cut_in_the_header_only_where_needed() -> None:
+    cid = "c" * 200
+    message = slack_message({**ALERT, "customer_id": cid})
+    header = message["blocks"][0]["text"]["text"]
+    assert len(header) <= 150 and header.startswith("Customer ccc") and "…" in header
+    assert any(cid in o["text"] for k, o in _texts(message) if k == "field")  # whole in a field
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_email_subject_is_one_line_whatever_the_customer_id(text: str) -> None:
+    subject, body = email_message({**ALERT, "customer_id": f"c{text}1", "score": text})
+    assert subject.splitlines() == [subject] and len(subject) <= 200
+    assert all(ch.isprintable() for ch in subject), repr(subject)
+    assert f"c{text}1" in body  # the body keeps the text as it is
+
+
+@pytest.mark.parametrize("alert, problem", [
+    ([1, 2], "not a JSON object"),
+    ({"customer_id": "c"}, "alert_id"),
+    ({"alert_id": "a\n1", "customer_id": "c"}, "alert_id"),
+    ({"alert_id": "a 1", "customer_id": "c"}, "alert_id"),
+    ({"alert_id": "é", "customer_id": "c"}, "alert_id"),
+    ({"alert_id": "a" * 129, "customer_id": "c"}, "alert_id"),
+    ({"alert_id": "a1", "customer_id": 7}, "customer_id"),
+    ({"alert_id": "a1", "customer_id": ""}, "customer_id"),
+    ({"alert_id": "a1", "customer_id": "c", "owner": "ana"}, "owner"),
+    ({"alert_id": "a1", "customer_id": "c", "segment": ["x"]}, "segment"),
+    ({"alert_id": "a1", "customer_id": "c", "recent_interactions": [1]}, "recent_interactions"),
+])
+def test_alerts_the_notifier_cannot_use_are_named(alert: object, problem: str) -> None:
+    assert problem in (alert_problem(alert) or "")
+
+
+def test_a_well_formed_alert_has_no_problem() -> None:
+    assert alert_problem(ALERT) is None
+    assert alert_problem({**ALERT, "customer_id": "c\n\x85\u2028", "owner": None}) is None
+
+
+# -- routing file validation ------------------------------------------------------------------
+HOOK = {"type": "webhook", "url": "https://a"}
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"max_attempts": 0}, "max_attempts must be a whole number from 1"),
+    ({"max_attempts": -3}, "max_attempts must be a whole number from 1"),
+    ({"max_attempts": "5"}, "max_attempts must be a whole number"),
+    ({"queue_size": 0}, "queue_size must be a whole number from 1"),
+    ({"backoff_base_seconds": float("nan")}, "backoff_base_seconds must be a number"),
+    ({"backoff_cap_seconds": -1}, "backoff_cap_seconds must be a number of at least 0"),
+    ({"channels": {"h": HOOK}}, "set unsigned = true to send it without signature"),
+    ({"channels": {"h": {**HOOK, "secret": "s", "unsigned": True}}}, "remove one"),
+    ({"channels": {"h": {**HOOK, "unsigned": "yes"}}}, "unsigned must be true or false"),
+    ({"channels": {"h": {"type": "slack", "url": "https://a", "unsigned": True}}},
+     "webhook channels only"),
+    ({"channels": {"h": {**HOOK, "secret": "whsec_***"}}}, "channels.h.secret: .*base64"),
+    ({"channels": {"m": {"type": "email", "host": "h", "from": "a\n@b.c"}}},
+     "channels.m.from must hold plain e-mail addresses"),
+    ({"channels": {"m": {"type": "email", "host": "h", "from": "cx@example.com",
+                         "to": ["ok@example.com", "Ana <ana@example.com>"]}}},
+     "channels.m.to must hold plain"),
+])
+def test_routing_values_are_checked_at_load_with_the_fix(doc: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse(doc)
+
+
+def test_unsigned_webhooks_need_saying_so() -> None:
+    c = parse({"channels": {"h": {**HOOK, "unsigned": True}}, "max_attempts": 1, "queue_size": 7})
+    assert c.channels["h"].unsigned and c.channels["h"].secret is None
+    assert c.max_attempts == 1 and c.queue_size == 7
+    signed = parse({"channels": {"h": {**HOOK, "secret": "whsec_" + "A" * 32}}})
+    assert not signed.channels["h"].unsigned

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cxstream.core.model import SurveyResponse
@@ -119,6 +119,67 @@ def test_cap_equals_the_oracle_first_come_rule(
             assert value not in admitted.get(dim, set())
             admitted.setdefault(dim, set()).add(value)
         assert all(len(v) <= cap for v in admitted.values())
+
+
+def test_dimensions_past_the_partition_cap_do_not_count_and_are_reported() -> None:
+    dims = {"plan": 0, "region": 3}
+    r = resp({"plan": "pro", "region": "eu", "tier": "gold", "zone": "z1"}, touchpoint="web")
+    got = segment_keys(r, dimensions=None, admitted={}, cap=50, dims=dims, max_dims=3)
+    # One slot left: the first new dimension in name order takes it.
+    assert got.keys == ("all", "plan:pro", "region:eu", "tier:gold")
+    assert got.admit_dims == ("tier",) and got.dropped == ("touchpoint", "zone")
+    assert got.too_many == 0
+    # Admitted dimensions keep counting even once the cap is lowered.
+    low = segment_keys(r, dimensions=None, admitted={}, cap=50, dims=dims, max_dims=1)
+    assert low.keys == ("all", "plan:pro", "region:eu") and low.admit_dims == ()
+
+
+def test_a_response_with_too_many_dimensions_counts_in_all_only() -> None:
+    r = resp({f"d{i}": "v" for i in range(4)}, touchpoint="web", channel="app")
+    got = segment_keys(r, dimensions=None, admitted={}, cap=50, dims={}, max_dims=20,
+                       max_response_dims=5)
+    assert got.keys == ("all",) and got.too_many == 6
+    assert got.admit == () and got.admit_dims == () and got.dropped == ()
+    # Only counted dimensions count towards the bound.
+    only = segment_keys(r, dimensions=frozenset({"d0", "d1"}), admitted={}, cap=50,
+                        max_response_dims=2)
+    assert only.keys == ("all", "d0:v", "d1:v") and only.too_many == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "f"]),
+                                          VALUES, max_size=5),
+                          st.none() | VALUES, st.none() | VALUES), max_size=40),
+       st.integers(0, 3), st.integers(0, 4), st.integers(0, 6))
+def test_dimension_caps_equal_the_oracle_first_come_rule(
+        rows: list[tuple[dict[str, str], str | None, str | None]], cap: int, max_dims: int,
+        max_response_dims: int) -> None:
+    """With the dimension caps, applying `admit` and `admit_dims` as the caller must gives
+    the oracle's segments, folds and uncounted dimensions; neither cap is exceeded."""
+    events = [oracle.Ev(0, i, f"e{i}", "c", "nps", 9, 0, seg, tp, ch)
+              for i, (seg, tp, ch) in enumerate(rows)]
+    caps = {"max_dims": max_dims, "max_response_dims": max_response_dims or None}
+    want = oracle.capped_segments(events, 10**9, cap=cap, **caps)
+    want_folds = oracle.folds(events, 10**9, cap=cap, **caps)
+    want_left = oracle.uncounted_dimensions(events, 10**9, cap=cap, **caps)
+    admitted: dict[str, set[str]] = {}
+    dims: dict[str, int] = {}
+    for e in events:
+        r = SurveyResponse(e.event_id, e.customer_id, "nps", 9, 0, e.segment, e.touchpoint,
+                           e.channel)
+        got = segment_keys(r, dimensions=None, admitted=admitted, cap=cap, dims=dims,
+                           max_dims=max_dims, max_response_dims=max_response_dims)
+        assert set(got.keys) == want[(0, e.offset)]
+        assert set(got.folded) == want_folds.get((0, e.offset), set())
+        left = set(got.dropped) | (set(dimension_values(r)) if got.too_many else set())
+        assert left == want_left.get((0, e.offset), set())
+        for dim in got.admit_dims:
+            assert dim not in dims
+            dims[dim] = e.offset
+        for dim, value in got.admit:
+            admitted.setdefault(dim, set()).add(value)
+        assert len(dims) <= max_dims and all(len(v) <= cap for v in admitted.values())
+        assert set(admitted) <= set(dims)
 
 
 @pytest.mark.parametrize("text,want", [

@@ -20,6 +20,8 @@ from cxstream.core.errors import ErrorCode
 from cxstream.core.step import Plan, StepConfig, plan
 from cxstream.core.timefmt import format_rfc3339
 
+from . import oracle
+
 DAY = 86_400_000
 BASE = 1_790_000_000_000 // 60_000 * 60_000  # a whole minute in 2026
 NOW = BASE + 60 * DAY
@@ -35,7 +37,7 @@ def survey(eid: str, cid: str, score: int, at: int, survey: str = "nps", **extra
 def run(messages: list[tuple[str, bytes, bytes]], state: dict[str, Any] | None = None,
         log: list[tuple[str, Any]] | None = None, start: int = 0,
         alerts: list[dict[str, Any]] | None = None,
-        ends: list[int] | None = None) -> tuple[dict[str, Any], list[Plan]]:
+        ends: list[int] | None = None, cfg: StepConfig = CFG) -> tuple[dict[str, Any], list[Plan]]:
     """Apply messages (kind, key, value) of partition 0 from offset `start`, like the agent.
 
     `ends[i]` receives the log length after message i: its writes are durable iff the
@@ -47,7 +49,7 @@ def run(messages: list[tuple[str, bytes, bytes]], state: dict[str, Any] | None =
     plans = []
     for offset in range(start, len(messages)):
         kind, key, value = messages[offset]
-        p = plan(kind, table, CFG, partition=0, offset=offset, key=key, value=value, now_ms=NOW)
+        p = plan(kind, table, cfg, partition=0, offset=offset, key=key, value=value, now_ms=NOW)
         for k, v in p.before_alert:
             table[k] = v
             log.append((k, v))
@@ -153,13 +155,14 @@ def test_crash_at_any_point_gives_the_same_state_and_alert_ids(
     check_crash(msgs, data)
 
 
-def check_crash(msgs: list[tuple[str, bytes, bytes]], data: st.DataObject) -> None:
+def check_crash(msgs: list[tuple[str, bytes, bytes]], data: st.DataObject,
+                cfg: StepConfig = CFG) -> None:
     """Run `msgs`, keep a drawn prefix of the writes, replay from a drawn committed offset:
     the same state, and every alert whose customer record was lost sent again."""
     log: list[tuple[str, Any]] = []
     ends: list[int] = []
     clean_alerts: list[dict[str, Any]] = []
-    clean, plans = run(msgs, log=log, alerts=clean_alerts, ends=ends)
+    clean, plans = run(msgs, log=log, alerts=clean_alerts, ends=ends, cfg=cfg)
 
     durable = data.draw(st.integers(0, len(log)), label="durable writes")
     complete = sum(1 for e in ends if e <= durable)  # messages whose writes all survived
@@ -167,7 +170,7 @@ def check_crash(msgs: list[tuple[str, bytes, bytes]], data: st.DataObject) -> No
     committed = data.draw(st.integers(0, complete), label="committed offset")
     recovered = dict(log[:durable])
     replay_alerts: list[dict[str, Any]] = []
-    final, _ = run(msgs, state=recovered, start=committed, alerts=replay_alerts)
+    final, _ = run(msgs, state=recovered, start=committed, alerts=replay_alerts, cfg=cfg)
 
     assert totals(final) == totals(clean)
     assert {k: v for k, v in final.items() if not k.startswith("b|")} == \
@@ -186,6 +189,219 @@ def customer_write_end(p: Plan, end: int) -> int:
     """The log length once plan `p`'s customer record is written (`end`: after all of it)."""
     position = [k for k, _ in p.after_alert].index(keys.customer_key(p.alert["customer_id"]))
     return end - len(p.after_alert) + position + 1
+
+
+#: Small caps, so that streams of a few dozen responses reach every one of them.
+CAPPED = StepConfig(horizon_ms=CFG.horizon_ms, value_cap=2, max_dims=3, max_response_dims=3)
+
+
+@st.composite
+def many_dimension_streams(draw: st.DrawFn, days: int = 45) -> list[tuple[str, bytes, bytes]]:
+    """Responses with up to 5 dimensions of 8 and values of 4, over `days` days: the value,
+    dimension and per-response caps of `CAPPED` are all reached."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    out: list[tuple[str, bytes, bytes]] = []
+    for i in range(draw(st.integers(5, 60))):
+        if out and rng.random() < 0.1:  # the same message again: a duplicate
+            out.append(rng.choice(out))
+            continue
+        cid = f"c{rng.randrange(6)}"
+        at = BASE + rng.randrange(0, days * DAY, 60_000) + rng.randrange(60_000)
+        seg = {f"d{rng.randrange(8)}": rng.choice(["a", "b", "c", "other"])
+               for _ in range(rng.randrange(5))}
+        extra = {"touchpoint": rng.choice(["web", "app"])} if rng.random() < 0.5 else {}
+        out.append(("surveys", cid.encode(), survey(f"e{i}", cid, rng.randrange(11), at,
+                                                     segment=seg, **extra)))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(many_dimension_streams(), st.data())
+def test_crash_at_any_point_with_every_cap_reached_gives_the_same_state(
+        msgs: list[tuple[str, bytes, bytes]], data: st.DataObject) -> None:
+    check_crash(msgs, data, CAPPED)
+
+
+@settings(max_examples=100, deadline=None)
+@given(many_dimension_streams())
+def test_segments_and_notices_under_the_caps_equal_the_oracle(
+        msgs: list[tuple[str, bytes, bytes]]) -> None:
+    """Every accepted response counts exactly in the oracle's segments under the value,
+    dimension and per-response caps; each one that left a dimension out, or folded a value,
+    says so in its notices (`too_many_dimensions`, `segment_value_capped`)."""
+    table, plans = run(msgs, cfg=CAPPED)
+    events = [oracle.Ev.of(orjson.loads(value), 0, offset)
+              for offset, (_, _, value) in enumerate(msgs)]
+    caps = {"cap": 2, "max_dims": 3, "max_response_dims": 3}
+    want = oracle.capped_segments(events, CFG.horizon_ms, **caps)
+    folded = oracle.folds(events, CFG.horizon_ms, **caps)
+    left = oracle.uncounted_dimensions(events, CFG.horizon_ms, **caps)
+    for offset, p in enumerate(plans):
+        codes = [n.code for n in p.notices]
+        if p.outcome != "accepted":
+            assert (0, offset) not in want and not codes
+            continue
+        minute = keys.bucket_key(0, 60_000, events[offset].at // 60_000 * 60_000)
+        assert set(p.folded) == folded.get((0, offset), set())
+        assert (ErrorCode.SEGMENT_VALUE_CAPPED in codes) == bool(p.folded)
+        assert (ErrorCode.TOO_MANY_DIMENSIONS in codes) == ((0, offset) in left)
+        assert len(codes) == len(set(codes)) or codes.count(ErrorCode.TOO_MANY_DIMENSIONS) == 1
+        assert want[(0, offset)] <= set(table[minute]["s"])
+    dims = table.get(keys.dimensions_key(0), {})
+    assert len(dims) <= 3
+    assert all(len(table[k]) <= 2 for k in table if k.startswith("v|0|"))
+
+
+#: As `CAPPED`, with day entries bounded to a few segments: `entry_too_large` is reached.
+SIZED = StepConfig(horizon_ms=CFG.horizon_ms, value_cap=2, max_dims=3, max_response_dims=3,
+                   entry_max_bytes=1_300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(many_dimension_streams(days=3), st.data())
+def test_crash_at_any_point_with_entries_at_their_bound_gives_the_same_state(
+        msgs: list[tuple[str, bytes, bytes]], data: st.DataObject) -> None:
+    check_crash(msgs, data, SIZED)
+
+
+@settings(max_examples=150, deadline=None)
+@given(many_dimension_streams(days=3))
+def test_entry_too_large_equals_the_oracle_and_changes_no_count(
+        msgs: list[tuple[str, bytes, bytes]]) -> None:
+    """A response that would grow its day's entry past the bound is rejected
+    (`entry_too_large`) and changes nothing but its value and dimension slots and the stream
+    time (which every response that is not too late moves): the same responses as the
+    oracle's are counted, in the same segments, the stream time is the oracle's, and no
+    stored bucket entry ever encodes to more than the bound, even with every counter at its
+    widest."""
+    table, plans = run(msgs, cfg=SIZED)
+    events = [oracle.Ev.of(orjson.loads(value), 0, offset)
+              for offset, (_, _, value) in enumerate(msgs)]
+    counted, rejected = oracle.sized(events, CFG.horizon_ms, cap=2, max_dims=3,
+                                     max_response_dims=3, bound=SIZED.entry_max_bytes)
+    got_rejected = {(0, o) for o, p in enumerate(plans)
+                    if p.rejection is not None and p.rejection.code is ErrorCode.ENTRY_TOO_LARGE}
+    assert got_rejected == rejected
+    assert {(0, o) for o, p in enumerate(plans) if p.outcome == "accepted"} == set(counted)
+    for o, p in enumerate(plans):
+        if (0, o) in rejected:
+            assert p.alert is None
+            assert all(k.startswith("v|") for k, _ in p.before_alert)
+            assert p.after_alert == ([] if p.stream_time is None else
+                                     [(keys.stream_time_key(0), {"t": p.stream_time})])
+    assert table[keys.stream_time_key(0)]["t"] == oracle.stream_times(events, CFG.horizon_ms)[0]
+    widest = 10**19 + 1
+    for key, entry in table.items():
+        if key.startswith("b|"):
+            assert len(orjson.dumps(entry)) <= SIZED.entry_max_bytes
+            wide = {"o": widest, "s": {seg: [widest] * 8 for seg in entry["s"]}}
+            assert len(orjson.dumps(wide)) <= SIZED.entry_max_bytes
+    for (_, offset), segs in counted.items():
+        minute = keys.bucket_key(0, 60_000, events[offset].at // 60_000 * 60_000)
+        assert segs <= set(table[minute]["s"])
+
+
+def test_a_response_too_large_then_skipped_on_replay_moves_the_stream_time_alike() -> None:
+    """Offset 5 is `entry_too_large`; offset 6, a duplicate of the same customer, stamps its
+    record past it. A replay then skips offset 5 as already processed (`replayed`) and
+    takes the max with its `occurred_at`: the clean run must have moved the stream time to
+    it too, or the two runs end apart, whatever crash came in between."""
+    day = 1_790_121_600_000  # a UTC day within the decoder's bounds (NOW is after it)
+
+    def msg(eid: str, cid: str, score: int, at: int, seg: dict[str, str]
+            ) -> tuple[str, bytes, bytes]:
+        return "surveys", cid.encode(), survey(eid, cid, score, day + at, segment=seg)
+
+    first = msg("e0", "c5", 10, 45_831_626, {"d5": "b", "d0": "c"})
+    fourth = msg("e4", "c2", 8, 64_728_275, {"d6": "other", "d0": "b", "d5": "a"})
+    msgs = [first, first, first, msg("e3", "c3", 4, 41_850_227, {"d1": "c", "d5": "c"}),
+            fourth, msg("e5", "c2", 4, 81_634_836, {"d6": "b", "d7": "c", "d0": "other"}),
+            fourth]
+    log: list[tuple[str, Any]] = []
+    ends: list[int] = []
+    clean, plans = run(msgs, log=log, ends=ends, cfg=SIZED)
+    assert [p.rejection.code if p.rejection else p.outcome for p in plans] == [
+        "accepted", "duplicate", "duplicate", "accepted", "accepted",
+        ErrorCode.ENTRY_TOO_LARGE, "duplicate"]
+    assert clean[keys.stream_time_key(0)] == {"t": day + 81_634_836}
+    for durable in range(len(log) + 1):
+        for committed in range(sum(1 for e in ends if e <= durable) + 1):
+            final, _ = run(msgs, state=dict(log[:durable]), start=committed, cfg=SIZED)
+            assert final == clean, (durable, committed)
+
+
+def worst_text(n: int) -> str:
+    """`n` characters that each take 6 bytes in JSON (escaped control characters)."""
+    return "\x01" * n
+
+
+def test_the_estimates_of_customer_records_and_journeys_bound_their_widest() -> None:
+    """`_checked` measures a customer record or journey only when an estimate from its
+    number of ids or interactions passes the bound: the estimates must hold for every
+    field at the decoder's longest, of the widest characters."""
+    from cxstream.core import step
+
+    ident, label = worst_text(128), worst_text(64)
+    seg = {f"d{i:02d}".ljust(64, "x"): worst_text(128) for i in range(16)}
+    nps = {"id": ident, "score": 10, "cat": "promoter", "at": 10**13, "tp": label,
+           "ch": label, "cmt": worst_text(4000), "seg": seg}
+    small = {"id": ident, "score": 5, "at": 10**13}
+    profile = {"seg": seg, "owner": {"name": worst_text(128), "email": worst_text(254),
+                                     "slack": worst_text(128)}, "at": 10**13}
+    seen = {worst_text(127) + chr(65 + i % 26) * 1 + str(i): 10**13 for i in range(50)}
+    record = {"s": {"v": 3, "id": ident, "n": nps, "cs": small, "ce": small, "p": profile,
+                    "s": seen}, "h": {"s": 10**12, "c": 10**12, "i": 10**12}}
+    assert len(orjson.dumps(record)) <= step.CUSTOMER_MAX_FIXED + len(seen) * step.SEEN_ID_MAX
+    entry = [ident, label, 10**13, label, label, label]
+    journey = {"v": 3, "j": [entry] * 20, "o": 10**12}
+    assert len(orjson.dumps(journey)) <= step.JOURNEY_MAX_FIXED + 20 * step.JOURNEY_ENTRY_MAX
+    # And the cap entries at their fullest fit the bound `fitted` leaves them.
+    cfg = step.fitted(StepConfig(horizon_ms=CFG.horizon_ms, value_cap=10_000, max_dims=10_000,
+                                 entry_max_bytes=100_000))
+    assert len(orjson.dumps(sorted(worst_text(127) + str(i) for i in range(cfg.value_cap)))) \
+        <= cfg.entry_max_bytes
+    assert len(orjson.dumps({f"d{i}".ljust(64, "x"): 10**19 for i in range(cfg.max_dims)})) \
+        <= cfg.entry_max_bytes
+    assert step.fitted(CFG) is CFG
+
+
+def test_a_customer_record_past_the_bound_rejects_the_response_and_counts_nothing() -> None:
+    cfg = StepConfig(horizon_ms=CFG.horizon_ms, entry_max_bytes=2_000)
+    table: dict[str, Any] = {}
+    outcomes = []
+    for i in range(40):  # each response adds a remembered id to the customer's record
+        p = plan("surveys", table, cfg, partition=0, offset=i, key=b"c1",
+                 value=survey(f"event-{i:04d}-" + "x" * 40, "c1", 9, BASE + i), now_ms=NOW)
+        outcomes.append(p.rejection.code if p.rejection else p.outcome)
+        if p.rejection is not None:  # it moves the stream time, and changes nothing else
+            assert p.before_alert == [] and p.alert is None
+            assert p.after_alert == [(keys.stream_time_key(0), {"t": BASE + i})]
+        table.update(p.before_alert + p.after_alert)
+    first = outcomes.index(ErrorCode.ENTRY_TOO_LARGE)
+    assert 5 < first and set(outcomes[first:]) == {ErrorCode.ENTRY_TOO_LARGE}
+    assert len(orjson.dumps(table[keys.customer_key("c1")])) <= 2_000
+    assert len(table[keys.customer_key("c1")]["s"]["s"]) == first
+
+
+def test_a_customer_record_past_the_bound_then_stamped_on_replays_alike() -> None:
+    """As above, then a duplicate of the customer's first response: it stamps the record
+    past the rejected ones, which a replay then skips (`replayed`), taking the max with
+    their `occurred_at`. Every crash point and committed offset ends in the clean state."""
+    cfg = StepConfig(horizon_ms=CFG.horizon_ms, entry_max_bytes=1_000)
+    msgs = [("surveys", b"c1", survey(f"event-{i:04d}-" + "x" * 40, "c1", 9, BASE + i))
+            for i in range(14)]
+    msgs.append(msgs[0])
+    log: list[tuple[str, Any]] = []
+    ends: list[int] = []
+    clean, plans = run(msgs, log=log, ends=ends, cfg=cfg)
+    assert [p.rejection is not None for p in plans[-4:]] == [True, True, True, False]
+    assert plans[-1].outcome == "duplicate"
+    assert clean[keys.stream_time_key(0)] == {"t": BASE + 13}
+    for durable in range(len(log) + 1):
+        complete = sum(1 for e in ends if e <= durable)
+        for committed in {0, complete // 2, complete}:
+            final, _ = run(msgs, state=dict(log[:durable]), start=committed, cfg=cfg)
+            assert final == clean, (durable, committed)
 
 
 # -- what plans read is never changed: the basis for sharing instead of copying ---------------

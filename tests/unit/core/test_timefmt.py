@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cxstream.core import timefmt
-from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339, parse_rfc3339
+from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339, instant_of, parse_rfc3339
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -107,7 +107,8 @@ def test_non_strings_give_none(value: Any) -> None:
 # -- parse: against a reference built on datetime -----------------------------------------------
 def reference(year: int, month: int, day: int, hour: int, minute: int, second: int,
               frac: str, offset: int | None) -> int | None:
-    """What the text should parse to, by way of datetime (None: not a valid date-time)."""
+    """What `instant_of` should give for the text, by way of datetime (None: not a valid
+    date-time); `parse_rfc3339` gives the same inside MIN_MS..MAX_MS and None outside."""
     if offset is None or not (0 <= hour <= 23 and 0 <= minute <= 59 and 0 <= second <= 59):
         return None
     if abs(offset) >= 24 * 60:
@@ -144,7 +145,9 @@ def test_parse_matches_reference(year: int, month: int, day: int, hour: int, min
             om += 60
         text += f"{sign}{oh:02d}:{om:02d}"
         expected = None if off_minute_over else reference(year, month, day, hour, minute, second, frac, offset)
-    assert parse_rfc3339(text) == expected, text
+    assert instant_of(text) == expected, text
+    bounded = expected if expected is not None and MIN_MS <= expected <= MAX_MS else None
+    assert parse_rfc3339(text) == bounded, text
 
 
 @settings(max_examples=300, deadline=None)
@@ -162,7 +165,57 @@ def test_the_same_instant_with_any_offset(ms: int, offset_minutes: int) -> None:
 @given(st.text(max_size=40))
 def test_never_raises(text: str) -> None:
     result = parse_rfc3339(text)
-    assert result is None or MIN_MS - 86_400_000 < result < MAX_MS + 86_400_000
+    assert result is None or MIN_MS <= result <= MAX_MS
+    unbounded = instant_of(text)
+    assert unbounded is None or MIN_MS - 86_400_000 < unbounded < MAX_MS + 86_400_000
+
+
+# -- the representable range: what parses can be formatted back ----------------------------------
+@pytest.mark.parametrize("text,instant", [
+    ("0001-01-01T00:30:00+01:00", MIN_MS - 1_800_000),
+    ("0001-01-01T00:00:00+23:59", MIN_MS - 86_340_000),
+    ("0001-01-01T00:00:00.000+00:01", MIN_MS - 60_000),
+    ("9999-12-31T23:30:00-01:00", MAX_MS + 1 + 1_800_000),
+    ("9999-12-31T23:59:59.999-23:59", MAX_MS + 86_340_000),
+    ("9999-12-31T23:59:00-00:01", MAX_MS + 1),
+])
+def test_instants_outside_years_1_to_9999_are_not_parsed(text: str, instant: int) -> None:
+    """Valid RFC 3339 texts whose offset takes the instant out of the range: format_rfc3339
+    would raise on them (in an alert, in the HTTP API), so parse_rfc3339 refuses them."""
+    assert parse_rfc3339(text) is None
+    assert instant_of(text) == instant
+
+
+@pytest.mark.parametrize("text,instant", [
+    ("0001-01-01T00:00:00Z", MIN_MS), ("0001-01-01T01:00:00+01:00", MIN_MS),
+    ("0001-01-01T00:00:00-00:01", MIN_MS + 60_000), ("9999-12-31T23:59:59.999Z", MAX_MS),
+    ("9999-12-31T22:59:59.999-01:00", MAX_MS),
+    ("9999-12-31T23:59:59.999+23:59", MAX_MS - 86_340_000),
+])
+def test_the_edges_of_the_range_parse(text: str, instant: int) -> None:
+    assert parse_rfc3339(text) == instant_of(text) == instant
+    assert parse_rfc3339(format_rfc3339(instant)) == instant
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from([MIN_MS, MAX_MS]), st.integers(-2 * 86_400_000, 2 * 86_400_000),
+       st.integers(-(24 * 60 - 1), 24 * 60 - 1), st.sampled_from(["", ".5", ".999", ".0001"]))
+def test_whatever_parses_formats_back(edge: int, shift: int, offset_minutes: int,
+                                      frac: str) -> None:
+    """Near both ends of the range, in any offset: every instant parse_rfc3339 gives can be
+    formatted and parsed back to itself; instant_of gives the same one inside the range."""
+    local = edge + shift + offset_minutes * 60_000
+    if not MIN_MS <= local <= MAX_MS:
+        return  # no such local date-time text
+    sign = "+" if offset_minutes >= 0 else "-"
+    oh, om = divmod(abs(offset_minutes), 60)
+    text = format_rfc3339(local - local % 1000)[:19] + frac + f"{sign}{oh:02d}:{om:02d}"
+    got = parse_rfc3339(text)
+    unbounded = instant_of(text)
+    assert unbounded is not None
+    assert got == (unbounded if MIN_MS <= unbounded <= MAX_MS else None)
+    if got is not None:
+        assert parse_rfc3339(format_rfc3339(got)) == got
 
 
 # -- the minute cache: parses that skip the regex give the regex's answers ----------------------

@@ -133,3 +133,43 @@ async def test_an_entry_no_record_batch_can_hold_is_an_error(store: Store) -> No
     with pytest.raises(ValueError, match="a record of 508 bytes does not fit in a producer batch"):
         await writer(producer, store)._send_batches(TOPIC, 0, entries)  # noqa: SLF001
     assert producer.log[0] == encode(ENTRIES[:2])  # what came before it was sent
+
+
+class Large(Producer):
+    """aiokafka's own batch size (256 KiB, as the worker configures it), recording the
+    size of each record batch handed over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(256 * 1024, 0)
+
+    async def send_batch(self, builder: BatchBuilder, topic: str, *, partition: int) -> Any:
+        self.sizes.append(len(bytes(builder._build())))  # noqa: SLF001
+        return await super().send_batch(builder, topic, partition=partition)
+
+
+async def test_no_record_batch_is_larger_than_the_changelogs_limit(store: Store) -> None:
+    """The broker refuses a record batch over the topic's max.message.bytes whole: the
+    writer starts a new one before a record would take it past."""
+    producer = Large()
+    w = writer(producer, store)
+    w.max_message_bytes = 5_000
+    entries = [(f"b|0|60000|{i}", {"o": i, "s": {f"plan:{j}": [i] * 8 for j in range(i % 40)}})
+               for i in range(60)]
+    await w.write({0: entries})
+    assert producer.log[0] == encode(entries)
+    assert max(producer.sizes) <= 5_000 and len(producer.sizes) > 5
+
+
+async def test_an_entry_over_the_changelogs_limit_is_never_sent(store: Store) -> None:
+    producer = Large()
+    w = writer(producer, store)
+    w.max_message_bytes = 2_000
+    entries = [*ENTRIES[:2], ("c|huge", {"x": "y" * 2_000}), *ENTRIES[2:4]]
+    with pytest.raises(ValueError, match="over the state changelog's max.message.bytes"):
+        await w.write({0: entries})
+    assert all(b"huge" not in (key or b"") for key, _ in producer.log.get(0, []))
+    assert store.contents(0) == {}

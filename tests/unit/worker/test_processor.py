@@ -3,11 +3,13 @@ acknowledged, and never fails the batch (a failed batch stops the consumer)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from faust.types import TP
 
 from cxstream.kafka import retry
 from cxstream.worker.processor import Processor
@@ -47,3 +49,31 @@ async def test_alerts_that_cannot_be_handed_over_are_sent_again(processor: Proce
     # The customer record that remembers the turn is written once the alert is acknowledged.
     [writes] = processor.changelog.writes  # type: ignore[attr-defined]
     assert any(key == "c|c-1" for key, _ in writes[0])
+
+
+async def test_a_response_past_a_bound_is_dead_lettered_with_its_code(
+        processor: Processor) -> None:
+    """Bounds never stop the stream: a response that would add a dimension past the cap
+    counts without it (an informational dead letter, `counted`); one that would make its day
+    entry too large for a changelog record is not counted (`entry_too_large`); both are
+    dead-lettered with their source position, and what follows is processed."""
+    from dataclasses import replace
+
+    processor.changelog = Changelog()  # type: ignore[assignment]
+    processor.cfg = replace(processor.cfg, max_dims=2, entry_max_bytes=1_000)
+    topic = processor.topics.surveys
+    values = [survey(0, 9, segment={"a": "x", "b": "y", "c": "z"}),
+              survey(1, 9, segment={"a": "x" * 120, "b": "y" * 120},
+                     occurred_at="2026-01-01T00:00:01Z"),
+              survey(2, 3, segment={"a": "x"}, occurred_at="2026-01-01T00:00:02Z")]
+    records = [SimpleNamespace(topic=topic, partition=0, offset=i, key=b"c-1", value=v)
+               for i, v in enumerate(values)]  # one batch: the fake changelog stores nothing
+    await (await processor.process({TP(topic, 0): records}))
+    sink: Any = processor.deadletters
+    docs = [orjson.loads(d["value"]) for d in sink.sent]
+    assert [(d["source_offset"], d["error_code"], d.get("counted")) for d in docs] == [
+        (0, "too_many_dimensions", True), (1, "entry_too_large", None)]
+    [batch] = processor.changelog.writes  # type: ignore[attr-defined]
+    day = dict(batch[0])["b|0|86400000|1767225600000"]
+    assert set(day["s"]) == {"all", "a:x", "b:y"}  # not "c" (the cap), nor offset 1's values
+    assert day["o"] == 2 and day["s"]["all"][:3] == [1, 0, 1]  # offsets 0 and 2 counted
