@@ -158,7 +158,7 @@ def produce(topic: str, file: Any, dry_run: bool) -> None:
     from cxstream.tools import produce
 
     if dry_run:
-        report = produce.dry_run(topic, file)
+        report = produce.dry_run(topic, file, settings().min_event_time)
         for number, code, reason in report.bad:
             click.echo(f"line {number}: {code}: {reason}")
         click.echo(f"{report.sent} valid, {len(report.bad)} invalid (nothing sent)", err=True)

@@ -183,7 +183,8 @@ SETTINGS: tuple[Spec, ...] = (
          "deployments with different prefixes never mix."),
     Spec("app_id", "cxstream", str, "Application id; the consumer group is `<prefix><app_id>`."),
     Spec("partitions", "4", _pos_int,
-         "Partitions of the topics cxstream creates (inputs must be co-partitioned: same count)."),
+         "Partitions of the topics cxstream creates; the input topics and the state changelog "
+         "must all have this many (checked at start and at every assignment)."),
     Spec("replication", "1", _pos_int, "Replication factor of the topics cxstream creates."),
     Spec("deadletter_retention", "", _opt_duration,
          "`retention.ms` given to the dead-letter topics cxstream creates (e.g. `14d`); empty: the "

@@ -18,7 +18,8 @@ from aiokafka import AIOKafkaProducer
 
 from cxstream.kafka.admin import ensure_topics
 from cxstream.kafka.partitions import PARTITIONER
-from cxstream.core.decode import decode_interaction, decode_profile, decode_survey
+from cxstream.core.decode import (DEFAULT_MIN_EVENT_MS, decode_interaction, decode_profile,
+                                  decode_survey)
 from cxstream.core.errors import Rejection
 from cxstream.kafka.security import client_kwargs
 from cxstream.tools.progress import Progress
@@ -57,12 +58,15 @@ def key_of(line: bytes) -> bytes | None:
     return cid.encode() if isinstance(cid, str) else None
 
 
-def dry_run(short: str, stream: BinaryIO) -> ProduceReport:
+def dry_run(short: str, stream: BinaryIO,
+            min_ms: int = DEFAULT_MIN_EVENT_MS) -> ProduceReport:
+    """Decode every line as a worker would (`min_ms`: its `CXSTREAM_MIN_EVENT_TIME`) and
+    report the bad ones by line number; sends nothing."""
     decode = DECODERS[short]
     report = ProduceReport()
     now_ms = int(time.time() * 1000)
     for number, line in lines(stream):
-        result = decode(line, key_of(line), now_ms)
+        result = decode(line, key_of(line), now_ms, min_ms)
         if isinstance(result, Rejection):
             report.bad.append((number, result.code.value, result.reason))
         else:

@@ -40,3 +40,16 @@ def test_produce_dry_run_reports_bad_lines_by_number(tmp_path) -> None:
     assert "line 3: score_out_of_range" in result.stdout
     assert "line 4: not_json" in result.stdout
     assert "1 valid, 2 invalid" in result.stderr
+
+
+def test_produce_dry_run_uses_the_workers_earliest_event_time(tmp_path) -> None:
+    f = tmp_path / "s.jsonl"
+    f.write_text('{"event_id":"e1","customer_id":"c1","survey":"nps","score":9,'
+                 '"occurred_at":"2026-01-01T00:00:00Z"}\n')
+    ok = CliRunner(mix_stderr=False).invoke(main, ["produce", "surveys", str(f), "--dry-run"])
+    assert ok.exit_code == 0, ok.output
+    later = CliRunner(mix_stderr=False).invoke(
+        main, ["produce", "surveys", str(f), "--dry-run"],
+        env={"CXSTREAM_MIN_EVENT_TIME": "2026-06-01T00:00:00Z"})
+    assert later.exit_code == 1
+    assert "line 1: timestamp_out_of_range" in later.stdout
