@@ -122,25 +122,37 @@ def capped_segments(events: Iterable[Ev], horizon: int, *, cap: int,
     dim_slots: dict[int, list[str]] = {}
     out: dict[Pos, set[str]] = {}
     for e in _in_log_order(accepted(events, horizon)):
-        segs = {"all"}
-        out[(e.partition, e.offset)] = segs
-        dims = _dims(e, dimensions)
-        if max_response_dims is not None and len(dims) > max_response_dims:
-            continue
-        taken_dims = dim_slots.setdefault(e.partition, [])
-        for dim, value in sorted(dims.items()):
-            if dimensions is None and max_dims is not None and dim not in taken_dims:
-                if len(taken_dims) >= max_dims:
-                    continue
-                taken_dims.append(dim)
-            taken = slots.setdefault((e.partition, dim), [])
-            if value != OTHER and value not in taken:
-                if len(taken) < cap:
-                    taken.append(value)
-                else:
-                    value = OTHER
-            segs.add(f"{dim}:{value}")
+        out[(e.partition, e.offset)] = {"all"} | _take_slots(
+            e.partition, _dims(e, dimensions), slots, dim_slots, cap=cap,
+            max_dims=max_dims if dimensions is None else None,
+            max_response_dims=max_response_dims)
     return out
+
+
+def _take_slots(partition: int, dims: dict[str, str], slots: dict[tuple[int, str], list[str]],
+                dim_slots: dict[int, list[str]], *, cap: int, max_dims: int | None,
+                max_response_dims: int | None) -> set[str]:
+    """The `<dimension>:<value>` segments an event with `dims` counts in, taking the
+    partition's dimension and value slots first come: past `max_dims` distinct dimensions a
+    new one does not count, past `cap` values of a dimension a new one counts as `other`
+    (which never takes a slot); more than `max_response_dims` dimensions: none counts."""
+    segs: set[str] = set()
+    if max_response_dims is not None and len(dims) > max_response_dims:
+        return segs
+    taken_dims = dim_slots.setdefault(partition, [])
+    for dim, value in sorted(dims.items()):
+        if max_dims is not None and dim not in taken_dims:
+            if len(taken_dims) >= max_dims:
+                continue
+            taken_dims.append(dim)
+        taken = slots.setdefault((partition, dim), [])
+        if value != OTHER and value not in taken:
+            if len(taken) < cap:
+                taken.append(value)
+            else:
+                value = OTHER
+        segs.add(f"{dim}:{value}")
+    return segs
 
 
 def folds(events: Iterable[Ev], horizon: int, *, cap: int,
@@ -274,22 +286,8 @@ def sized(events: Iterable[Ev], horizon: int, *, cap: int, max_dims: int | None,
         stream_time[e.partition] = e.at if st is None else max(st, e.at)
         if (e.customer_id, e.event_id) in seen:
             continue
-        segs = {"all"}
-        dims = _dims(e, None)
-        if max_response_dims is None or len(dims) <= max_response_dims:
-            taken_dims = dim_slots.setdefault(e.partition, [])
-            for dim, value in sorted(dims.items()):
-                if max_dims is not None and dim not in taken_dims:
-                    if len(taken_dims) >= max_dims:
-                        continue
-                    taken_dims.append(dim)
-                taken = slots.setdefault((e.partition, dim), [])
-                if value != OTHER and value not in taken:
-                    if len(taken) < cap:
-                        taken.append(value)
-                    else:
-                        value = OTHER
-                segs.add(f"{dim}:{value}")
+        segs = {"all"} | _take_slots(e.partition, _dims(e, None), slots, dim_slots, cap=cap,
+                                     max_dims=max_dims, max_response_dims=max_response_dims)
         day = days.setdefault((e.partition, e.at // DAY), set())
         size = 40 + sum(len(json.dumps(s, ensure_ascii=False).encode()) + 171
                         for s in day | segs)
