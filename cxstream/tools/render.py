@@ -13,12 +13,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from cxstream.core.textsafe import CONTROL
 
-#: What a terminal acts on instead of showing: C0 and C1 controls (ESC starts colour and cursor
-#: sequences, U+009B is a one-character CSI), DEL, line and paragraph separators, and the
-#: bidirectional overrides that make text read in another order than it is stored.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
-                      "\u2066-\u2069]")
+
+#: What a terminal acts on instead of showing: the control characters and separators of
+#: `textsafe.CONTROL` (ESC starts colour and cursor sequences, U+009B is a one-character
+#: CSI), and the bidirectional overrides that make text read in another order than stored.
+_CONTROL = re.compile(f"[{CONTROL}\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: object) -> str:
