@@ -25,7 +25,8 @@ from setuptools.command.build_ext import build_ext
 #: notification, deadletter) stays Python: it runs only for a rejected event or an alert
 #: sent, and mypyc does not compile errors' Enum.
 COMPILED = ["step", "journey", "decode", "fieldrules", "dupkeys", "batch", "store", "model",
-            "buckets", "timefmt", "segments", "scoring", "keys", "windows", "alert", "expiry"]
+            "caps", "buckets", "timefmt", "segments", "scoring", "keys", "windows", "alert",
+            "expiry"]
 #: Name of the shared library holding the compiled modules (inside `cxstream.core`).
 GROUP = "cxstream.core.native"
 #: The setup commands that build extensions: mypyc runs only for those (a PEP 517 build

@@ -228,7 +228,8 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("segment_dimensions", "", _dimensions,
          "Segment dimensions that count (comma-separated, e.g. `plan,region,touchpoint`); empty = all."),
     Spec("segment_value_cap", "50", _pos_int,
-         "Distinct values kept per dimension (per partition); further values fold into `<dim>:other`."),
+         "Values with a slot per dimension (per partition); a value holds one while responses "
+         "carry it within the horizon, and further values fold into `<dim>:other`."),
     Spec("max_dimensions", "20", _pos_int,
          "Distinct dimensions counted per partition when `CXSTREAM_SEGMENT_DIMENSIONS` is empty; "
          "a response's further dimensions do not count (`too_many_dimensions`)."),

@@ -15,6 +15,11 @@ the whole batch: a persisted customer entry implies that every bucket and cap (h
 message) persisted before it, and so did the journey it moved out of a record of an earlier
 layout; the stream time, written last, never runs ahead of the entries that justify it.
 Expired buckets are deleted after the stream time, as per message.
+
+One kind of write is not growth: dropping dead value slots (`cxstream.core.caps`). A message
+that drops some *seals* its partition's writes so far (`PendingWrites.seal`): they are written
+first, in the order above, and the message's writes, coalesced with those after it, follow
+as a part of their own, so no replay of a message before it can see the drop.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ _ABSENT: Any = object()
 class PendingWrites:
     """Reads through to `table`; holds this batch's writes per partition until flushed."""
 
-    __slots__ = ("_table", "_reader", "_all", "_by_partition")
+    __slots__ = ("_table", "_reader", "_all", "_by_partition", "_sealed")
 
     def __init__(self, table: StateView) -> None:
         self._table = table
@@ -47,6 +52,8 @@ class PendingWrites:
         self._reader: StoreReader | None = table if isinstance(table, StoreReader) else None
         self._all: dict[str, Any] = {}
         self._by_partition: dict[int, dict[str, Any]] = {}
+        #: partition → its sealed parts, oldest first (`seal`).
+        self._sealed: dict[int, list[dict[str, Any]]] = {}
 
     def get(self, key: str, default: Any = None) -> Any:
         # One lookup in the batch's writes, not two: this runs several times per message.
@@ -68,19 +75,31 @@ class PendingWrites:
             every[key] = value
             writes[key] = value
 
+    def seal(self, partition: int) -> None:
+        """End the partition's current part: its writes so far are written before, and
+        coalesced apart from, any write put after this call (reads are unchanged)."""
+        writes = self._by_partition.pop(partition, None)
+        if writes:
+            self._sealed.setdefault(partition, []).append(writes)
+
     def __len__(self) -> int:
-        return sum(len(w) for w in self._by_partition.values())
+        return (sum(len(w) for w in self._by_partition.values())
+                + sum(len(w) for parts in self._sealed.values() for w in parts))
 
     def partitions(self) -> list[int]:
-        return sorted(self._by_partition)
+        return sorted(self._by_partition.keys() | self._sealed.keys())
 
     def ordered(self, partition: int) -> Iterator[tuple[str, Any]]:
-        """The partition's coalesced writes, caps first and stream time last."""
-        writes = self._by_partition.get(partition, {})
+        """The partition's coalesced writes, part by part (`seal`), each caps first and
+        stream time last."""
+        parts = [*self._sealed.get(partition, ()), self._by_partition.get(partition, {})]
         # Grouped by kind in one pass (stable, like a sort by rank, without a key call each).
-        groups: list[list[tuple[str, Any]]] = [[] for _ in _RANK]
-        for item in writes.items():
-            groups[_RANK[item[0][:1]]].append(item)
+        groups: list[list[tuple[str, Any]]] = []
+        for writes in parts:
+            part: list[list[tuple[str, Any]]] = [[] for _ in _RANK]
+            for item in writes.items():
+                part[_RANK[item[0][:1]]].append(item)
+            groups.extend(part)
         return chain.from_iterable(groups)
 
 
@@ -139,6 +158,8 @@ def plan_records(kind: Kind, records: Sequence[Any], pending: PendingWrites, cfg
             _count(events, (kind, "deadlettered"))
             continue
         _count(events, (kind, p.outcome))
+        if p.seal:
+            pending.seal(partition)
         if p.rejection is not None:
             out.rejected.append((p.rejection, msg))
             # `entry_too_large` keeps its admissions and its stream time (`step._too_large`).

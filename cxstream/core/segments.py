@@ -2,21 +2,30 @@
 
 A response counts in `all`, in `<dimension>:<value>` for each entry of its `segment`, and
 in `touchpoint:<t>` / `channel:<c>`. The cap keeps a typo-filled field from exploding memory
-and metric cardinality: once a dimension has `cap` admitted values (per partition, kept by
-the caller), further values count in `<dimension>:other`, and the fold is reported.
+and metric cardinality: a dimension holds at most `cap` value *slots* per partition (kept by
+the caller); a value without a slot when they are all taken counts in `<dimension>:other`,
+and the fold is reported.
+
+Slots age out, so that junk (or a value retired upstream) cannot hold one for ever: each
+slot remembers the last UTC day a response counted under its value, and is *live* while that
+day is still in the partition's horizon (largest window + grace behind stream time) — exactly
+while a day bucket of the partition can still show the value. A value with a live slot counts
+as itself; a new value takes a slot when fewer than `cap` are live. Dead slots are reclaimed
+only when a new value needs the room (`SegmentResult.prune`), which is what keeps the rule
+exact across a crash and its replay (`cxstream.core.caps`).
 
 The value `other` itself is reserved: it always counts in `<dimension>:other` without
 taking a slot under the cap (it would land in that key either way) and is not reported as a
 fold. Values are used verbatim (case-sensitive); a key splits on its first colon only.
 
-Dimensions are bounded the same way, so that a stream of made-up dimension names cannot grow
-a bucket entry (every segment of a partition's minute, hour or day lives in one entry) or the
-metric series without end: per partition, the first `max_dims` distinct dimensions (kept by
-the caller, like the values) count; a response's further dimensions are left out of it (it
-still counts in `all` and its other segments), and reported. A response that carries more
-than `max_response_dims` counted dimensions counts in `all` only, also reported. Both are
-first-come rules on a set that only grows, like the value cap, which is what keeps them exact
-across a crash and its replay (`cxstream.core.step`).
+Dimensions are bounded too, so that a stream of made-up dimension names cannot grow a bucket
+entry (every segment of a partition's minute, hour or day lives in one entry) or the metric
+series without end: per partition, the first `max_dims` distinct dimensions (kept by the
+caller) count; a response's further dimensions are left out of it (it still counts in `all`
+and its other segments), and reported. A response that carries more than
+`max_response_dims` counted dimensions counts in `all` only, also reported. Both are
+first-come rules on a set that only grows (dimensions are few and named by the schema
+owner, not by customers), which keeps them exact across a crash and its replay.
 """
 
 from __future__ import annotations
@@ -39,23 +48,30 @@ _VALUE_MAX = 128
 class SegmentResult(Record):
     """Where one response counts, and what the caller must persist about the caps."""
 
-    __slots__ = ("keys", "admit", "folded", "admit_dims", "dropped", "too_many")
+    __slots__ = ("keys", "admit", "folded", "admit_dims", "dropped", "too_many", "seen",
+                 "prune")
 
     def __init__(self, keys: tuple[str, ...], admit: tuple[tuple[str, str], ...],
                  folded: tuple[str, ...], admit_dims: tuple[str, ...] = (),
-                 dropped: tuple[str, ...] = (), too_many: int = 0) -> None:
+                 dropped: tuple[str, ...] = (), too_many: int = 0,
+                 seen: tuple[tuple[str, str], ...] = (), prune: tuple[str, ...] = ()) -> None:
         self.keys = keys  # starts with "all"; then sorted by dimension; no duplicates
-        self.admit = admit  # (dimension, value) newly admitted under the cap
+        self.admit = admit  # (dimension, value) newly given a slot under the cap
         self.folded = folded  # dimensions whose value went to "<dimension>:other"
         self.admit_dims = admit_dims  # dimensions newly admitted under `max_dims`
         self.dropped = dropped  # dimensions left out: `max_dims` others count already
         #: The number of counted dimensions when over `max_response_dims` (the response
         #: then counts in `all` only), else 0.
         self.too_many = too_many
+        #: (dimension, value) whose live slot must now remember a later day (`day`).
+        self.seen = seen
+        #: Dimensions whose dead slots must be dropped before `admit` is written: the new
+        #: value needs their room, or had a dead slot of its own.
+        self.prune = prune
 
     def _fields(self) -> tuple[object, ...]:
         return (self.keys, self.admit, self.folded, self.admit_dims, self.dropped,
-                self.too_many)
+                self.too_many, self.seen, self.prune)
 
 
 def dimension_values(r: SurveyResponse) -> dict[str, str]:
@@ -69,19 +85,28 @@ def dimension_values(r: SurveyResponse) -> dict[str, str]:
     return values
 
 
+#: `live_from` when no slot is old enough to die (the default: slots never age out).
+EVER = -(2**62)
+
+
 def segment_keys(r: SurveyResponse, *, dimensions: frozenset[str] | None,
-                 admitted: Mapping[str, Collection[str]], cap: int,
+                 admitted: Mapping[str, Mapping[str, int]], cap: int,
                  dims: Collection[str] | None = None, max_dims: int = 0,
-                 max_response_dims: int = 0) -> SegmentResult:
+                 max_response_dims: int = 0, day: int = 0,
+                 live_from: int = EVER) -> SegmentResult:
     """The segment keys of `r` (`dimensions` None: every dimension present counts).
 
-    `admitted` is the caller's per-partition record of values already admitted per
-    dimension (distinct values: a set, or the stored sorted list); values admitted earlier
-    keep counting verbatim even if the cap was lowered since. `dims`, when not None, is the
+    `admitted` is the caller's per-partition record of value slots per dimension: value →
+    the last UTC day (epoch days) a response counted under it. A slot is live when that day
+    is `live_from` or later; live values keep counting verbatim even if the cap was lowered
+    since. `day` is the UTC day of `r`. `dims`, when not None, is the
     record of dimensions already admitted in the partition, under `max_dims` (None: every
     dimension counts, as with a configured `dimensions` list, which bounds them itself).
     `max_response_dims` > 0 bounds the counted dimensions of one response. The result's
-    `admit` and `admit_dims` list what the caller must add to those records.
+    `admit`, `seen`, `prune` and `admit_dims` list what the caller must change in those
+    records (`cxstream.core.caps.cap_writes`).
+
+    The decision depends on live slots only: dead ones, reclaimed or not, change nothing.
     """
     if cap < 0:
         raise ValueError(f"the segment value cap must not be negative, got {cap}")
@@ -94,6 +119,8 @@ def segment_keys(r: SurveyResponse, *, dimensions: frozenset[str] | None,
         return SegmentResult((ALL,), (), (), (), (), len(names))
     keys = [ALL]
     admit: list[tuple[str, str]] = []
+    seen: list[tuple[str, str]] = []
+    prune: list[str] = []
     folded: list[str] = []
     admit_dims: list[str] = []
     dropped: list[str] = []
@@ -106,16 +133,33 @@ def segment_keys(r: SurveyResponse, *, dimensions: frozenset[str] | None,
                 continue
         value = values[dim]
         if value != OTHER:
-            known = admitted.get(dim, ())
-            if value not in known:
-                if len(known) < cap:
-                    admit.append((dim, value))
-                else:
-                    folded.append(dim)
-                    value = OTHER
+            slots = admitted.get(dim, _NONE)
+            last = slots.get(value)
+            if last is not None and last >= live_from:
+                if day > last:
+                    seen.append((dim, value))
+            elif _live(slots, live_from) < cap:
+                admit.append((dim, value))
+                if last is not None or len(slots) >= cap:
+                    prune.append(dim)  # a dead slot goes first: see `cxstream.core.caps`
+            else:
+                folded.append(dim)
+                value = OTHER
         keys.append(f"{dim}:{value}")
     return SegmentResult(tuple(keys), tuple(admit), tuple(folded), tuple(admit_dims),
-                         tuple(dropped))
+                         tuple(dropped), 0, tuple(seen), tuple(prune))
+
+
+_NONE: dict[str, int] = {}
+
+
+def _live(slots: Mapping[str, int], live_from: int) -> int:
+    """How many of `slots` are live (last day at or after `live_from`)."""
+    n = 0
+    for last in slots.values():
+        if last >= live_from:
+            n += 1
+    return n
 
 
 def parse_segment_key(text: str) -> str:

@@ -46,10 +46,17 @@ from cxstream.core.journey import (
 )
 from cxstream.core.model import Record, SurveyResponse
 from cxstream.core.buckets import add_response, fits
+from cxstream.core.caps import (
+    CAP_VALUE_MAX,
+    DIMENSION_ENTRY_MAX,
+    cap_writes,
+    notices,
+    slots_of,
+)
 from cxstream.core.scoring import category, increment, plus
 from cxstream.core.scoring import zero as zero_counts
-from cxstream.core.segments import SegmentResult, dimension_values, segment_keys
-from cxstream.core.windows import HOUR, MINUTE, RESOLUTIONS, bucket_keys_for, is_too_late
+from cxstream.core.segments import dimension_values, segment_keys
+from cxstream.core.windows import DAY, HOUR, MINUTE, RESOLUTIONS, bucket_keys_for, is_too_late
 
 Outcome = Literal["accepted", "duplicate", "deadlettered", "too_late", "replayed"]
 Kind = Literal["surveys", "interactions", "customers"]
@@ -72,12 +79,6 @@ DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 RECORD_OVERHEAD = 1024
 #: `StepConfig.entry_max_bytes` by default: for a changelog with Kafka's default limit.
 ENTRY_MAX_BYTES = DEFAULT_MAX_MESSAGE_BYTES - RECORD_OVERHEAD
-#: Bytes of one value in a value cap entry (a JSON list) at most: quoted, up to 128
-#: characters of up to 6 bytes, and a comma.
-CAP_VALUE_MAX = 2 + 128 * 6 + 1
-#: Bytes of one dimension in the admitted dimensions entry at most: its quoted name (up to
-#: 64 ASCII characters), a colon, an offset and a comma.
-DIMENSION_ENTRY_MAX = 2 + 64 + 1 + 20 + 1
 #: A customer record besides its remembered survey ids, and one remembered id, at most
 #: (every field at its longest, of the widest characters: tests/unit/core/test_step.py
 #: builds such a record), and the same for a journey and one of its interactions. An entry
@@ -141,7 +142,7 @@ class Plan(Record):
     under mypyc, so this class writes its own, which is compiled.)"""
 
     __slots__ = ("outcome", "rejection", "before_alert", "alert", "after_alert", "stream_time",
-                 "survey", "category", "folded", "notices")
+                 "survey", "category", "folded", "notices", "seal")
 
     def __init__(self, outcome: Outcome, rejection: Rejection | None = None, *,
                  survey: str | None = None,
@@ -159,10 +160,14 @@ class Plan(Record):
         #: Why an accepted response did not count in all of its segments (a bound was
         #: reached): each is dead-lettered for information, the response still counts.
         self.notices: tuple[Rejection, ...] = ()
+        #: The writes must land after every write of the partition's earlier messages, not
+        #: coalesced with them: they drop dead value slots (`cxstream.core.caps`).
+        self.seal: bool = False
 
     def _fields(self) -> tuple[object, ...]:
         return (self.outcome, self.rejection, self.before_alert, self.alert, self.after_alert,
-                self.stream_time, self.survey, self.category, self.folded, self.notices)
+                self.stream_time, self.survey, self.category, self.folded, self.notices,
+                self.seal)
 
 
 def _customer(view: StateView, ckey: str
@@ -300,12 +305,14 @@ def _survey(
     state, stamps, legacy = _customer(view, ckey)
     st_rec = view.get(keys.stream_time_key(partition))
     stream_time = st_rec["t"] if st_rec is not None else None
-    if stamps.get("s", -1) >= offset:
-        # Applied before a crash; only the stream time may have been lost with it (it is
+    if stamps.get("s", -1) >= offset or (st_rec is not None and st_rec.get("r", -1) >= offset):
+        # Applied before a crash (the customer's stamp says so, or the partition's: `r` is
+        # written last, see `_advance`; it is the one an `entry_too_large` has, as it
+        # stamps no customer); only the stream time may have been lost with it (it is
         # written last), and taking the max again is idempotent.
         out = Plan("replayed")
-        _advance(out, partition, stream_time, r.occurred_at if stream_time is None
-                 else max(stream_time, r.occurred_at))
+        _advance(out, partition, st_rec, r.occurred_at if stream_time is None
+                 else max(stream_time, r.occurred_at), offset)
         return out
     if stream_time is not None and is_too_late(r.occurred_at, stream_time, cfg.horizon_ms):
         return Plan("too_late", rejection=Rejection(
@@ -320,42 +327,46 @@ def _survey(
         stamps["s"] = offset
         out = Plan("duplicate", survey=r.survey,
                    after_alert=_customer_writes(view, ckey, state, stamps, legacy))
-        _advance(out, partition, stream_time, new_st)
-        return _checked(out, cfg)
+        _advance(out, partition, st_rec, new_st, offset)
+        return _checked(out, cfg, 0, True)
 
     out = Plan("accepted", survey=r.survey)
     dims: Any = None  # the partition's admitted dimensions, when they are capped
     if cfg.dimensions is None and cfg.max_dims > 0:
         dims = view.get(keys.dimensions_key(partition)) or _NO_DIMENSIONS
-    # The stored caps are sorted lists of distinct values: membership and size are all
-    # segment_keys needs, so they are used as they are rather than copied into sets. A
-    # dimension that cannot be admitted has no cap to read.
-    admitted = {dim: view.get(keys.cap_key(partition, dim)) or ()
-                for dim in dimension_values(r)
-                if (cfg.dimensions is None or dim in cfg.dimensions)
-                and (dims is None or dim in dims or len(dims) < cfg.max_dims)}
+    # The stored slots are used as they are, not copied (never mutated: `caps.cap_writes`).
+    # A dimension that cannot be admitted has no slots to read.
+    day = r.occurred_at // DAY
+    live_from = (new_st - cfg.horizon_ms) // DAY  # the first day still in the horizon
+    admitted: dict[str, Any] = {}
+    old_layout: list[str] = []
+    for dim in dimension_values(r):
+        if ((cfg.dimensions is None or dim in cfg.dimensions)
+                and (dims is None or dim in dims or len(dims) < cfg.max_dims)):
+            slots, old = slots_of(view.get(keys.cap_key(partition, dim)), live_from)
+            admitted[dim] = slots
+            if old:
+                old_layout.append(dim)
     seg = segment_keys(r, dimensions=cfg.dimensions, admitted=admitted, cap=cfg.value_cap,
                        dims=dims, max_dims=cfg.max_dims,
-                       max_response_dims=cfg.max_response_dims)
+                       max_response_dims=cfg.max_response_dims, day=day, live_from=live_from)
     out.folded = seg.folded
     if seg.folded or seg.dropped or seg.too_many:
-        out.notices = _notices(cfg, seg)
+        out.notices = notices(seg, cfg.value_cap, cfg.max_dims, cfg.max_response_dims)
     if seg.admit_dims:
         # Before the value caps and the buckets: see `cxstream.core.batch` on the order.
         grown = dict(dims)
         for dim in seg.admit_dims:
             grown[dim] = offset
         out.before_alert.append((keys.dimensions_key(partition), grown))
-    new_caps: dict[str, set[str]] = {}
-    for dim, value in seg.admit:
-        new_caps.setdefault(dim, set(admitted.get(dim, ()))).add(value)
-    for dim, values in new_caps.items():
-        out.before_alert.append((keys.cap_key(partition, dim), sorted(values)))
+    if seg.admit or seg.seen or old_layout:
+        out.before_alert.extend(cap_writes(partition, seg, admitted, old_layout, day, live_from))
+        out.seal = len(seg.prune) > 0
     caps = len(out.before_alert)
     if not _add_to_buckets(out.before_alert, view, partition, offset, r, seg.keys,
                            cfg.entry_max_bytes):
-        _advance(out, partition, stream_time, new_st)  # kept: see `_too_large`
-        return _too_large(out, caps, cfg, (
+        _advance(out, partition, st_rec, new_st, offset)  # kept: see `_too_large`
+        return _too_large(out, caps, True, (
             "its segments would grow the partition's entry of their day past "
             f"{cfg.entry_max_bytes} bytes, the most a record of the state changelog holds "
             "(its max.message.bytes): lower CXSTREAM_MAX_DIMENSIONS or "
@@ -367,38 +378,10 @@ def _survey(
         out.alert = build_alert(state, r, turn, journey=journey, detected_at_ms=now_ms)
     stamps["s"] = offset
     out.after_alert.extend(_customer_writes(view, ckey, new_state, stamps, legacy))
-    _advance(out, partition, stream_time, new_st)
+    _advance(out, partition, st_rec, new_st, offset)
     if r.survey == "nps":
         out.category = category(r.score)
-    return _checked(out, cfg, caps)
-
-
-def _notices(cfg: StepConfig, seg: SegmentResult) -> tuple[Rejection, ...]:
-    """The informational dead letters of a response that did not count in all of its
-    segments. The reasons name dimensions only when they are admitted ones (bounded in
-    number); never a value."""
-    out: list[Rejection] = []
-    if seg.too_many:
-        out.append(Rejection(ErrorCode.TOO_MANY_DIMENSIONS, (
-            f"the response has {seg.too_many} segment dimensions (touchpoint and channel "
-            f"included), more than CXSTREAM_MAX_RESPONSE_DIMENSIONS={cfg.max_response_dims}: "
-            "it counted in 'all' only. Send fewer dimensions per response, list the ones "
-            "that matter in CXSTREAM_SEGMENT_DIMENSIONS, or raise the setting")))
-    if seg.dropped:
-        out.append(Rejection(ErrorCode.TOO_MANY_DIMENSIONS, (
-            f"{len(seg.dropped)} of the response's segment dimensions did not count: the "
-            f"partition already counts CXSTREAM_MAX_DIMENSIONS={cfg.max_dims} other "
-            "dimensions. The response counted in 'all' and its other segments. List the "
-            "dimensions that matter in CXSTREAM_SEGMENT_DIMENSIONS, or raise "
-            "CXSTREAM_MAX_DIMENSIONS")))
-    if seg.folded:
-        out.append(Rejection(ErrorCode.SEGMENT_VALUE_CAPPED, (
-            f"the value of dimension(s) {', '.join(seg.folded)} counted as "
-            f"'<dimension>:other': the partition already counts "
-            f"CXSTREAM_SEGMENT_VALUE_CAP={cfg.value_cap} other values of it. The response "
-            "counted in 'all' and its other segments. Raise CXSTREAM_SEGMENT_VALUE_CAP if "
-            "these values matter")))
-    return tuple(out)
+    return _checked(out, cfg, caps, True)
 
 
 def _add_to_buckets(writes: list[tuple[str, Any]], view: StateView, partition: int,
@@ -427,13 +410,13 @@ def _add_to_buckets(writes: list[tuple[str, Any]], view: StateView, partition: i
     return True
 
 
-def _checked(out: Plan, cfg: StepConfig, caps: int = 0) -> Plan:
+def _checked(out: Plan, cfg: StepConfig, caps: int = 0, response: bool = False) -> Plan:
     """`out`, or the rejection `entry_too_large` when one of its customer records or
     journeys would pass `cfg.entry_max_bytes` (keeping the first `caps` writes of
-    `before_alert`, its caps, and the stream time: `_too_large`). Those entries are per
-    customer and stamped with the offset of the message that wrote them last, so a replay
-    reads each either as this message found it, or as already past it (and skips the
-    message): the decision is the same. Measured only when a cheap estimate from their
+    `before_alert`, its caps, and for a `response` the stream time: `_too_large`). Those
+    entries are per customer and stamped with the offset of the message that wrote them
+    last, so a replay reads each either as this message found it, or as already past it
+    (and skips the message): the decision is the same. Measured only when a cheap estimate from their
     number of remembered ids or interactions does not already show that they fit."""
     bound = cfg.entry_max_bytes
     for key, value in out.after_alert:
@@ -446,25 +429,27 @@ def _checked(out: Plan, cfg: StepConfig, caps: int = 0) -> Plan:
         else:
             continue
         if estimate > bound and len(orjson.dumps(value)) > bound:
-            return _too_large(out, caps, cfg, (
+            return _too_large(out, caps, response, (
                 f"the customer's {what} would pass {bound} bytes, the most a record of the "
                 "state changelog holds (its max.message.bytes): raise the changelog topic's "
                 "max.message.bytes"))
     return out
 
 
-def _too_large(planned: Plan, caps: int, cfg: StepConfig, why: str) -> Plan:
+def _too_large(planned: Plan, caps: int, response: bool, why: str) -> Plan:
     """The rejection `entry_too_large` of the message `planned` was for: no count and no
-    customer change. Kept: its new value and dimension caps (the first `caps` writes of
-    `before_alert`): a replay must find the first-come sets a later message found, or it
-    could fold a value this one took a slot for and size it otherwise (`buckets.fits`); and
-    the stream time it advances (the last write), as any response not too late does: once a
-    later response stamps the customer, a replay skips this one as `replayed`, taking the
-    max with its `occurred_at` like a counted one's, so the clean run must take it too."""
+    customer change. Kept: its value and dimension caps (the first `caps` writes of
+    `before_alert`): a later message found the slots as this one left them, and so must a
+    replay of it, or it could fold a value this one took a slot for and size it otherwise
+    (`buckets.fits`). For a `response`, the stream time it advances, as any response
+    not too late does, with the partition's mark `r` (`_advance`): this message stamps no
+    customer, and the mark is what makes a replay skip it once its writes landed, so it is
+    never planned again against slots that later messages changed (`cxstream.core.caps`)."""
     out = Plan("deadlettered", rejection=Rejection(
         ErrorCode.ENTRY_TOO_LARGE, f"not counted: {why}; then replay this dead letter"))
     out.before_alert = planned.before_alert[:caps]
-    if planned.stream_time is not None:
+    out.seal = planned.seal
+    if response:  # the stream time write, with its mark, is the last of a response
         out.after_alert = planned.after_alert[-1:]
         out.stream_time = planned.stream_time
     return out
@@ -492,9 +477,15 @@ def _bucket_keys(partition: int, occurred_at: int) -> tuple[str, ...]:
     return found
 
 
-def _advance(out: Plan, partition: int, old: int | None, new: int) -> None:
+def _advance(out: Plan, partition: int, st_rec: Any, new: int, offset: int) -> None:
     """Stream time = the highest occurred_at of any valid, not-too-late response, counted or
-    not (`_too_large`); written last, after everything else the message changes."""
+    not (`_too_large`); written last, after everything else the message changes, with `r`,
+    the offset of the partition's latest response planned (a max, so a replay writes what
+    the clean run did). Written last, `r` implies that every earlier write landed: a replay
+    skips a response at or below it (`_survey`)."""
+    old = None if st_rec is None else st_rec["t"]
+    mark = -1 if st_rec is None else st_rec.get("r", -1)
+    out.after_alert.append((keys.stream_time_key(partition),
+                            {"t": new, "r": offset if offset > mark else mark}))
     if new != old:
-        out.after_alert.append((keys.stream_time_key(partition), {"t": new}))
         out.stream_time = new

@@ -112,30 +112,43 @@ def segments_of(e: Ev, dimensions: frozenset[str] | None = None) -> set[str]:
 def capped_segments(events: Iterable[Ev], horizon: int, *, cap: int,
                     dimensions: frozenset[str] | None = None, max_dims: int | None = None,
                     max_response_dims: int | None = None) -> dict[Pos, set[str]]:
-    """Segments of each accepted event under the caps: per partition, the first `cap`
-    distinct values of a dimension (in offset order, among accepted events) count as
-    themselves, later ones as `<dimension>:other`; the value `other` never takes a slot.
-    With `max_dims` (and no `dimensions` list), only the first `max_dims` distinct
-    dimensions of a partition count at all (within one event, in name order); an event with
-    more than `max_response_dims` dimensions counts in `all` only."""
-    slots: dict[tuple[int, str], list[str]] = {}
+    """Segments of each accepted event under the caps: per partition, a dimension has `cap`
+    value slots (in offset order, among accepted events); a value counts as itself while it
+    holds one, else as `<dimension>:other`; the value `other` never takes a slot. A slot is
+    held while the UTC day its value last counted still overlaps the horizon behind the
+    partition's stream time (as of the event), and a value without one takes one when fewer
+    than `cap` are held. With `max_dims` (and no `dimensions` list), only the first
+    `max_dims` distinct dimensions of a partition count at all (within one event, in name
+    order); an event with more than `max_response_dims` dimensions counts in `all` only."""
+    slots: dict[tuple[int, str], dict[str, int]] = {}
     dim_slots: dict[int, list[str]] = {}
     out: dict[Pos, set[str]] = {}
-    for e in _in_log_order(accepted(events, horizon)):
+    wanted = {(e.partition, e.offset) for e in accepted(events, horizon)}
+    stream_time: dict[int, int] = {}
+    for e in _in_log_order(events):
+        st = stream_time.get(e.partition)
+        if st is None or e.at >= st - horizon:
+            stream_time[e.partition] = e.at if st is None else max(st, e.at)
+        if (e.partition, e.offset) not in wanted:
+            continue
         out[(e.partition, e.offset)] = {"all"} | _take_slots(
             e.partition, _dims(e, dimensions), slots, dim_slots, cap=cap,
             max_dims=max_dims if dimensions is None else None,
-            max_response_dims=max_response_dims)
+            max_response_dims=max_response_dims, at=e.at,
+            horizon_start=stream_time[e.partition] - horizon)
     return out
 
 
-def _take_slots(partition: int, dims: dict[str, str], slots: dict[tuple[int, str], list[str]],
+def _take_slots(partition: int, dims: dict[str, str],
+                slots: dict[tuple[int, str], dict[str, int]],
                 dim_slots: dict[int, list[str]], *, cap: int, max_dims: int | None,
-                max_response_dims: int | None) -> set[str]:
-    """The `<dimension>:<value>` segments an event with `dims` counts in, taking the
-    partition's dimension and value slots first come: past `max_dims` distinct dimensions a
-    new one does not count, past `cap` values of a dimension a new one counts as `other`
-    (which never takes a slot); more than `max_response_dims` dimensions: none counts."""
+                max_response_dims: int | None, at: int, horizon_start: int) -> set[str]:
+    """The `<dimension>:<value>` segments an event at `at` with `dims` counts in, taking
+    the partition's dimension and value slots first come: past `max_dims` distinct
+    dimensions a new one does not count; a value of a dimension whose `cap` slots are held
+    (`slots`: value → the UTC day it last counted; held while that day ends after
+    `horizon_start`) counts as `other` (which never takes a slot); more than
+    `max_response_dims` dimensions: none counts."""
     segs: set[str] = set()
     if max_response_dims is not None and len(dims) > max_response_dims:
         return segs
@@ -145,10 +158,13 @@ def _take_slots(partition: int, dims: dict[str, str], slots: dict[tuple[int, str
             if len(taken_dims) >= max_dims:
                 continue
             taken_dims.append(dim)
-        taken = slots.setdefault((partition, dim), [])
-        if value != OTHER and value not in taken:
-            if len(taken) < cap:
-                taken.append(value)
+        taken = slots.setdefault((partition, dim), {})
+        held = {v for v, day in taken.items() if (day + 1) * DAY > horizon_start}
+        if value != OTHER:
+            if value in held:
+                taken[value] = max(taken[value], at // DAY)
+            elif len(held) < cap:
+                taken[value] = at // DAY
             else:
                 value = OTHER
         segs.add(f"{dim}:{value}")
@@ -274,7 +290,7 @@ def sized(events: Iterable[Ev], horizon: int, *, cap: int, max_dims: int | None,
     Otherwise as `accepted` and `capped_segments`."""
     stream_time: dict[int, int] = {}
     seen: set[tuple[str, str]] = set()
-    slots: dict[tuple[int, str], list[str]] = {}
+    slots: dict[tuple[int, str], dict[str, int]] = {}
     dim_slots: dict[int, list[str]] = {}
     days: dict[tuple[int, int], set[str]] = {}
     counted: dict[Pos, set[str]] = {}
@@ -287,7 +303,8 @@ def sized(events: Iterable[Ev], horizon: int, *, cap: int, max_dims: int | None,
         if (e.customer_id, e.event_id) in seen:
             continue
         segs = {"all"} | _take_slots(e.partition, _dims(e, None), slots, dim_slots, cap=cap,
-                                     max_dims=max_dims, max_response_dims=max_response_dims)
+                                     max_dims=max_dims, max_response_dims=max_response_dims,
+                                     at=e.at, horizon_start=stream_time[e.partition] - horizon)
         day = days.setdefault((e.partition, e.at // DAY), set())
         size = 40 + sum(len(json.dumps(s, ensure_ascii=False).encode()) + 171
                         for s in day | segs)

@@ -17,6 +17,8 @@ from cxstream.core.journey import CustomerState, journey_from_json, legacy_journ
 from cxstream.core.step import StepConfig
 
 from .test_step import (
+    AGING,
+    AGING_SIZED,
     BASE,
     CAPPED,
     CFG,
@@ -109,6 +111,47 @@ def test_a_crash_anywhere_in_a_batch_with_entries_at_their_bound_is_repaired_by_
         msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int], replay_sizes: list[int],
         data: st.DataObject) -> None:
     check_batch_crash(msgs, batch_sizes, replay_sizes, data, SIZED)
+
+
+@settings(max_examples=300, deadline=None)
+@given(many_dimension_streams(days=12), sizes, sizes, st.data())
+def test_a_crash_anywhere_in_a_batch_with_value_slots_ageing_out_is_repaired_by_the_replay(
+        msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int], replay_sizes: list[int],
+        data: st.DataObject) -> None:
+    check_batch_crash(msgs, batch_sizes, replay_sizes, data, AGING)
+
+
+@settings(max_examples=300, deadline=None)
+@given(many_dimension_streams(days=4), sizes, sizes, st.data())
+def test_a_crash_anywhere_in_a_batch_at_the_bound_with_slots_ageing_out_is_repaired(
+        msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int], replay_sizes: list[int],
+        data: st.DataObject) -> None:
+    check_batch_crash(msgs, batch_sizes, replay_sizes, data, AGING_SIZED)
+
+
+@settings(max_examples=100, deadline=None)
+@given(many_dimension_streams(days=12), sizes)
+def test_batches_with_value_slots_ageing_out_give_the_state_of_one_at_a_time(
+        msgs: list[tuple[str, bytes, bytes]], batch_sizes: list[int]) -> None:
+    one, _ = run(msgs, cfg=AGING)
+    assert run_batched(msgs, batch_sizes, cfg=AGING) == one
+
+
+def test_a_seal_writes_the_earlier_writes_first_and_apart() -> None:
+    """Writes put after `seal` come after every write put before it, each part in the
+    crash-safe order and coalesced within itself only; reads see the latest."""
+    pending = PendingWrites({})
+    cap, bucket, st_key = keys.cap_key(0, "plan"), keys.bucket_key(0, 60_000, 0), \
+        keys.stream_time_key(0)
+    pending.put(0, [(cap, {"a": 1}), (bucket, {"o": 0}), (st_key, {"t": 1})])
+    pending.seal(0)
+    pending.seal(0)  # nothing new: no empty part
+    pending.put(0, [(st_key, {"t": 2}), (cap, {"b": 2})])
+    pending.put(1, [(keys.cap_key(1, "plan"), {"c": 3})])
+    assert list(pending.ordered(0)) == [(cap, {"a": 1}), (bucket, {"o": 0}), (st_key, {"t": 1}),
+                                        (cap, {"b": 2}), (st_key, {"t": 2})]
+    assert pending.get(cap) == {"b": 2} and pending.get(st_key) == {"t": 2}
+    assert len(pending) == 6 and pending.partitions() == [0, 1]
 
 
 @settings(max_examples=100, deadline=None)

@@ -49,7 +49,7 @@ class Partition:
 
     store: dict[tuple[str, int, int], list[int]] = field(default_factory=dict)
     stream_time: int | None = None
-    admitted: dict[str, set[str]] = field(default_factory=dict)
+    admitted: dict[str, dict[str, int]] = field(default_factory=dict)
     heap: list[tuple[int, tuple[str, int, int]]] = field(default_factory=list)
 
     def get(self, segment: str, res: int, start: int) -> list[int] | None:
@@ -77,9 +77,13 @@ class Worker:
                                                                               r.occurred_at)
         if (r.customer_id, r.event_id) not in self.seen:
             self.seen.add((r.customer_id, r.event_id))
-            seg = segment_keys(r, dimensions=self.dimensions, admitted=part.admitted, cap=self.cap)
-            for dim, value in seg.admit:
-                part.admitted.setdefault(dim, set()).add(value)
+            day = r.occurred_at // DAY
+            seg = segment_keys(r, dimensions=self.dimensions, admitted=part.admitted,
+                               cap=self.cap, day=day,
+                               live_from=(part.stream_time - self.horizon) // DAY)
+            # Dead slots change no decision: kept here, where nothing bounds the entries.
+            for dim, value in (*seg.admit, *seg.seen):
+                part.admitted.setdefault(dim, {})[value] = day
             if seg.folded:
                 self.folded[(e.partition, e.offset)] = set(seg.folded)
             incs = increments(r, seg.keys)

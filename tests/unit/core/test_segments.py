@@ -60,7 +60,7 @@ def test_values_are_verbatim_and_colons_are_fine() -> None:
 
 
 def test_cap_admits_then_folds_and_reports() -> None:
-    admitted = {"plan": {"free", "pro"}}
+    admitted = {"plan": {"free": 0, "pro": 0}}
     new = segment_keys(resp({"plan": "team"}), dimensions=None, admitted=admitted, cap=3)
     assert new.keys == ("all", "plan:team") and new.admit == (("plan", "team"),)
     assert new.folded == ()
@@ -73,7 +73,7 @@ def test_cap_admits_then_folds_and_reports() -> None:
 
 
 def test_values_admitted_before_a_lower_cap_keep_counting() -> None:
-    admitted = {"plan": frozenset({"a", "b", "c"})}
+    admitted = {"plan": {"a": 0, "b": 0, "c": 0}}
     assert keys(resp({"plan": "c"}), admitted=admitted, cap=1) == ("all", "plan:c")
     assert keys(resp({"plan": "d"}), admitted=admitted, cap=1) == ("all", "plan:other")
 
@@ -87,6 +87,38 @@ def test_cap_zero_folds_everything_and_other_is_reserved() -> None:
     assert lit.keys == ("all", "plan:other") and lit.admit == () and lit.folded == ()
     with pytest.raises(ValueError, match="negative"):
         segment_keys(resp(), dimensions=None, admitted={}, cap=-1)
+
+
+def test_a_slot_not_seen_within_the_horizon_goes_to_a_new_value() -> None:
+    """Slots remember the last day their value counted; one whose day is before `live_from`
+    is dead: it no longer holds its value, and its room goes to the next new value."""
+    admitted = {"plan": {"junk": 10, "pro": 14}}
+
+    def at(value: str, day: int, live_from: int, cap: int = 2) -> Any:
+        return segment_keys(resp({"plan": value}), dimensions=None, admitted=admitted,
+                            cap=cap, day=day, live_from=live_from)
+
+    # Both live: a third value folds; a live one counts, and reports a later day.
+    full = at("team", 15, 10)
+    assert full.keys == ("all", "plan:other") and full.folded == ("plan",)
+    seen = at("pro", 15, 10)
+    assert seen.keys == ("all", "plan:pro") and seen.seen == (("plan", "pro"),)
+    assert seen.admit == () and seen.prune == ()
+    assert at("pro", 13, 10).seen == ()  # an earlier day: nothing to remember
+    # "junk" is dead from day 11 on: the new value takes a slot, dropping the dead one first.
+    new = at("team", 15, 11)
+    assert new.keys == ("all", "plan:team") and new.admit == (("plan", "team"),)
+    assert new.prune == ("plan",) and new.folded == ()
+    # A dead slot does not hold its own value either: it is taken again, anew.
+    back = at("junk", 15, 11)
+    assert back.keys == ("all", "plan:junk") and back.admit == (("plan", "junk"),)
+    assert back.prune == ("plan",)
+    # Room left without dropping anything: no prune.
+    roomy = at("team", 15, 11, cap=3)
+    assert roomy.admit == (("plan", "team"),) and roomy.prune == ()
+    # Every slot dead but one, under a lowered cap of one: the live one keeps it.
+    assert at("team", 15, 11, cap=1).keys == ("all", "plan:other")
+    assert at("team", 15, 15, cap=1).keys == ("all", "plan:team")
 
 
 VALUES = st.sampled_from(["a", "b", "c", "d", "other", "A", "x:y"])
@@ -106,7 +138,7 @@ def test_cap_equals_the_oracle_first_come_rule(
               for i, (seg, tp, ch) in enumerate(rows)]
     want = oracle.capped_segments(events, 10**9, cap=cap, dimensions=dimensions)
     want_folds = oracle.folds(events, 10**9, cap=cap, dimensions=dimensions)
-    admitted: dict[str, set[str]] = {}
+    admitted: dict[str, dict[str, int]] = {}
     for e in events:
         r = SurveyResponse(e.event_id, e.customer_id, "nps", 9, 0, e.segment, e.touchpoint,
                            e.channel)
@@ -116,8 +148,8 @@ def test_cap_equals_the_oracle_first_come_rule(
         assert set(got.keys) == want[(0, e.offset)]
         assert set(got.folded) == want_folds.get((0, e.offset), set())
         for dim, value in got.admit:
-            assert value not in admitted.get(dim, set())
-            admitted.setdefault(dim, set()).add(value)
+            assert value not in admitted.get(dim, {})
+            admitted.setdefault(dim, {})[value] = 0
         assert all(len(v) <= cap for v in admitted.values())
 
 
@@ -162,7 +194,7 @@ def test_dimension_caps_equal_the_oracle_first_come_rule(
     want = oracle.capped_segments(events, 10**9, cap=cap, **caps)
     want_folds = oracle.folds(events, 10**9, cap=cap, **caps)
     want_left = oracle.uncounted_dimensions(events, 10**9, cap=cap, **caps)
-    admitted: dict[str, set[str]] = {}
+    admitted: dict[str, dict[str, int]] = {}
     dims: dict[str, int] = {}
     for e in events:
         r = SurveyResponse(e.event_id, e.customer_id, "nps", 9, 0, e.segment, e.touchpoint,
@@ -177,7 +209,7 @@ def test_dimension_caps_equal_the_oracle_first_come_rule(
             assert dim not in dims
             dims[dim] = e.offset
         for dim, value in got.admit:
-            admitted.setdefault(dim, set()).add(value)
+            admitted.setdefault(dim, {})[value] = 0
         assert len(dims) <= max_dims and all(len(v) <= cap for v in admitted.values())
         assert set(admitted) <= set(dims)
 

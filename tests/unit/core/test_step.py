@@ -8,6 +8,7 @@ the last durable write, and the worker replays the input from that offset.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -222,20 +223,78 @@ def test_crash_at_any_point_with_every_cap_reached_gives_the_same_state(
     check_crash(msgs, data, CAPPED)
 
 
+#: As `CAPPED`, with a horizon of two days over streams of twelve: value slots age out.
+AGING = StepConfig(horizon_ms=2 * DAY, value_cap=2, max_dims=3, max_response_dims=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(many_dimension_streams(days=12), st.data())
+def test_crash_at_any_point_with_value_slots_ageing_out_gives_the_same_state(
+        msgs: list[tuple[str, bytes, bytes]], data: st.DataObject) -> None:
+    check_crash(msgs, data, AGING)
+
+
+def test_junk_holds_value_slots_only_while_responses_carry_it() -> None:
+    """Junk fills every slot of a dimension; while it is in the horizon a real new value
+    counts as `other` (and says so); once no response carried the junk for the horizon, the
+    real value takes a slot, dropping the dead ones first, in a part of its own (`seal`).
+    A value of an entry of the earlier layout (a list) holds its slot as last seen at the
+    start of the horizon, and the entry is rewritten in this layout."""
+    cfg = StepConfig(horizon_ms=2 * DAY, value_cap=3)
+
+    def msg(i: int, value: str, at: int) -> tuple[str, bytes, bytes]:
+        return "surveys", f"c{i}".encode(), survey(f"e{i}", f"c{i}", 9, at,
+                                                   segment={"plan": value})
+
+    day = BASE // DAY
+    junk = [msg(i, f"junk-{i}", BASE + i * 60_000) for i in range(3)]
+    table, plans = run([*junk, msg(3, "pro", BASE + DAY), msg(4, "pro", BASE + 3 * DAY),
+                        msg(5, "pro", BASE + 4 * DAY)], cfg=cfg)
+    assert [p.folded for p in plans] == [(), (), (), ("plan",), (), ()]
+    assert [n.code for n in plans[3].notices] == [ErrorCode.SEGMENT_VALUE_CAPPED]
+    assert [p.seal for p in plans] == [False, False, False, False, True, False]
+    assert table[keys.cap_key(0, "plan")] == {"pro": day + 4}  # seen again: a later day
+    assert "plan:pro" in table[keys.bucket_key(0, DAY, (BASE + 3 * DAY) // DAY * DAY)]["s"]
+
+    old = {keys.cap_key(0, "plan"): ["a", "b", "c"],
+           keys.stream_time_key(0): {"t": BASE}}
+    table, plans = run([msg(0, "a", BASE), msg(1, "d", BASE + 60_000),
+                        msg(2, "d", BASE + DAY)], state=old, cfg=cfg)
+    assert [p.folded for p in plans] == [(), ("plan",), ()]
+    live_from = (BASE - 2 * DAY) // DAY
+    assert dict(plans[0].before_alert)[keys.cap_key(0, "plan")] == {
+        "a": day, "b": live_from, "c": live_from}
+    # "b" and "c" are dead once stream time moves a day on: "d" takes a slot.
+    assert plans[2].seal and table[keys.cap_key(0, "plan")] == {"a": day, "d": day + 1}
+
+
 @settings(max_examples=100, deadline=None)
 @given(many_dimension_streams())
 def test_segments_and_notices_under_the_caps_equal_the_oracle(
         msgs: list[tuple[str, bytes, bytes]]) -> None:
+    check_caps_against_oracle(msgs, CAPPED)
+
+
+@settings(max_examples=150, deadline=None)
+@given(many_dimension_streams(days=12))
+def test_segments_and_notices_with_value_slots_ageing_out_equal_the_oracle(
+        msgs: list[tuple[str, bytes, bytes]]) -> None:
+    check_caps_against_oracle(msgs, AGING)
+
+
+def check_caps_against_oracle(msgs: list[tuple[str, bytes, bytes]], cfg: StepConfig) -> None:
     """Every accepted response counts exactly in the oracle's segments under the value,
     dimension and per-response caps; each one that left a dimension out, or folded a value,
-    says so in its notices (`too_many_dimensions`, `segment_value_capped`)."""
-    table, plans = run(msgs, cfg=CAPPED)
+    says so in its notices (`too_many_dimensions`, `segment_value_capped`). No value cap
+    entry holds more slots than the cap."""
+    table, plans = run(msgs, cfg=cfg)
     events = [oracle.Ev.of(orjson.loads(value), 0, offset)
               for offset, (_, _, value) in enumerate(msgs)]
-    caps = {"cap": 2, "max_dims": 3, "max_response_dims": 3}
-    want = oracle.capped_segments(events, CFG.horizon_ms, **caps)
-    folded = oracle.folds(events, CFG.horizon_ms, **caps)
-    left = oracle.uncounted_dimensions(events, CFG.horizon_ms, **caps)
+    caps = {"cap": cfg.value_cap, "max_dims": cfg.max_dims,
+            "max_response_dims": cfg.max_response_dims}
+    want = oracle.capped_segments(events, cfg.horizon_ms, **caps)
+    folded = oracle.folds(events, cfg.horizon_ms, **caps)
+    left = oracle.uncounted_dimensions(events, cfg.horizon_ms, **caps)
     for offset, p in enumerate(plans):
         codes = [n.code for n in p.notices]
         if p.outcome != "accepted":
@@ -248,13 +307,25 @@ def test_segments_and_notices_under_the_caps_equal_the_oracle(
         assert len(codes) == len(set(codes)) or codes.count(ErrorCode.TOO_MANY_DIMENSIONS) == 1
         assert want[(0, offset)] <= set(table[minute]["s"])
     dims = table.get(keys.dimensions_key(0), {})
-    assert len(dims) <= 3
-    assert all(len(table[k]) <= 2 for k in table if k.startswith("v|0|"))
+    assert len(dims) <= cfg.max_dims
+    assert all(len(table[k]) <= cfg.value_cap for k in table if k.startswith("v|0|"))
 
 
 #: As `CAPPED`, with day entries bounded to a few segments: `entry_too_large` is reached.
 SIZED = StepConfig(horizon_ms=CFG.horizon_ms, value_cap=2, max_dims=3, max_response_dims=3,
                    entry_max_bytes=1_300)
+
+
+#: `SIZED` with value slots ageing out (over streams of four days): the mark of an
+#: `entry_too_large` matters on replay.
+AGING_SIZED = replace(SIZED, horizon_ms=DAY, entry_max_bytes=1_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(many_dimension_streams(days=4), st.data())
+def test_crash_at_any_point_with_entries_at_their_bound_and_slots_ageing_out(
+        msgs: list[tuple[str, bytes, bytes]], data: st.DataObject) -> None:
+    check_crash(msgs, data, AGING_SIZED)
 
 
 @settings(max_examples=200, deadline=None)
@@ -268,17 +339,30 @@ def test_crash_at_any_point_with_entries_at_their_bound_gives_the_same_state(
 @given(many_dimension_streams(days=3))
 def test_entry_too_large_equals_the_oracle_and_changes_no_count(
         msgs: list[tuple[str, bytes, bytes]]) -> None:
+    check_sized(msgs, SIZED)
+
+
+@settings(max_examples=150, deadline=None)
+@given(many_dimension_streams(days=4))
+def test_entry_too_large_with_value_slots_ageing_out_equals_the_oracle(
+        msgs: list[tuple[str, bytes, bytes]]) -> None:
+    check_sized(msgs, AGING_SIZED)
+
+
+def check_sized(msgs: list[tuple[str, bytes, bytes]], cfg: StepConfig) -> None:
     """A response that would grow its day's entry past the bound is rejected
     (`entry_too_large`) and changes nothing but its value and dimension slots and the stream
     time (which every response that is not too late moves): the same responses as the
     oracle's are counted, in the same segments, the stream time is the oracle's, and no
     stored bucket entry ever encodes to more than the bound, even with every counter at its
     widest."""
-    table, plans = run(msgs, cfg=SIZED)
+    table, plans = run(msgs, cfg=cfg)
     events = [oracle.Ev.of(orjson.loads(value), 0, offset)
               for offset, (_, _, value) in enumerate(msgs)]
-    counted, rejected = oracle.sized(events, CFG.horizon_ms, cap=2, max_dims=3,
-                                     max_response_dims=3, bound=SIZED.entry_max_bytes)
+    counted, rejected = oracle.sized(events, cfg.horizon_ms, cap=cfg.value_cap,
+                                     max_dims=cfg.max_dims,
+                                     max_response_dims=cfg.max_response_dims,
+                                     bound=cfg.entry_max_bytes)
     got_rejected = {(0, o) for o, p in enumerate(plans)
                     if p.rejection is not None and p.rejection.code is ErrorCode.ENTRY_TOO_LARGE}
     assert got_rejected == rejected
@@ -287,15 +371,17 @@ def test_entry_too_large_equals_the_oracle_and_changes_no_count(
         if (0, o) in rejected:
             assert p.alert is None
             assert all(k.startswith("v|") for k, _ in p.before_alert)
-            assert p.after_alert == ([] if p.stream_time is None else
-                                     [(keys.stream_time_key(0), {"t": p.stream_time})])
-    assert table[keys.stream_time_key(0)]["t"] == oracle.stream_times(events, CFG.horizon_ms)[0]
+            # The stream time, marked with the offset: a replay skips the message.
+            [(key, mark)] = p.after_alert
+            assert key == keys.stream_time_key(0) and mark["r"] == o
+            assert p.stream_time is None or mark["t"] == p.stream_time
+    assert table[keys.stream_time_key(0)]["t"] == oracle.stream_times(events, cfg.horizon_ms)[0]
     widest = 10**19 + 1
     for key, entry in table.items():
         if key.startswith("b|"):
-            assert len(orjson.dumps(entry)) <= SIZED.entry_max_bytes
+            assert len(orjson.dumps(entry)) <= cfg.entry_max_bytes
             wide = {"o": widest, "s": {seg: [widest] * 8 for seg in entry["s"]}}
-            assert len(orjson.dumps(wide)) <= SIZED.entry_max_bytes
+            assert len(orjson.dumps(wide)) <= cfg.entry_max_bytes
     for (_, offset), segs in counted.items():
         minute = keys.bucket_key(0, 60_000, events[offset].at // 60_000 * 60_000)
         assert segs <= set(table[minute]["s"])
@@ -323,7 +409,7 @@ def test_a_response_too_large_then_skipped_on_replay_moves_the_stream_time_alike
     assert [p.rejection.code if p.rejection else p.outcome for p in plans] == [
         "accepted", "duplicate", "duplicate", "accepted", "accepted",
         ErrorCode.ENTRY_TOO_LARGE, "duplicate"]
-    assert clean[keys.stream_time_key(0)] == {"t": day + 81_634_836}
+    assert clean[keys.stream_time_key(0)] == {"t": day + 81_634_836, "r": 6}
     for durable in range(len(log) + 1):
         for committed in range(sum(1 for e in ends if e <= durable) + 1):
             final, _ = run(msgs, state=dict(log[:durable]), start=committed, cfg=SIZED)
@@ -375,7 +461,7 @@ def test_a_customer_record_past_the_bound_rejects_the_response_and_counts_nothin
         outcomes.append(p.rejection.code if p.rejection else p.outcome)
         if p.rejection is not None:  # it moves the stream time, and changes nothing else
             assert p.before_alert == [] and p.alert is None
-            assert p.after_alert == [(keys.stream_time_key(0), {"t": BASE + i})]
+            assert p.after_alert == [(keys.stream_time_key(0), {"t": BASE + i, "r": i})]
         table.update(p.before_alert + p.after_alert)
     first = outcomes.index(ErrorCode.ENTRY_TOO_LARGE)
     assert 5 < first and set(outcomes[first:]) == {ErrorCode.ENTRY_TOO_LARGE}
@@ -396,7 +482,7 @@ def test_a_customer_record_past_the_bound_then_stamped_on_replays_alike() -> Non
     clean, plans = run(msgs, log=log, ends=ends, cfg=cfg)
     assert [p.rejection is not None for p in plans[-4:]] == [True, True, True, False]
     assert plans[-1].outcome == "duplicate"
-    assert clean[keys.stream_time_key(0)] == {"t": BASE + 13}
+    assert clean[keys.stream_time_key(0)] == {"t": BASE + 13, "r": 14}
     for durable in range(len(log) + 1):
         complete = sum(1 for e in ends if e <= durable)
         for committed in {0, complete // 2, complete}:
