@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 from cxstream.config.errors import SettingsError
 from cxstream.config.secrets import Secret, read_secret
 from cxstream.config.tls import build_ssl_context
+from cxstream.core.programs import BUILTINS
 from cxstream.core.timefmt import parse_rfc3339
 from cxstream.core.windows import Window, parse_duration, parse_windows
 
@@ -93,6 +94,14 @@ def _min_event_time(raw: str) -> int:
     if ms > time.time() * 1000:
         raise ValueError("expected a time in the past (every event would be dead-lettered)")
     return ms
+
+
+def _max_programs(raw: str) -> int:
+    value = int(raw)
+    if value < len(BUILTINS):
+        raise ValueError(f"expected an integer >= {len(BUILTINS)} (the built-in programs "
+                         "nps, csat and ces always count)")
+    return value
 
 
 def _dimensions(raw: str) -> frozenset[str] | None:
@@ -239,6 +248,12 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("metric_segments_max", "500", _pos_int,
          "Most segment label values exported per segment metric and window on `/metrics`; "
          "the rest are summed into `segment=\"other\"`."),
+    Spec("surveys", "", _file,
+         "Path of the survey program registry (TOML, see Survey programs); empty: the built-in "
+         "programs `nps`, `csat` and `ces` only, which a file adds to."),
+    Spec("max_programs", "50", _max_programs,
+         "Most survey programs the registry may hold, the three built-ins included; a "
+         "`CXSTREAM_SURVEYS` file with more is refused."),
     Spec("min_responses", "30", _pos_int, "Below this many responses a score is flagged `low_sample`."),
     Spec("journey_length", "10", _pos_int, "Recent interactions kept per customer as alert context."),
     Spec("batch_size", "2000", _pos_int,
@@ -294,6 +309,8 @@ class Settings:
     max_dimensions: int
     max_response_dimensions: int
     metric_segments_max: int
+    surveys: str
+    max_programs: int
     min_responses: int
     journey_length: int
     batch_size: int
