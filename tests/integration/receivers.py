@@ -1,5 +1,6 @@
 """Real notification receivers on 127.0.0.1: an HTTP server that verifies Standard Webhooks
-signatures and can be told to fail or hang, and an SMTP server (aiosmtpd)."""
+signatures and can be told to fail, hang, or hang for a while (`stall`), and an SMTP server
+(aiosmtpd)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -37,6 +39,16 @@ class HttpReceiver:
     bad_signatures: int = 0
     slack: list[dict[str, Any]] = field(default_factory=list)
     hanging: int = 0
+    #: The `stall` route holds every request until `stall_s` after its first one (the
+    #: `stall_until` deadline, monotonic), then answers normally again: a receiver down for a
+    #: bounded time. `stalled` counts the requests it held; `abandoned` those whose sender
+    #: had hung up by the deadline (not accepted: nobody reads that answer).
+    stall_s: float = 480.0
+    stall_until: float | None = None
+    stalled: int = 0
+    abandoned: int = 0
+    #: (monotonic time, mode, webhook-id) of every request, in arrival order.
+    arrivals: list[tuple[float, str, str]] = field(default_factory=list)
     runner: web.AppRunner | None = None
 
     @property
@@ -48,6 +60,7 @@ class HttpReceiver:
         body = await request.read()
         alert_id = request.headers.get("webhook-id", "?")
         self.calls[f"{mode}:{alert_id}"] += 1
+        self.arrivals.append((time.monotonic(), mode, alert_id))
         if not valid_signature(request.headers, body) or request.headers.get("Idempotency-Key") != alert_id:
             self.bad_signatures += 1
             return web.Response(status=401)
@@ -58,8 +71,26 @@ class HttpReceiver:
         if mode == "hang":
             self.hanging += 1
             await asyncio.sleep(3600)
-        self.accepted[alert_id].append({"mode": mode, "body": orjson.loads(body)})
+        if mode == "stall" and await self._stalled(request):
+            return web.Response(status=204)
+        self.accepted[alert_id].append({"mode": mode, "body": orjson.loads(body),
+                                        "at": time.monotonic()})
         return web.Response(status=204)
+
+    async def _stalled(self, request: web.Request) -> bool:
+        """Hold a `stall` request until the deadline; True when its sender has hung up."""
+        now = time.monotonic()
+        if self.stall_until is None:
+            self.stall_until = now + self.stall_s
+        if now >= self.stall_until:
+            return False
+        self.stalled += 1
+        await asyncio.sleep(self.stall_until - now)
+        # aiohttp does not cancel a handler whose client disconnected: look at the socket.
+        if request.transport is None or request.transport.is_closing():
+            self.abandoned += 1
+            return True
+        return False
 
     async def _slack(self, request: web.Request) -> web.Response:
         self.slack.append(orjson.loads(await request.read()))
