@@ -59,6 +59,10 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
                 journey: Journey, detected_at_ms: int) -> dict[str, Any]:
     """The alert document for the turn `response` caused on `state_before`.
 
+    `program` is the id of the survey program `response` answered (an nps program; `nps`
+    itself for the built-in one): always present in what cxstream writes, optional in the
+    schema because alerts written by earlier releases lack it.
+
     Context is the state *before* the response, i.e. as known when it was processed:
     `owner` is the profile's owner (null without a profile); `segment` is the response's
     own segment when it has one (the survey tool knew it at answer time), else the
@@ -79,6 +83,7 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
         "kind": turn.kind,
         "customer_id": r.customer_id,
         "survey_event_id": r.event_id,
+        "program": r.program,
         "score": r.score,
         "previous_category": turn.previous_category,
         "occurred_at": format_rfc3339(r.occurred_at),

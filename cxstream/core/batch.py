@@ -35,7 +35,8 @@ from cxstream.core.step import Kind, StateView, StepConfig, plan
 from cxstream.core.store import StoreReader
 
 #: Write order of the key kinds within one partition (see the module docstring).
-_RANK = {keys.CAP: 0, keys.BUCKET: 1, keys.JOURNEY: 2, keys.CUSTOMER: 3, keys.STREAM_TIME: 4}
+_RANK = {keys.CAP: 0, keys.PROGRAMS: 0, keys.BUCKET: 1, keys.JOURNEY: 2, keys.CUSTOMER: 3,
+         keys.STREAM_TIME: 4}
 #: Marks a key without a pending write (None is a value like any other).
 _ABSENT: Any = object()
 

@@ -6,7 +6,9 @@ accept (`tests/unit/core/test_schemas.py` checks that on generated documents, ag
 jsonschema package with format checking), plus the runtime rules the schemas cannot state:
 a timestamp may be at most `MAX_FUTURE_SKEW_MS` ahead of `now_ms` and no earlier than
 `min_ms` (the setting `CXSTREAM_MIN_EVENT_TIME`), the Kafka key must be the UTF-8 bytes of
-`customer_id`, and no object may repeat a key (parsers disagree on which copy wins).
+`customer_id`, no object may repeat a key (parsers disagree on which copy wins), and
+`survey` must name a program of the registry with `score` on that program's scale (the
+schema states this for the built-in programs only; it cannot know a deployment's registry).
 
 What it accepts can be used downstream without raising: its timestamps lie in
 `min_ms..now_ms + MAX_FUTURE_SKEW_MS` and within years 0001..9999 in UTC, so
@@ -16,7 +18,8 @@ a log line or the command line's output.
 
 It never raises: any input bytes give either a typed event or a `Rejection`. Reasons name the
 field and the rule, and never a string value (those can be personal data; the raw bytes
-travel separately in the dead letter). Numbers such as a score or a length may appear.
+travel separately in the dead letter). Numbers such as a score or a length may appear, and
+so may the ids of the registry's programs (configuration, not input).
 
 When a document breaks several rules, the code is the first of these that applies (the whole
 document is checked for one before the next is looked at):
@@ -30,8 +33,9 @@ document is checked for one before the next is looked at):
 6. `wrong_type`: a field has the wrong JSON type
 7. `invalid_value`: a string too short or too long, a bad segment dimension name, too many
    dimensions, an e-mail address without exactly one `@`, a control character (below)
-8. `unknown_survey`: `survey` is not nps, csat or ces
-9. `score_out_of_range`: `score` is outside its survey's scale
+8. `unknown_survey`: `survey` is not the id of a program the decoder was given (`scales`:
+   the registry, `CXSTREAM_SURVEYS`; by default the built-in nps, csat and ces)
+9. `score_out_of_range`: `score` is outside its program's scale
 10. `bad_timestamp`: the timestamp is not RFC 3339 with an offset or Z
 11. `timestamp_out_of_range`: the timestamp is before `min_ms` (or before year 0001 in UTC)
 12. `future_timestamp`: the timestamp is more than `MAX_FUTURE_SKEW_MS` after `now_ms` (or
@@ -60,7 +64,8 @@ Pure: no I/O, no clock (the processing time comes in as `now_ms`), no logging.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Mapping, TypeAlias
 
 import orjson
 
@@ -96,8 +101,7 @@ from cxstream.core.fieldrules import (
     wrong,
 )
 from cxstream.core.model import (
-    SCORE_RANGES,
-    SURVEY_KINDS,
+    BUILTIN_SCALES,
     CustomerProfile,
     SurveyKind,
     Interaction,
@@ -109,12 +113,17 @@ __all__ = [
     "MAX_VALUE_BYTES",
     "MAX_FUTURE_SKEW_MS",
     "DEFAULT_MIN_EVENT_MS",
+    "Scales",
     "decode_survey",
     "decode_interaction",
     "decode_profile",
 ]
 
 MAX_VALUE_BYTES = 65_536
+
+#: Program id → (metric, lowest answer, highest answer): the programs a survey response may
+#: name (`cxstream.core.programs.scales` of the registry).
+Scales: TypeAlias = Mapping[str, tuple[SurveyKind, int, int]]
 
 #: The names of the fields the contracts define: a reason may name one of these keys, but
 #: never an unknown one (its name could be anything).
@@ -149,7 +158,13 @@ _OWNER_STRINGS: Spec = (
 _PROFILE_TEXTS: Spec = (("customer_id", True, 1, ID_MAX, False),
                         *((f"owner.{name}", req, low, high, free)
                           for name, req, low, high, free in _OWNER_STRINGS))
-_SURVEYS: dict[str, SurveyKind] = {kind: kind for kind in SURVEY_KINDS}  # canonical strings
+#: What a program id looks like: `cxstream.core.programs.PROGRAM_ID` (not imported: that
+#: module is not compiled; tests/unit/core/test_decode.py checks the two are the same), and
+#: at most LABEL_MAX characters. Only a rejection's reason reads it.
+_PROGRAM_ID = re.compile(r"[a-z][a-z0-9_-]*")
+#: An unknown_survey reason lists the known programs when there are at most this many and
+#: their ids fit in `_LISTED_CHARS` characters; else it counts them.
+_LISTED, _LISTED_CHARS = 8, 120
 
 
 #: The codes that rank above duplicate_key, and itself.
@@ -222,12 +237,19 @@ def _repeats(raw: bytes, doc: dict[str, Any], spec: Spec, values: list[Any], str
 
 # -- the events --------------------------------------------------------------------------------
 def decode_survey(raw: Any, key: bytes | None, now_ms: int,
-                 min_ms: int = DEFAULT_MIN_EVENT_MS) -> SurveyResponse | Rejection:
-    """A survey response (schemas/survey-response.schema.json), or why not."""
+                 min_ms: int = DEFAULT_MIN_EVENT_MS,
+                 scales: Scales | None = None) -> SurveyResponse | Rejection:
+    """A survey response (schemas/survey-response.schema.json), or why not. `scales` are
+    the programs `survey` may name (`programs.scales(registry)`; None: the built-in ones);
+    the response's `survey` is then its program's metric, and `program` the program id."""
     try:
         if type(raw) is not bytes and isinstance(raw, (bytearray, memoryview)):
             raw = bytes(raw)
-        result = _survey(raw, key, now_ms, min_ms)
+        # A dict is read directly by the compiled code (`programs.scales` gives one); any
+        # other mapping is copied, on every call.
+        table = BUILTIN_SCALES if scales is None else (
+            scales if isinstance(scales, dict) else dict(scales))
+        result = _survey(raw, key, now_ms, min_ms, table)
         # A compiled class: the cheapest test (Rejection's module is not compiled).
         return result if type(result) is SurveyResponse else _ranked(raw, result)
     except Exception as exc:  # noqa: BLE001
@@ -260,8 +282,8 @@ def decode_profile(raw: Any, key: bytes | None, now_ms: int,
         return guarded(exc)
 
 
-def _survey(raw: Any, key: bytes | None, now_ms: int, min_ms: int
-            ) -> SurveyResponse | Rejection:
+def _survey(raw: Any, key: bytes | None, now_ms: int, min_ms: int,
+            scales: dict[str, tuple[SurveyKind, int, int]]) -> SurveyResponse | Rejection:
     doc = _load(raw)
     if isinstance(doc, Rejection):
         return doc
@@ -302,14 +324,12 @@ def _survey(raw: Any, key: bytes | None, now_ms: int, min_ms: int
     if not plain(raw) and (r := strings_clean(_SURVEY_STRINGS, strings, segment)) is not None:
         return r
     # unknown_survey, score_out_of_range
-    kind = _SURVEYS.get(survey)
-    if kind is None:
-        return Rejection(E.UNKNOWN_SURVEY, "'survey' must be one of nps, csat, ces")
-    low, high = SCORE_RANGES[kind]
+    scale = scales.get(survey)
+    if scale is None:
+        return _unknown_survey(survey, scales)
+    metric, low, high = scale
     if not low <= score <= high:
-        shown = f"score {score}" if -1_000_000 < score < 1_000_000 else "score"
-        return Rejection(E.SCORE_OUT_OF_RANGE,
-                         f"{shown} is outside the {kind} range {low}..{high}")
+        return _off_scale(score, survey, low, high)
     # bad_timestamp, timestamp_out_of_range, future_timestamp
     at = timestamp("occurred_at", occurred_at, now_ms, min_ms)
     if isinstance(at, Rejection):
@@ -321,9 +341,35 @@ def _survey(raw: Any, key: bytes | None, now_ms: int, min_ms: int
     # duplicate_key (see `_ranked`): survey and occurred_at are strings too; score is not
     if _repeats(raw, doc, _SURVEY_STRINGS, strings, 2, 1, segment):
         return _duplicate(raw)
-    return SurveyResponse(event_id, customer_id, kind, score, at,
+    # The metric's own string for a built-in program: one string object for all of them.
+    return SurveyResponse(event_id, customer_id, metric, score, at,
                           {} if segment is None else segment, touchpoint, channel,
-                          comment, interaction_id)
+                          comment, interaction_id, metric if survey == metric else survey)
+
+
+def _unknown_survey(survey: str, scales: Scales) -> Rejection:
+    """UNKNOWN_SURVEY: which programs there are (their ids are configuration), never the
+    value sent (input: it could be anything)."""
+    known = sorted(scales)
+    listed = ", ".join(known)
+    if len(known) <= _LISTED and len(listed) <= _LISTED_CHARS:
+        which = f"{len(known)} known: {listed}" if known else "none known"
+    else:
+        which = f"{len(known)} programs known"
+    if len(survey) <= LABEL_MAX and _PROGRAM_ID.fullmatch(survey) is not None:
+        return Rejection(E.UNKNOWN_SURVEY, f"'survey' names no known survey program ({which}): "
+                         "send a known id, or define the program in the registry "
+                         "(CXSTREAM_SURVEYS) and restart the workers")
+    return Rejection(E.UNKNOWN_SURVEY, "'survey' is not a survey program id (1..64 characters "
+                     f"of a-z, 0-9, - and _, starting with a letter; {which}): fix the producer")
+
+
+def _off_scale(score: int, program: str, low: int, high: int) -> Rejection:
+    """SCORE_OUT_OF_RANGE, naming the program (a known id) and its scale."""
+    shown = f"score {score}" if -1_000_000 < score < 1_000_000 else "score"
+    return Rejection(E.SCORE_OUT_OF_RANGE, f"{shown} is outside the scale: {program} answers "
+                     f"are integers {low}..{high} (answers on another scale need a program "
+                     "of their own in CXSTREAM_SURVEYS)")
 
 
 def _interaction(raw: Any, key: bytes | None, now_ms: int, min_ms: int

@@ -22,7 +22,7 @@ class ErrorCode(str, Enum):
     WRONG_TYPE = "wrong_type"  # a field has the wrong JSON type
     INVALID_VALUE = "invalid_value"  # a string is empty/too long, breaks its pattern, or holds
     # a control character or line separator
-    UNKNOWN_SURVEY = "unknown_survey"  # `survey` is not nps/csat/ces
+    UNKNOWN_SURVEY = "unknown_survey"  # `survey` names no program of the registry
     SCORE_OUT_OF_RANGE = "score_out_of_range"  # score outside its survey's scale
     BAD_TIMESTAMP = "bad_timestamp"  # not an RFC 3339 date-time with offset or Z
     TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"  # before CXSTREAM_MIN_EVENT_TIME

@@ -314,11 +314,14 @@ def _remember(seen: dict[str, int], r: SurveyResponse, horizon_start_ms: int,
 
 
 def apply_survey(state: CustomerState, response: SurveyResponse, *, horizon_start_ms: int,
-                 seen_cap: int = SEEN_CAP) -> tuple[CustomerState, Turn | None]:
+                 seen_cap: int = SEEN_CAP, turns: bool = True
+                 ) -> tuple[CustomerState, Turn | None]:
     """The state after `response` and the turn it causes, if any.
 
     `horizon_start_ms` is stream time − horizon: remembered ids older than it are
-    forgotten. The caller passes only non-duplicate, not-too-late responses, but a
+    forgotten. `turns` False: an NPS answer of a program that does not drive turns
+    (`turns = false` in the registry) is only remembered as seen; the customer's NPS state
+    is their latest answer of a program that does. The caller passes only non-duplicate, not-too-late responses, but a
     duplicate still returns `state` itself and no turn. `state` is never modified: keep it
     until the alert for the turn is acknowledged, then store the returned one.
     """
@@ -332,7 +335,7 @@ def apply_survey(state: CustomerState, response: SurveyResponse, *, horizon_star
     seen = _remember(state.seen, response, horizon_start_ms, seen_cap)
     r = response
     if r.survey == "nps":
-        if not _newer(r, state.nps):
+        if not turns or not _newer(r, state.nps):
             return _with(state, seen=seen), None  # history, never a turn
         previous = state.nps_category
         now = category(r.score)
@@ -343,8 +346,12 @@ def apply_survey(state: CustomerState, response: SurveyResponse, *, horizon_star
             turn = Turn("recovered", previous)
         latest = {"id": r.event_id, "score": r.score, "cat": now, "at": r.occurred_at,
                   "tp": r.touchpoint, "ch": r.channel, "cmt": r.comment, "seg": dict(r.segment)}
+        if r.program != r.survey:  # the built-ins' entries keep their earlier layout
+            latest["p"] = r.program
         return _with(state, nps=latest, seen=seen), turn
-    entry = {"id": r.event_id, "score": r.score, "at": r.occurred_at}
+    entry: dict[str, Any] = {"id": r.event_id, "score": r.score, "at": r.occurred_at}
+    if r.program != r.survey:
+        entry["p"] = r.program
     if r.survey == "csat":
         return _with(state, csat=entry if _newer(r, state.csat) else state.csat, seen=seen), None
     return _with(state, ces=entry if _newer(r, state.ces) else state.ces, seen=seen), None

@@ -8,11 +8,14 @@ number, so keys from different partitions never collide in a store shared across
 
 from __future__ import annotations
 
+from cxstream.core.windows import HOUR, MINUTE, RESOLUTIONS, bucket_keys_for
+
 CUSTOMER = "c"
 JOURNEY = "j"
 BUCKET = "b"
 STREAM_TIME = "t"
 CAP = "v"
+PROGRAMS = "g"
 #: What every key of a kind starts with.
 BUCKET_PREFIX = BUCKET + "|"
 CUSTOMER_PREFIX = CUSTOMER + "|"
@@ -58,7 +61,46 @@ def cap_key(partition: int, dimension: str) -> str:
     return f"v|{partition}|{dimension}"
 
 
+def programs_key(partition: int) -> str:
+    """The survey programs counted in a partition under keys of their own, each with its
+    fingerprint (metric and scale, `cxstream.core.programs`): what a worker compares with
+    its registry at assignment, since counts only mean something on their scale."""
+    return f"g|{partition}"
+
+
 def dimensions_key(partition: int) -> str:
     """The dimensions admitted in a partition under `CXSTREAM_MAX_DIMENSIONS` (a cap entry:
     written with, and before, the value caps; see `cxstream.core.segments`)."""
     return f"v|{partition}"
+
+
+#: Recent bucket keys (see `bucket_keys_at`): all of them per (partition, minute), the
+#: coarser ones per (partition, hour); each emptied when full.
+_KEYS: dict[tuple[int, int], tuple[str, ...]] = {}
+_COARSE: dict[tuple[int, int], tuple[str, ...]] = {}
+_KEYS_MAX = 4096
+# `bucket_keys_at` takes the finest bucket to be the minute and the others to be a function
+# of the hour.
+assert RESOLUTIONS[0] == MINUTE and all(res % HOUR == 0 for res in RESOLUTIONS[1:])
+
+
+def bucket_keys_at(partition: int, occurred_at: int) -> tuple[str, ...]:
+    """`bucket_key` of the buckets at `occurred_at`, finest first; remembered per
+    (partition, minute), which all of them are a function of, and the coarser ones per
+    (partition, hour): a backlog spread over days has few events per minute, and building
+    the three keys cost more than the rest of the bucket updates."""
+    minute = occurred_at - occurred_at % MINUTE
+    found = _KEYS.get((partition, minute))
+    if found is None:
+        hour = minute - minute % HOUR
+        coarse = _COARSE.get((partition, hour))
+        if coarse is None:
+            if len(_COARSE) >= _KEYS_MAX:
+                _COARSE.clear()
+            coarse = _COARSE[partition, hour] = tuple([
+                bucket_key(partition, res, start)
+                for res, start in bucket_keys_for(occurred_at)[1:]])
+        if len(_KEYS) >= _KEYS_MAX:
+            _KEYS.clear()
+        found = _KEYS[partition, minute] = (bucket_key(partition, MINUTE, minute), *coarse)
+    return found

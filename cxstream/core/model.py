@@ -14,6 +14,11 @@ SURVEY_KINDS: tuple[SurveyKind, ...] = ("nps", "csat", "ces")
 
 #: Inclusive score range per survey kind (CES: 5 = most effort).
 SCORE_RANGES: Mapping[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 5)}
+#: Program id → (metric, lowest answer, highest answer) of the three built-in programs: what
+#: the decoder checks when it is given no registry (`programs.scales(programs.BUILTINS)`,
+#: kept here so the compiled decoder needs nothing of the uncompiled `programs` module).
+BUILTIN_SCALES: dict[str, tuple[SurveyKind, int, int]] = {
+    kind: (kind, SCORE_RANGES[kind][0], SCORE_RANGES[kind][1]) for kind in SURVEY_KINDS}
 
 
 class Record:
@@ -41,15 +46,19 @@ class Record:
 
 
 class SurveyResponse(Record):
-    """A valid survey response."""
+    """A valid survey response: an answer `score` to the survey program `program` (an id of
+    the registry, `cxstream.core.programs`), whose metric is `survey`. For the built-in
+    programs the two are the same (`nps`, `csat`, `ces`); `program` left out (None) means
+    that: the program is the metric's built-in one."""
 
     __slots__ = ("event_id", "customer_id", "survey", "score", "occurred_at", "segment",
-                 "touchpoint", "channel", "comment", "interaction_id")
+                 "touchpoint", "channel", "comment", "interaction_id", "program")
 
     def __init__(self, event_id: str, customer_id: str, survey: SurveyKind, score: int,
                  occurred_at: int, segment: dict[str, str] | None = None,
                  touchpoint: str | None = None, channel: str | None = None,
-                 comment: str | None = None, interaction_id: str | None = None) -> None:
+                 comment: str | None = None, interaction_id: str | None = None,
+                 program: str | None = None) -> None:
         self.event_id = event_id
         self.customer_id = customer_id
         self.survey: SurveyKind = survey
@@ -60,10 +69,12 @@ class SurveyResponse(Record):
         self.channel = channel
         self.comment = comment
         self.interaction_id = interaction_id
+        self.program: str = survey if program is None else program
 
     def _fields(self) -> tuple[object, ...]:
         return (self.event_id, self.customer_id, self.survey, self.score, self.occurred_at,
-                self.segment, self.touchpoint, self.channel, self.comment, self.interaction_id)
+                self.segment, self.touchpoint, self.channel, self.comment, self.interaction_id,
+                self.program)
 
 
 

@@ -29,7 +29,7 @@ change; counts already kept were counted with the ranges of their time.
 The built-in programs `nps` (0–10), `csat` (1–5, satisfied 4–5) and `ces` (1–5, 5 = most
 effort, high effort 4–5) are the three fixed surveys of `cxstream.core.scoring`, exactly.
 
-Pure: no I/O. Not compiled (not on the per-event path yet).
+Pure: no I/O. Not compiled: the per-event path reads `rules` and `scales`, built once.
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ from cxstream.core.scoring import (
     category,
 )
 
-__all__ = ["BUILTINS", "FIELDS", "METRICS", "NPS_SCALE", "PROGRAM_ID", "SCALE_BOUND",
-           "Metric", "Problem", "Program", "ProgramError", "Range", "Registry", "conflicts",
-           "define", "valid_id"]
+__all__ = ["BUILTINS", "BUILTIN_RULES", "FIELDS", "METRICS", "NPS_SCALE", "PROGRAM_ID",
+           "SCALE_BOUND", "Metric", "Problem", "Program", "ProgramError", "Range", "Registry",
+           "Rule", "conflicts", "define", "rules", "scales", "valid_id"]
 
 Metric: TypeAlias = Literal["nps", "csat", "ces"]
 METRICS: tuple[Metric, ...] = SURVEY_KINDS
@@ -423,3 +423,32 @@ def conflicts(before: Mapping[str, str], after: Registry) -> list[tuple[str, str
 
 #: The three built-in programs, the fixed surveys of `cxstream.core.scoring`.
 BUILTINS: Final = Registry(define(kind, kind, scale=SCORE_RANGES[kind]) for kind in SURVEY_KINDS)
+
+
+#: What the per-event path needs of a program, precomputed once (`rules`): its metric and
+#: scale; whether its answers also count under keys of their own (`segments.program_key`:
+#: every program but a built-in, whose own counts are the metric's less the others');
+#: whether an NPS answer of it drives the customer's turns; the increment of each score,
+#: indexed by score − low; and its fingerprint. A plain tuple: read by index in the
+#: compiled core.
+Rule: TypeAlias = tuple[Metric, int, int, bool, bool, tuple[Increment, ...], str]
+
+
+def rules(registry: Registry) -> dict[str, Rule]:
+    """Program id → its `Rule`."""
+    out: dict[str, Rule] = {}
+    for p in registry:
+        low, high = p.scale
+        out[p.id] = (p.metric, low, high, p.id not in BUILTINS, p.metric == "nps" and p.turns,
+                     tuple(p.increment(score) for score in range(low, high + 1)),
+                     p.fingerprint)
+    return out
+
+
+def scales(registry: Registry) -> dict[str, tuple[Metric, int, int]]:
+    """Program id → (metric, lowest answer, highest answer): what the decoder checks."""
+    return {p.id: (p.metric, p.scale[0], p.scale[1]) for p in registry}
+
+
+#: `rules(BUILTINS)`: the three fixed surveys.
+BUILTIN_RULES: Final = rules(BUILTINS)

@@ -36,7 +36,7 @@ from typing import Collection, Mapping
 from cxstream.core.model import Record, SurveyResponse
 
 __all__ = ["ALL", "OTHER", "SegmentResult", "dimension_values", "parse_segment_key",
-           "segment_keys"]
+           "program_key", "segment_keys", "split_program_key"]
 
 ALL = "all"
 OTHER = "other"
@@ -185,3 +185,23 @@ def parse_segment_key(text: str) -> str:
     if len(value) > _VALUE_MAX:
         raise ValueError(f"segment value is longer than {_VALUE_MAX} characters")
     return f"{dim}:{value}"
+
+
+def program_key(program: str, segment: str) -> str:
+    """The key under which a program's own answers count in `segment`: `<program>/<segment>`
+    (a program id has neither `/` nor `:`; a dimension name has no `/`, so no segment key
+    of its own is ever of this form: see `split_program_key`)."""
+    return f"{program}/{segment}"
+
+
+def split_program_key(key: str) -> tuple[str | None, str]:
+    """(program, segment) of a stored counts key: the program None for a segment's own key
+    (`all`, `<dimension>:<value>`, the sum of every program's answers), else the program of
+    a `program_key`. A `/` counts only before the first `:` (a value may hold one)."""
+    slash = key.find("/")
+    if slash < 0:
+        return None, key
+    colon = key.find(":")
+    if 0 <= colon < slash:
+        return None, key
+    return key[:slash], key[slash + 1:]

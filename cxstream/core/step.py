@@ -18,8 +18,8 @@ Guarantees, by construction:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Mapping, Protocol
 
 import orjson
 
@@ -27,6 +27,7 @@ from cxstream.core import keys
 from cxstream.core.alert import build_alert
 from cxstream.core.decode import (
     DEFAULT_MIN_EVENT_MS,
+    Scales,
     decode_interaction,
     decode_profile,
     decode_survey,
@@ -45,6 +46,7 @@ from cxstream.core.journey import (
     legacy_journey,
 )
 from cxstream.core.model import Record, SurveyResponse
+from cxstream.core.programs import BUILTIN_RULES, Rule
 from cxstream.core.buckets import add_response, fits
 from cxstream.core.caps import (
     CAP_VALUE_MAX,
@@ -53,10 +55,10 @@ from cxstream.core.caps import (
     notices,
     slots_of,
 )
-from cxstream.core.scoring import category, increment, plus
+from cxstream.core.scoring import Increment, category, plus
 from cxstream.core.scoring import zero as zero_counts
-from cxstream.core.segments import dimension_values, segment_keys
-from cxstream.core.windows import DAY, HOUR, MINUTE, RESOLUTIONS, bucket_keys_for, is_too_late
+from cxstream.core.segments import dimension_values, program_key, segment_keys
+from cxstream.core.windows import DAY, is_too_late
 
 Outcome = Literal["accepted", "duplicate", "deadlettered", "too_late", "replayed"]
 Kind = Literal["surveys", "interactions", "customers"]
@@ -64,13 +66,10 @@ Kind = Literal["surveys", "interactions", "customers"]
 #: Short name of the offset stamp of interactions in a customer record of version 1 or 2
 #: (responses stamp "s", profiles "c"; interactions now stamp the journey's entry).
 _LEGACY_STAMP = "i"
-#: Recent bucket keys (see `_bucket_keys`): all of them per (partition, minute), the coarser
-#: ones per (partition, hour); each emptied when full.
-_KEYS: dict[tuple[int, int], tuple[str, ...]] = {}
-_COARSE: dict[tuple[int, int], tuple[str, ...]] = {}
-_KEYS_MAX = 4096
-#: The admitted dimensions of a partition that has none yet (never mutated).
+#: The admitted dimensions, and the programs, of a partition that has none yet (never
+#: mutated).
 _NO_DIMENSIONS: dict[str, int] = {}
+_NO_PROGRAMS: dict[str, str] = {}
 #: `max.message.bytes` of a topic whose configuration cannot be read: Kafka's default.
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 #: Bytes of a changelog record besides its value, at most: the record batch's header (61),
@@ -87,9 +86,6 @@ CUSTOMER_MAX_FIXED = 65_536
 SEEN_ID_MAX = 800
 JOURNEY_MAX_FIXED = 64
 JOURNEY_ENTRY_MAX = 2_400
-# `_bucket_keys` takes the finest bucket to be the minute and the others to be a function of
-# the hour.
-assert RESOLUTIONS[0] == MINUTE and all(res % HOUR == 0 for res in RESOLUTIONS[1:])
 
 
 class StateView(Protocol):
@@ -115,6 +111,11 @@ class StepConfig:
     #: Most bytes a stored entry's value may take: what one record of the state changelog
     #: can hold (`entry_bound`). A message whose writes would pass it is dead-lettered.
     entry_max_bytes: int = ENTRY_MAX_BYTES
+    #: The survey programs (`cxstream.core.programs.rules` of the registry): what each
+    #: answer adds, and where it counts. Default: the three built-ins.
+    rules: Mapping[str, Rule] = field(default_factory=lambda: BUILTIN_RULES)
+    #: Program id → (metric, low, high), for the decoder (None: the built-ins).
+    scales: Scales | None = None
 
 
 def entry_bound(max_message_bytes: int) -> int:
@@ -298,7 +299,7 @@ def _survey(
     view: StateView, cfg: StepConfig, partition: int, offset: int,
     key: bytes | None, raw: bytes, now_ms: int,
 ) -> Plan:
-    r = decode_survey(raw, key, now_ms, cfg.min_event_ms)
+    r = decode_survey(raw, key, now_ms, cfg.min_event_ms, cfg.scales)
     if isinstance(r, Rejection):
         return Plan("deadlettered", rejection=r)
     ckey = keys.customer_key(r.customer_id)
@@ -363,8 +364,16 @@ def _survey(
         out.before_alert.extend(cap_writes(partition, seg, admitted, old_layout, day, live_from))
         out.seal = len(seg.prune) > 0
     caps = len(out.before_alert)
-    if not _add_to_buckets(out.before_alert, view, partition, offset, r, seg.keys,
-                           cfg.entry_max_bytes):
+    rule = cfg.rules[r.program]  # the decoder accepts only the registry's programs
+    counted = seg.keys
+    if rule[3]:  # a program's own answers also count under keys of their own
+        counted = (*seg.keys, *[program_key(r.program, key) for key in seg.keys])
+        pkey = keys.programs_key(partition)
+        known = view.get(pkey) or _NO_PROGRAMS
+        if r.program not in known:  # checked against the registry at assignment
+            out.before_alert.append((pkey, {**known, r.program: rule[6]}))
+    if not _add_to_buckets(out.before_alert, view, partition, offset, r, counted,
+                           rule[5][r.score - rule[1]], cfg.entry_max_bytes):
         _advance(out, partition, st_rec, new_st, offset)  # kept: see `_too_large`
         return _too_large(out, caps, True, (
             "its segments would grow the partition's entry of their day past "
@@ -372,7 +381,8 @@ def _survey(
             "(its max.message.bytes): lower CXSTREAM_MAX_DIMENSIONS or "
             "CXSTREAM_SEGMENT_VALUE_CAP, or raise the changelog topic's max.message.bytes"))
 
-    new_state, turn = apply_survey(state, r, horizon_start_ms=new_st - cfg.horizon_ms)
+    new_state, turn = apply_survey(state, r, horizon_start_ms=new_st - cfg.horizon_ms,
+                                   turns=rule[4])
     if turn is not None:
         journey, _ = _journey(view, r.customer_id, (legacy, stamps))
         out.alert = build_alert(state, r, turn, journey=journey, detected_at_ms=now_ms)
@@ -386,20 +396,19 @@ def _survey(
 
 def _add_to_buckets(writes: list[tuple[str, Any]], view: StateView, partition: int,
                     offset: int, r: SurveyResponse, segments: tuple[str, ...],
-                    bound: int) -> bool:
+                    inc: Increment, bound: int) -> bool:
     """Append the bucket writes of response `r` (at `offset`): its minute, hour and day
-    entries, each with the response added in every segment (`buckets.add_response`),
-    skipping those that already hold it. The score is validated and turned into its counter
-    increments once.
+    entries, each with the response added as `inc` (its program's increment of its score,
+    decoded in range) under every key of `segments` (`buckets.add_response`), skipping
+    those that already hold it.
 
     Returns False, appending nothing, when the day entry would pass `bound` bytes
     (`buckets.fits`): it holds every segment of the minute and hour entries too, so they
     fit when it does. Decided on the day entry whatever its stamp, the same way in a replay
     that finds it holding later responses (`buckets.fits`)."""
-    inc = increment(r.survey, r.score)
     fresh = plus(zero_counts(), inc)
     get = view.get
-    bkeys = _bucket_keys(partition, r.occurred_at)
+    bkeys = keys.bucket_keys_at(partition, r.occurred_at)
     stored = [get(bkey) for bkey in bkeys]
     if not fits(stored[-1], segments, bound):
         return False
@@ -416,8 +425,9 @@ def _checked(out: Plan, cfg: StepConfig, caps: int = 0, response: bool = False) 
     `before_alert`, its caps, and for a `response` the stream time: `_too_large`). Those
     entries are per customer and stamped with the offset of the message that wrote them
     last, so a replay reads each either as this message found it, or as already past it
-    (and skips the message): the decision is the same. Measured only when a cheap estimate from their
-    number of remembered ids or interactions does not already show that they fit."""
+    (and skips the message): the decision is the same. Measured only when a cheap estimate
+    from their number of remembered ids or interactions does not already show that they
+    fit."""
     bound = cfg.entry_max_bytes
     for key, value in out.after_alert:
         if key.startswith(keys.CUSTOMER_PREFIX):
@@ -453,28 +463,6 @@ def _too_large(planned: Plan, caps: int, response: bool, why: str) -> Plan:
         out.after_alert = planned.after_alert[-1:]
         out.stream_time = planned.stream_time
     return out
-
-
-def _bucket_keys(partition: int, occurred_at: int) -> tuple[str, ...]:
-    """`keys.bucket_key` of the buckets at `occurred_at`, finest first; remembered per
-    (partition, minute), which all of them are a function of, and the coarser ones per
-    (partition, hour): a backlog spread over days has few events per minute, and building
-    the three keys cost more than the rest of the bucket updates."""
-    minute = occurred_at - occurred_at % MINUTE
-    found = _KEYS.get((partition, minute))
-    if found is None:
-        hour = minute - minute % HOUR
-        coarse = _COARSE.get((partition, hour))
-        if coarse is None:
-            if len(_COARSE) >= _KEYS_MAX:
-                _COARSE.clear()
-            coarse = _COARSE[partition, hour] = tuple([
-                keys.bucket_key(partition, res, start)
-                for res, start in bucket_keys_for(occurred_at)[1:]])
-        if len(_KEYS) >= _KEYS_MAX:
-            _KEYS.clear()
-        found = _KEYS[partition, minute] = (keys.bucket_key(partition, MINUTE, minute), *coarse)
-    return found
 
 
 def _advance(out: Plan, partition: int, st_rec: Any, new: int, offset: int) -> None:

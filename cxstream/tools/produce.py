@@ -3,8 +3,9 @@ murmur2 of the key (`cxstream.kafka.partitions`: as Java clients, and librdkafka
 to `murmur2_random`).
 
 Lines are sent byte-for-byte (bad ones too: the worker dead-letters them, which is how an
-upstream problem becomes visible). `--dry-run` runs the worker's own decoder instead and
-reports bad lines by number, sending nothing.
+upstream problem becomes visible). `--dry-run` runs the worker's own decoder instead, with
+the worker's settings (the earliest event time, and for surveys the program registry
+`CXSTREAM_SURVEYS`), and reports bad lines by number, sending nothing.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from aiokafka import AIOKafkaProducer
 
 from cxstream.kafka.admin import ensure_topics
 from cxstream.kafka.partitions import PARTITIONER
-from cxstream.core.decode import (DEFAULT_MIN_EVENT_MS, decode_interaction, decode_profile,
-                                  decode_survey)
+from cxstream.config.surveys import registry
+from cxstream.core.decode import (DEFAULT_MIN_EVENT_MS, Scales, decode_interaction,
+                                  decode_profile, decode_survey)
 from cxstream.core.errors import Rejection
+from cxstream.core.programs import scales
 from cxstream.kafka.security import client_kwargs
 from cxstream.tools.progress import Progress
 from cxstream.config.settings import Settings
@@ -58,15 +61,27 @@ def key_of(line: bytes) -> bytes | None:
     return cid.encode() if isinstance(cid, str) else None
 
 
-def dry_run(short: str, stream: BinaryIO,
-            min_ms: int = DEFAULT_MIN_EVENT_MS) -> ProduceReport:
-    """Decode every line as a worker would (`min_ms`: its `CXSTREAM_MIN_EVENT_TIME`) and
+def check(settings: Settings, short: str, stream: BinaryIO) -> ProduceReport:
+    """`dry_run` as the workers of `settings` decode: with their `CXSTREAM_MIN_EVENT_TIME`
+    and, for surveys, the programs of their registry (`CXSTREAM_SURVEYS`; a registry that
+    cannot be used raises `SurveysError`, which says what to fix, as a worker would)."""
+    programs = None
+    if short == "surveys":
+        programs = scales(registry(settings.surveys, settings.max_programs))
+    return dry_run(short, stream, settings.min_event_time, programs)
+
+
+def dry_run(short: str, stream: BinaryIO, min_ms: int = DEFAULT_MIN_EVENT_MS,
+            programs: Scales | None = None) -> ProduceReport:
+    """Decode every line as a worker would (`min_ms`: its `CXSTREAM_MIN_EVENT_TIME`;
+    `programs`: the scales of its registry, for surveys; None: the built-in programs) and
     report the bad ones by line number; sends nothing."""
     decode = DECODERS[short]
     report = ProduceReport()
     now_ms = int(time.time() * 1000)
+    extra = () if programs is None else (programs,)  # only decode_survey takes programs
     for number, line in lines(stream):
-        result = decode(line, key_of(line), now_ms, min_ms)
+        result = decode(line, key_of(line), now_ms, min_ms, *extra)
         if isinstance(result, Rejection):
             report.bad.append((number, result.code.value, result.reason))
         else:

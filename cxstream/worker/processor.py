@@ -28,6 +28,7 @@ from cxstream.core.alert import cloudevent_headers
 from cxstream.core.batch import PendingWrites, Planned, plan_records
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
+from cxstream.core.programs import conflicts, rules, scales
 from cxstream.core.step import Kind, StepConfig, entry_bound, fitted
 from cxstream.core.store import StoreReader, stored_value
 from cxstream.core.windows import DAY
@@ -35,6 +36,7 @@ from cxstream.kafka.admin import TopicError, check_copartitioned, state_changelo
 from cxstream.kafka.limits import max_message_bytes
 from cxstream.kafka.retry import until_acknowledged
 from cxstream.worker.limits import Limits, fitted_alert, fitted_dead_letter
+from cxstream.config import surveys
 from cxstream.config.settings import Settings
 from cxstream.kafka.topics import Topics
 
@@ -54,6 +56,9 @@ class Processor:
             self.topics.interactions: "interactions",
             self.topics.customers: "customers",
         }
+        #: The survey programs (`CXSTREAM_SURVEYS`), read once: a worker never starts on a
+        #: registry it cannot read (`SurveysError`, one line per problem).
+        self.programs = surveys.registry(settings.surveys, settings.max_programs)
         self.cfg = fitted(StepConfig(
             horizon_ms=settings.horizon_ms,
             dimensions=settings.segment_dimensions,
@@ -62,12 +67,16 @@ class Processor:
             min_event_ms=settings.min_event_time,
             max_dims=settings.max_dimensions,
             max_response_dims=settings.max_response_dimensions,
+            rules=rules(self.programs),
+            scales=scales(self.programs),
         ))
         #: `max.message.bytes` of the topics written, read at each assignment (`read_limits`).
         self.limits = Limits()
         self.alerts = _Topic(app, self.topics.alerts)
         self.deadletters = _Topic(app, self.topics.deadletter)
         self.indexes: dict[int, ExpiryIndex] = {}
+        #: Owned partitions whose stored programs agree with the registry (`check_programs`).
+        self.checked: set[int] = set()
         self.pending: list[asyncio.Future[None]] = []
         store: Any = getattr(state, "data", state)
         self.reader = StoreReader(partition_databases(state), getattr(store, "data", store),
@@ -148,9 +157,31 @@ class Processor:
         db = database(partition)
         return lambda key: stored_value(db, key)
 
+    def check_programs(self, partition: int) -> None:
+        """Refuse to process a partition whose state counted a survey program on another
+        metric or scale than the registry now gives it: those counts only mean something on
+        their scale. Checked once per assignment, before the partition's first batch.
+
+        Raises RuntimeError naming each program, what the state holds and what the registry
+        says, and the way out (which stops the worker, as a failed batch does)."""
+        if partition in self.checked:
+            return
+        stored = self.stored(partition)(keys.programs_key(partition)) or {}
+        found = conflicts(stored, self.programs)
+        if found:
+            changes = "; ".join(f"{pid}: counted as {old}, now {new}" for pid, old, new in found)
+            raise RuntimeError(
+                f"the survey registry (CXSTREAM_SURVEYS) changes the metric or scale of "
+                f"programs that partition {partition} has data for ({changes}). A program's "
+                "metric and scale cannot change once it has data: restore the definition, "
+                "and give the new one a new id (see 'Changing a program' in "
+                "docs/concepts/programs.md)")
+        self.checked.add(partition)
+
     def forget(self, partitions: set[int]) -> None:
         """Called at every rebalance: what was read or indexed may change hands meanwhile."""
         self.reader.clear()
+        self.checked.clear()
         for p in partitions:
             self.indexes.pop(p, None)
             try:
@@ -185,7 +216,8 @@ class Processor:
         dead-lettered instead).
 
         Raises RuntimeError when a partition's state holds bucket entries of an earlier
-        layout, or when the producer is not started (the future can fail with that too, or
+        layout or programs the registry now defines otherwise (`check_programs`), or when
+        the producer is not started (the future can fail with that too, or
         with ValueError for a state entry too large for a producer batch; a failed batch
         stops the consumer). A record that cannot be planned is dead-lettered instead
         (`plan_records`), never raised.
@@ -209,6 +241,7 @@ class Processor:
         reader.top = self.overlay  # only while planning: after, the store may be ahead of it
         try:
             for tp, records in batch.items():
+                self.check_programs(tp.partition)
                 reader.use(tp.partition)
                 plan_records(self.kinds[tp.topic], records, pending, self.cfg, now_ms, out,
                              _failed)

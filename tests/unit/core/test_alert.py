@@ -87,6 +87,7 @@ def test_detractor_alert_document() -> None:
         "kind": "detractor",
         "customer_id": "c1",
         "survey_event_id": "b",
+        "program": "nps",
         "score": 3,
         "previous_category": "promoter",
         "occurred_at": "2026-09-21T14:13:23Z",
@@ -191,7 +192,25 @@ def test_schema_examples_are_consistent() -> None:
     for example in SCHEMA["examples"]:
         assert errors(example) == []
         assert example["alert_id"] == alert_id(example["customer_id"], example["survey_event_id"])
-        assert set(example) == set(SCHEMA["required"]) == set(SCHEMA["properties"])
+        assert set(example) == set(SCHEMA["properties"])
+        # program: always written, but optional (the alerts of earlier releases lack it)
+        assert set(SCHEMA["required"]) == set(SCHEMA["properties"]) - {"program"}
+
+
+def test_alerts_of_earlier_releases_without_program_still_validate() -> None:
+    for example in SCHEMA["examples"]:
+        assert errors({k: v for k, v in example.items() if k != "program"}) == []
+
+
+def test_alert_names_the_program_of_the_answer() -> None:
+    """An answer of a registered nps program carries its id; the built-in one, `nps`."""
+    s = context_state()
+    for program in ("nps-onboarding", "nps", None):
+        r = SurveyResponse("b", "c1", "nps", 3, T0 + 3_000, program=program)
+        _, turn = apply_survey(s, r, horizon_start_ms=0)
+        assert turn is not None
+        doc = build_alert(s, r, turn, journey=(), detected_at_ms=T0 + 3_412)
+        assert doc["program"] == (program or "nps") and errors(doc) == []
 
 
 @pytest.mark.parametrize("change", [
@@ -203,6 +222,11 @@ def test_schema_examples_are_consistent() -> None:
     {"schema_version": 2},
     {"owner": {"name": "Ana"}},
     {"comment": 5},
+    {"program": "NPS"},
+    {"program": ""},
+    {"program": "nps\n"},
+    {"program": "x" * 65},
+    {"program": None},
 ])
 def test_schema_rejects_inconsistent_documents(change: dict[str, Any]) -> None:
     example = next(e for e in SCHEMA["examples"] if e["kind"] == "detractor")
@@ -213,7 +237,8 @@ texts = st.one_of(st.none(), st.text(max_size=6))
 segments = st.dictionaries(st.sampled_from(["plan", "region"]), st.text(min_size=1, max_size=4), max_size=2)
 events = st.one_of(
     st.builds(SurveyResponse, st.text("ab", min_size=1, max_size=3), st.just("c1"), st.just("nps"),
-              st.integers(0, 10), st.integers(0, 10**13), segments, texts, texts, texts),
+              st.integers(0, 10), st.integers(0, 10**13), segments, texts, texts, texts,
+              program=st.sampled_from([None, "nps", "nps-relationship", "n" * 64])),
     st.builds(Interaction, st.text("ij", min_size=1, max_size=3), st.just("c1"), st.integers(0, 10**13),
               st.text(min_size=1, max_size=5), texts, texts, texts),
     st.builds(CustomerProfile, st.just("c1"), segments, st.integers(0, 10**13),
@@ -235,6 +260,7 @@ def test_every_built_alert_validates(evs: list[Any], detected: int) -> None:
                 assert parse_rfc3339(doc["occurred_at"]) == e.occurred_at
                 assert parse_rfc3339(doc["detected_at"]) == detected
                 assert len(doc["recent_interactions"]) == len(j)
+                assert doc["program"] == e.program
                 headers = dict(cloudevent_headers(doc, source="cxstream/t"))
                 assert headers["ce_id"].decode() == doc["alert_id"] and headers["ce_time"].decode() == doc["detected_at"]
             s = after

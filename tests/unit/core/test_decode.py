@@ -1,8 +1,11 @@
 """Every validation rule maps to its dead-letter code, in the documented order; valid documents
-decode to exactly their fields; no input makes the decoder raise or echo a string value."""
+decode to exactly their fields; no input makes the decoder raise or echo a string value. Survey
+responses name a program of the registry the decoder is given (`scales`, arbitrary ones here),
+and their score must lie on that program's scale."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Callable
 
 import orjson
@@ -10,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from cxstream.core import decode as decode_module
 from cxstream.core import fieldrules
 from cxstream.core.decode import (
     DEFAULT_MIN_EVENT_MS,
@@ -21,7 +25,8 @@ from cxstream.core.decode import (
 )
 from cxstream.core.errors import ErrorCode as E
 from cxstream.core.errors import Rejection
-from cxstream.core.model import SCORE_RANGES, CustomerProfile, Interaction, Owner, SurveyResponse
+from cxstream.core.model import BUILTIN_SCALES, CustomerProfile, Interaction, Owner, SurveyResponse
+from cxstream.core.programs import BUILTINS, METRICS, NPS_SCALE, PROGRAM_ID, Registry, define, scales
 from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339, parse_rfc3339
 
 NOW = 1_793_448_000_000  # 2026-10-31T12:00:00Z
@@ -582,7 +587,12 @@ def test_never_raises_on_arbitrary_json(value: Any) -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=12), st.sampled_from(DECODERS))
 def test_never_raises_on_documents_with_arbitrary_field_values(doc: dict[str, Any], decode: Decoder) -> None:
-    assert_sane(decode(orjson.dumps(doc), b"c1", NOW))
+    raw = orjson.dumps(doc)
+    result = decode(raw, b"c1", NOW)
+    assert_sane(result)
+    if decode is S:  # the built-in registry, however given, is the default
+        for table in (scales(BUILTINS), MappingProxyType(scales(BUILTINS))):
+            assert S(raw, b"c1", NOW, DEFAULT_MIN_EVENT_MS, table) == result
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -675,12 +685,47 @@ def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(st.just(DROP), st.none(), strategy)
 
 
+#: Program ids, the longest and some that look like the built-ins' among them.
+program_ids = st.from_regex(r"[a-z][a-z0-9_-]{0,20}", fullmatch=True) | st.sampled_from(
+    ["csat-delivery", "ces-checkout", "nps2", "npsx", "csat_app", "c", "a" * 64])
+#: Scales as the registry allows them: nps always 0..10; csat and ces any two or more points
+#: within -100..100, CSAT 1..10 and CES 1..7 among them.
+program_scales = st.sampled_from([(1, 10), (1, 7), (0, 100), (-100, 100), (-3, -2), (0, 1)]) | \
+    st.tuples(st.integers(-100, 99), st.integers(1, 200)).map(lambda t: (t[0], min(100, t[0] + t[1])))
+
+
 @st.composite
-def valid_surveys(draw: st.DrawFn) -> tuple[dict[str, Any], SurveyResponse]:
-    kind = draw(st.sampled_from(sorted(SCORE_RANGES)))
-    score = draw(st.integers(*SCORE_RANGES[kind]))
+def programs(draw: st.DrawFn) -> Any:
+    """One program as a registry file would define it (its ranges the top point)."""
+    metric = draw(st.sampled_from(METRICS))
+    low, high = NPS_SCALE if metric == "nps" else draw(program_scales)
+    top = [high, high]
+    return define(draw(program_ids), metric, scale=[low, high],
+                  satisfied=top if metric == "csat" else None,
+                  high_effort=top if metric == "ces" else None)
+
+
+@st.composite
+def registries(draw: st.DrawFn) -> dict[str, Any] | None:
+    """`scales` of a registry: the built-ins (None, the default, half of the time) or the
+    built-ins and up to 12 programs of arbitrary metrics and scales."""
+    if draw(st.booleans()):
+        return None
+    drawn = draw(st.lists(programs(), max_size=12, unique_by=lambda p: p.id))
+    kept = {p.id: p for p in BUILTINS}  # a registry file may redefine a built-in's ranges only
+    kept.update({p.id: p for p in drawn if p.id not in BUILTINS})
+    return scales(Registry(kept.values()))
+
+
+@st.composite
+def valid_surveys(draw: st.DrawFn) -> tuple[dict[str, Any], SurveyResponse, Any]:
+    """A valid response to a program of a registry, its record, and the registry's scales."""
+    table = draw(registries())
+    program = draw(st.sampled_from(sorted(BUILTIN_SCALES if table is None else table)))
+    kind, low, high = (BUILTIN_SCALES if table is None else table)[program]
+    score = draw(st.integers(low, high))
     text, ms = draw(timestamps())
-    doc = survey(event_id=draw(texts(1, 128)), customer_id=draw(texts(1, 128)), survey=kind,
+    doc = survey(event_id=draw(texts(1, 128)), customer_id=draw(texts(1, 128)), survey=program,
                  score=float(score) if draw(st.booleans()) else score, occurred_at=text,
                  segment=draw(optional(segments)), touchpoint=draw(optional(texts(1, 64))),
                  channel=draw(optional(texts(1, 64))), comment=draw(optional(texts(0, 4000, TEXT))),
@@ -688,7 +733,8 @@ def valid_surveys(draw: st.DrawFn) -> tuple[dict[str, Any], SurveyResponse]:
                      st.sampled_from(["extra", "version", "Score"]), json_values, max_size=2)))
     get = doc.get  # absent and null are the same
     return doc, SurveyResponse(doc["event_id"], doc["customer_id"], kind, score, ms, get("segment") or {},
-                               get("touchpoint"), get("channel"), get("comment"), get("interaction_id"))
+                               get("touchpoint"), get("channel"), get("comment"), get("interaction_id"),
+                               program), table
 
 
 @st.composite
@@ -724,12 +770,117 @@ def valid_profiles(draw: st.DrawFn) -> tuple[dict[str, Any], CustomerProfile]:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_valid_documents_decode_to_their_fields(decode: Decoder, strategy: Any, data: st.DataObject) -> None:
-    doc, expected = data.draw(strategy)
+    doc, expected, *table = data.draw(strategy)  # a survey's: the registry's scales
     raw = orjson.dumps(doc)
     assume(len(raw) <= MAX_VALUE_BYTES)
-    result = decode(raw, doc["customer_id"].encode(), NOW)
+    result = decode(raw, doc["customer_id"].encode(), NOW, DEFAULT_MIN_EVENT_MS, *table)
     assert result == expected
     assert type(getattr(result, "score", 0)) is int
+    if isinstance(result, SurveyResponse):  # the metric as the rest of cxstream knows it
+        assert result.survey in METRICS and type(result.program) is str
+
+
+# -- programs: the registry says which surveys there are and their scales ----------------------
+def answer(program: Any, score: Any) -> bytes:
+    """The response's JSON text; an integer score written as is (beyond 64 bits too)."""
+    if type(score) is not int:
+        return orjson.dumps(survey(survey=program, score=score))
+    return orjson.dumps(survey(survey=program, score="SCORE")).replace(b'"SCORE"', str(score).encode())
+
+
+def listed(known: Any) -> bool:
+    """Whether an unknown_survey reason lists the known ids (few and short), or counts them."""
+    return len(known) <= 8 and len(", ".join(known)) <= 120
+
+
+@settings(max_examples=500, deadline=None)
+@given(registries(), program_ids | st.sampled_from(["nps", "csat", "ces"]) | texts(0, 70),
+       st.integers(-150, 150) | st.integers(-(10**40), 10**40))
+def test_the_registry_decides_the_program_and_its_scale(table: Any, program: str, score: int) -> None:
+    """Against the oracle, the registry itself: a known program's in-scale answer decodes with
+    the program's metric and id; off its scale, score_out_of_range naming the program and the
+    scale; an unknown program, unknown_survey saying how many (and, if few, which) there are."""
+    known = BUILTIN_SCALES if table is None else table
+    result = S(answer(program, score), b"c1", NOW, DEFAULT_MIN_EVENT_MS, table)
+    if program not in known:
+        assert isinstance(result, Rejection) and result.code == E.UNKNOWN_SURVEY, result
+        ids = sorted(known)
+        which = f"{len(ids)} known: {', '.join(ids)}" if listed(ids) else f"{len(ids)} programs known"
+        assert which in result.reason and len(result.reason) < 300
+        return
+    metric, low, high = known[program]
+    if not low <= score <= high:
+        assert isinstance(result, Rejection) and result.code == E.SCORE_OUT_OF_RANGE, result
+        assert f"{program} answers are integers {low}..{high}" in result.reason
+        assert (f"score {score} " in result.reason) == (abs(score) < 10**6)
+        return
+    assert result == SurveyResponse("e1", "c1", metric, score, NOW - 3_600_000, {}, None, None, None, None,
+                                    program)
+    assert result.survey == metric and result.program == program
+
+
+REGISTRY = Registry([*BUILTINS, define("csat-delivery", "csat", scale=[1, 10], satisfied=[8, 10]),
+                     define("ces-checkout", "ces", scale=[1, 7]), define("rnps", "nps")])
+
+
+@pytest.mark.parametrize("program,score,expected", [
+    ("csat-delivery", 1, "csat"), ("csat-delivery", 10, "csat"), ("csat-delivery", 9.0, "csat"),
+    ("csat-delivery", 0, E.SCORE_OUT_OF_RANGE), ("csat-delivery", 11, E.SCORE_OUT_OF_RANGE),
+    ("ces-checkout", 1, "ces"), ("ces-checkout", 7, "ces"), ("ces-checkout", 8, E.SCORE_OUT_OF_RANGE),
+    ("rnps", 0, "nps"), ("rnps", 11, E.SCORE_OUT_OF_RANGE),
+    ("csat", 5, "csat"), ("csat", 6, E.SCORE_OUT_OF_RANGE),  # the built-ins keep their scales
+    ("ces", 7, E.SCORE_OUT_OF_RANGE), ("nps", 10, "nps"),
+    ("csat-app", 3, E.UNKNOWN_SURVEY), ("CSAT-delivery", 3, E.UNKNOWN_SURVEY),
+    ("csat-delivery ", 3, E.UNKNOWN_SURVEY), ("csat-delivery\n", 3, E.UNKNOWN_SURVEY),
+    ("csat-delivery", 11.5, E.WRONG_TYPE), ("csat-delivery", "9", E.WRONG_TYPE),
+])
+def test_programs_of_a_registry(program: str, score: Any, expected: Any) -> None:
+    result = S(answer(program, score), b"c1", NOW, DEFAULT_MIN_EVENT_MS, scales(REGISTRY))
+    if isinstance(expected, E):
+        assert isinstance(result, Rejection) and result.code == expected, result
+        assert len(result.reason) < 300
+    else:
+        assert isinstance(result, SurveyResponse), result
+        assert (result.survey, result.program, result.score) == (expected, program, int(score))
+    # without the registry, only the built-ins are known
+    default = S(answer(program, score), b"c1", NOW)
+    if program not in BUILTINS:
+        assert isinstance(default, Rejection) and default.code in (E.UNKNOWN_SURVEY, E.WRONG_TYPE)
+
+
+def test_reasons_name_the_program_and_its_scale() -> None:
+    off = S(answer("csat-delivery", 11), b"c1", NOW, DEFAULT_MIN_EVENT_MS, scales(REGISTRY))
+    assert isinstance(off, Rejection)
+    assert "score 11" in off.reason and "csat-delivery answers are integers 1..10" in off.reason
+    unknown = S(answer("csat-app", 3), b"c1", NOW, DEFAULT_MIN_EVENT_MS, scales(REGISTRY))
+    assert isinstance(unknown, Rejection) and "CXSTREAM_SURVEYS" in unknown.reason
+    assert "6 known: ces, ces-checkout, csat, csat-delivery, nps, rnps" in unknown.reason
+    not_an_id = S(answer("CSAT app", 3), b"c1", NOW)
+    assert isinstance(not_an_id, Rejection) and "not a survey program id" in not_an_id.reason
+    assert "3 known: ces, csat, nps" in not_an_id.reason
+
+
+@pytest.mark.parametrize("value", ["janedoe", "jane-doe-1985", "x" * 64, "Jane Doe", SECRET, "é" * 70])
+def test_unknown_survey_reasons_never_quote_the_value(value: str) -> None:
+    many = scales(Registry([*BUILTINS, *(define("p" + f"{i:02d}" * 31, "csat") for i in range(47))]))
+    for table in (None, scales(REGISTRY), many):
+        result = S(answer(value, 3), b"c1", NOW, DEFAULT_MIN_EVENT_MS, table)
+        assert isinstance(result, Rejection) and result.code == E.UNKNOWN_SURVEY
+        assert value not in result.reason and "jane" not in result.reason.lower()
+        assert len(result.reason) < 300  # 50 programs of 63 characters: counted, not listed
+    assert "50 programs known" in S(answer("x", 3), b"c1", NOW, DEFAULT_MIN_EVENT_MS, many).reason
+
+
+def test_the_decoder_knows_what_the_registry_knows() -> None:
+    """The compiled decoder keeps its own copies (it does not import `programs`)."""
+    assert decode_module._PROGRAM_ID.pattern == PROGRAM_ID.pattern
+    assert BUILTIN_SCALES == scales(BUILTINS)
+
+
+def test_a_built_in_answer_holds_the_metric_string_itself() -> None:
+    """Not a copy per response: the state keeps one string for every built-in answer."""
+    result = S(answer("nps", 9), b"c1", NOW)
+    assert isinstance(result, SurveyResponse) and result.program is result.survey == "nps"
 
 
 # -- the remembered dimension names --------------------------------------------------------------

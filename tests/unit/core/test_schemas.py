@@ -1,5 +1,7 @@
 """The JSON Schemas are the contracts: valid 2020-12 schemas with valid examples, and the
-decoder accepts exactly what they accept (and names the same rule when it rejects)."""
+decoder accepts exactly what they accept (and names the same rule when it rejects). For
+survey responses, what a schema cannot know is added: the registry (here the example one,
+deploy/surveys.example.toml) defines which programs `survey` may name and their scales."""
 
 from __future__ import annotations
 
@@ -16,13 +18,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, ValidationError
 
+from cxstream.config.surveys import registry
 from cxstream.core.deadletter import MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, dead_letter
-from cxstream.core.decode import MAX_VALUE_BYTES, decode_interaction, decode_profile, decode_survey
+from cxstream.core.decode import (
+    DEFAULT_MIN_EVENT_MS,
+    MAX_VALUE_BYTES,
+    decode_interaction,
+    decode_profile,
+    decode_survey,
+)
 from cxstream.core.errors import ErrorCode as E
 from cxstream.core.errors import Rejection
+from cxstream.core.fieldrules import LABEL_MAX
+from cxstream.core.programs import BUILTINS, PROGRAM_ID, scales
 from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339
 
-SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
+ROOT = Path(__file__).resolve().parents[3]
+SCHEMAS = ROOT / "schemas"
 ALL_SCHEMAS = sorted(SCHEMAS.glob("*.schema.json"))
 INPUTS = ("survey-response", "interaction", "customer-profile")
 NOW = MAX_MS + 2 * 86_400_000  # no generated timestamp is in the future: that rule is tested elsewhere
@@ -37,8 +49,19 @@ def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(load(name), format_checker=FORMATS)
 
 
+#: The programs of the example registry (the built-ins, CSAT 1..10, CES 1..7, ...).
+SCALES = scales(registry(ROOT / "deploy" / "surveys.example.toml", 50))
+assert set(BUILTINS.ids) < set(SCALES) and SCALES["csat-delivery"] == ("csat", 1, 10)
+
+
+def decode_registered(raw: Any, key: bytes | None, now_ms: int,
+                      min_ms: int = DEFAULT_MIN_EVENT_MS) -> Any:
+    """The decoder of a worker whose registry is the example one."""
+    return decode_survey(raw, key, now_ms, min_ms, SCALES)
+
+
 CONTRACTS: dict[str, tuple[Draft202012Validator, Callable[..., Any]]] = {
-    "survey-response": (validator("survey-response"), decode_survey),
+    "survey-response": (validator("survey-response"), decode_registered),
     "interaction": (validator("interaction"), decode_interaction),
     "customer-profile": (validator("customer-profile"), decode_profile),
 }
@@ -84,6 +107,7 @@ def test_format_checking_really_checks_date_time_and_email() -> None:
 
 
 def test_the_schema_itself_checks_the_score_range() -> None:
+    """For the built-in programs, exactly as strictly as before programs existed."""
     v = validator("survey-response")
     base = {"event_id": "e", "customer_id": "c", "occurred_at": "2026-10-31T00:00:00Z"}
     for survey, ok, bad in (("nps", (0, 10), (-1, 11)), ("csat", (1, 5), (0, 6)), ("ces", (1, 5), (0, 6))):
@@ -92,6 +116,21 @@ def test_the_schema_itself_checks_the_score_range() -> None:
         for score in bad:
             errors = list(v.iter_errors({**base, "survey": survey, "score": score}))
             assert errors and all(list(e.absolute_path) == ["score"] for e in errors)
+
+
+def test_survey_is_any_program_id_whose_scale_the_worker_checks() -> None:
+    """The schema takes every program id (it cannot know the registry) with any integer
+    score; a string that is not an id it refuses, at `survey`."""
+    prop = load("survey-response")["properties"]["survey"]
+    assert prop["pattern"] == f"^{PROGRAM_ID.pattern}$" and prop["maxLength"] == LABEL_MAX
+    v = validator("survey-response")
+    base = {"event_id": "e", "customer_id": "c", "occurred_at": "2026-10-31T00:00:00Z"}
+    for survey in ("csat-delivery", "ces_checkout", "x", "a" * 64, "npsx", "rnps"):
+        for score in (-1000, 0, 11, 1000):
+            assert v.is_valid({**base, "survey": survey, "score": score})
+    for survey in ("", "a" * 65, "NPS", "nps ", "nps\n", "1nps", "-x", "csat/delivery", "a:b", "é"):
+        errors = list(v.iter_errors({**base, "survey": survey, "score": 3}))
+        assert errors and all(list(e.absolute_path) == ["survey"] for e in errors), survey
 
 
 # -- examples, dead letters, README ------------------------------------------------------------
@@ -163,8 +202,8 @@ def code_for(e: ValidationError) -> E:
         return E.MISSING_FIELD  # absent, or a required field that is null
     if e.validator == "type":
         return E.WRONG_TYPE
-    if path == ["survey"] and e.validator == "enum":
-        return E.UNKNOWN_SURVEY if isinstance(e.instance, str) else E.WRONG_TYPE
+    if path == ["survey"]:  # a string that is no program id can name no program
+        return E.UNKNOWN_SURVEY
     if e.validator in ("minimum", "maximum"):
         return E.SCORE_OUT_OF_RANGE
     if len(path) == 1 and path[0] in TIMESTAMPS:
@@ -173,10 +212,27 @@ def code_for(e: ValidationError) -> E:
     return E.INVALID_VALUE
 
 
+def registry_codes(doc: dict[str, Any]) -> set[E]:
+    """What the registry (`SCALES`) adds to a survey response's schema: an id it does not
+    define is unknown_survey; a score, if an integer, off its program's scale is
+    score_out_of_range."""
+    survey, score = doc.get("survey"), doc.get("score")
+    if not isinstance(survey, str) or PROGRAM_ID.fullmatch(survey) is None or len(survey) > LABEL_MAX:
+        return set()  # the schema's own rules say why
+    if survey not in SCALES:
+        return {E.UNKNOWN_SURVEY}
+    _, low, high = SCALES[survey]
+    if type(score) in (int, float) and float(score).is_integer() and not low <= score <= high:
+        return {E.SCORE_OUT_OF_RANGE}
+    return set()
+
+
 def expected_code(v: Draft202012Validator, doc: dict[str, Any]) -> E | None:
-    """None when the schema accepts doc, else the code the decoder must give (the first rule
-    broken, in the decoder's documented order)."""
+    """None when the schema (with the registry, for a survey response) accepts doc, else the
+    code the decoder must give (the first rule broken, in the decoder's documented order)."""
     codes = {code_for(e) for e in leaves(v.iter_errors(doc))}
+    if v is CONTRACTS["survey-response"][0]:
+        codes |= registry_codes(doc)
     return min(codes, key=PRECEDENCE.index) if codes else None
 
 
@@ -210,6 +266,15 @@ TRICKY: list[tuple[str, dict[str, Any]]] = [
         {"score": 5.0}, {"score": -0.0}, {"score": 1e300}, {"score": 5.5}, {"score": True}, {"score": None},
         {"survey": None}, {"survey": 1}, {"survey": "CSAT"}, {"survey": "csat\n"}, {"survey": "nps", "score": 11},
         {"survey": "nps", "score": 10}, {"survey": "ces", "score": 0}, {"survey": "x", "score": "x"},
+        {"survey": "csat-delivery", "score": 10}, {"survey": "csat-delivery", "score": 11},
+        {"survey": "csat-delivery", "score": 0}, {"survey": "csat-delivery", "score": 6.0},
+        {"survey": "ces-checkout", "score": 7}, {"survey": "ces-checkout", "score": 8},
+        {"survey": "ces-returns", "score": 1e300}, {"survey": "rnps", "score": 11},
+        {"survey": "unregistered", "score": 3}, {"survey": "unregistered", "score": 99},
+        {"survey": "unregistered", "occurred_at": "x"}, {"survey": "unregistered", "score": 2.5},
+        {"survey": "csat-delivery", "score": 99, "occurred_at": "x"}, {"survey": "a" * 64},
+        {"survey": "a" * 65}, {"survey": "Csat-delivery"}, {"survey": "csat-delivery\n"},
+        {"survey": "csat/delivery"}, {"survey": "ces-checkout", "score": 8, "touchpoint": ""},
         {"comment": ""}, {"comment": None}, {"comment": 1}, {"comment": "x" * 4001}, {"event_id": "😀" * 128},
         {"event_id": "😀" * 129}, {"event_id": ""}, {"event_id": None}, {"touchpoint": ""}, {"channel": None},
         {"interaction_id": 5}, {"extra": None},
@@ -291,7 +356,9 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "kind": mostly(lengths(1, 64)),
     "outcome": mostly(lengths(1, 64)),
     "comment": mostly(lengths(0, 4000)),
-    "survey": mostly(st.sampled_from(["nps", "csat", "ces", "NPS", "nps ", "", "other"])),
+    "survey": mostly(st.sampled_from(["nps", "csat", "ces", "NPS", "nps ", "", "other", "csat-delivery",
+                                      "ces-checkout", "ces-returns", "tnps-support", "rnps", "a" * 65,
+                                      "csat-app\n", "Rnps", "x:y"])),
     "score": scores,
     "occurred_at": mostly(timestamps() | st.text(max_size=30)),
     "updated_at": mostly(timestamps() | st.text(max_size=30)),
