@@ -158,7 +158,7 @@ def produce(topic: str, file: Any, dry_run: bool) -> None:
     from cxstream.tools import produce
 
     if dry_run:
-        report = produce.dry_run(topic, file, settings().min_event_time)
+        report = produce.check(settings(), topic, file)
         for number, code, reason in report.bad:
             click.echo(f"line {number}: {code}: {reason}")
         click.echo(f"{report.sent} valid, {len(report.bad)} invalid (nothing sent)", err=True)
@@ -234,11 +234,16 @@ def deadletters(follow: bool, as_json: bool) -> None:
 @click.option("--segment", default=None, help="One segment, e.g. plan:pro (default: all known).")
 @click.option("--window", default="7d", show_default=True, help="One of CXSTREAM_WINDOWS.")
 @click.option("--as-of", default=None, help="RFC 3339 instant (default: now), floored to the minute.")
+@click.option("--program", default=None,
+              help="One survey program's own scores, e.g. rnps (default: each metric summed "
+                   "over its programs; GET /programs lists them).")
 @click.option("--url", default=None, help="Worker API (default: http://CXSTREAM_WEB_HOST:CXSTREAM_WEB_PORT).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @friendly
-def scores(segment: str | None, window: str, as_of: str | None, url: str | None, as_json: bool) -> None:
-    """Print NPS, CSAT and CES per segment from a worker's API."""
+def scores(segment: str | None, window: str, as_of: str | None, program: str | None,
+           url: str | None, as_json: bool) -> None:
+    """Print NPS, CSAT and CES per segment from a worker's API (one survey program's with
+    --program)."""
     import aiohttp
 
     from cxstream.api.auth import auth_headers, resolve_token
@@ -248,7 +253,8 @@ def scores(segment: str | None, window: str, as_of: str | None, url: str | None,
     headers = auth_headers(resolve_token(cfg))  # the API token, when one is configured
     base = url or f"http://{cfg.web_host}:{cfg.web_port}"
     path = f"/scores/{segment}" if segment else "/scores"
-    params = {"window": window, **({"as_of": as_of} if as_of else {})}
+    params = {"window": window, **({"as_of": as_of} if as_of else {}),
+              **({"program": program} if program is not None else {})}
 
     async def fetch() -> tuple[int, dict]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
@@ -271,7 +277,42 @@ def scores(segment: str | None, window: str, as_of: str | None, url: str | None,
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
         return
     rows = [body] if segment else body["segments"]
-    click.echo(score_table(rows, window=body["window"], as_of=body["as_of"]))
+    if program is None:
+        click.echo(score_table(rows, window=body["window"], as_of=body["as_of"]))
+        if any(r["ces"].get("mean_withheld") for r in rows):
+            click.echo("CES mean -: CES programs of different scales are summed there; "
+                       "see each with --program ID")
+        return
+    click.echo(_program_scores(program, rows, window=body["window"], as_of=body["as_of"]))
+
+
+#: A metric's object as a program of another metric has it in the score table: no answers.
+_NO_ANSWERS = {"responses": 0, "score": None, "margin_of_error": None, "mean": None,
+               "high_effort_share": None, "low_sample": False}
+
+
+def _program_scores(program: str, rows: list[dict[str, Any]], *, window: str, as_of: str
+                    ) -> str:
+    """The score table of one program's documents (`GET /scores?program=`): its metric's
+    columns filled, the others empty; a line naming its scale and target, and with a target
+    the segments whose score misses it."""
+    from cxstream.tools.render import printable, score_table
+
+    metrics = ("nps", "csat", "ces")
+    full = [{**{m: _NO_ANSWERS for m in metrics}, **r} for r in rows]
+    first = rows[0] if rows else {}
+    metric = next((m for m in metrics if m in first), "")
+    scale = first.get("scale") or []
+    target = first.get("target")
+    head = printable(f"program {program}" + (f": {metric} on {scale[0]}–{scale[1]}"
+                                             if len(scale) == 2 else "")
+                     + (f", target {target:g}" if target is not None else ""))
+    lines = [head, score_table(full, window=window, as_of=as_of)]
+    if target is not None:
+        missed = [printable(r["segment"]) for r in rows if r.get("meets_target") is False]
+        lines.append(f"below target {target:g}: {', '.join(missed)}" if missed
+                     else f"no segment below target {target:g}")
+    return "\n".join(lines)
 
 
 @main.command()

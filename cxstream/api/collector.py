@@ -1,12 +1,15 @@
 """Metrics read from the live worker at scrape time (a Prometheus custom Collector).
 
 Per segment and window: the additive counts and the derived scores, computed exactly as the
-scores API computes them (`query.partition_counts` over the same buckets, `scoring.summary` for
-the scores, `as_of` = now floored to the whole minute, the API's default), but **only from the
-input partitions this worker owns as active**. So after a rebalance the series of revoked
-partitions disappear at the next scrape: nothing is stale, and no partition is counted by
-two workers. Counts are additive (`sum by (segment, window)` across workers is exact); the
-derived gauges are per worker (exact with one worker; aggregate with the recording rules).
+scores API computes them (`query.partition_counts` over the same buckets, the metric-level
+view of `programscores.metric_view` for the scores, `as_of` = now floored to the whole
+minute, the API's default), but **only from the input partitions this worker owns as
+active**. So after a rebalance the series of revoked partitions disappear at the next
+scrape: nothing is stale, and no partition is counted by two workers. Counts are additive
+(`sum by (segment, window)` across workers is exact); the derived gauges are per worker
+(exact with one worker; aggregate with the recording rules). The series are per segment and
+metric, summed over the survey programs, with no `program` label (the scores API gives each
+program's own scores); the program keys stored beside the segments are no segments.
 
 Also consumer lag per owned input partition, recovery progress and the number of owned
 partitions. While the worker rebalances or restores state, the segment and lag series are
@@ -44,12 +47,12 @@ from cxstream.core.scoring import (
     PASSIVES,
     PROMOTERS,
     merge,
-    summary,
     zero,
 )
+from cxstream.core.programscores import by_segment, combine, metric_view
 from cxstream.core.segments import ALL
 from cxstream.core.windows import Window, floor_minute
-from cxstream.api.queries import add_counts, partition_counts, readers
+from cxstream.api.queries import add_counts, partition_counts, programs_of, readers
 
 log = logging.getLogger(__name__)
 #: Longest the `/metrics` view computes segment gauges before letting batches run (seconds).
@@ -121,19 +124,27 @@ def _family(name: str) -> GaugeMetricFamily:
 def _segment_steps(processor: Processor, partitions: Iterable[int], windows: Iterable[Window],
                    as_of: int, fams: dict[str, GaugeMetricFamily]) -> Iterator[None]:
     """Add the per-segment samples to `fams`, one (window, partition) per step, segments in
-    name order within each window."""
+    name order within each window. Segments only: the program keys stored beside them
+    (`segments.program_key`) are no segment of their own; the scores are the API's
+    metric-level view (`programscores.metric_view`: no CES mean across CES scales)."""
     rs = readers(processor, partitions)
+    registry = programs_of(processor)
     for window in windows:
         total: dict[str, list[int]] = {}
         for reader in rs:
             add_counts(total, partition_counts(reader, as_of - window.ms, as_of))
             yield
-        shown, summed = capped_segments(total, processor.settings.metric_segments_max)
+        groups = by_segment(total)
+        shown, summed = capped_segments({s: g.total for s, g in groups.items()},
+                                        processor.settings.metric_segments_max)
         if rs:
             fams[_SUMMED].add_metric([window.name], summed)
         for segment in sorted(shown):
             counts = shown[segment]
-            scores = summary(counts, min_responses=processor.settings.min_responses)
+            group = groups[segment] if segment in groups else combine(
+                g for s, g in groups.items() if s not in shown)  # `other`: the rest summed
+            scores = metric_view(group, registry,
+                                 min_responses=processor.settings.min_responses)
             for name, value_of in _SEGMENT_VALUES.items():
                 value = value_of(counts, scores)
                 if value is not None:

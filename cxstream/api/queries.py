@@ -20,6 +20,8 @@ from cxstream.api.auth import auth_headers
 from cxstream.api.peers import peer_refusal
 from cxstream.core import keys
 from cxstream.core.buckets import window_counts_all
+from cxstream.core.programs import BUILTINS, Registry
+from cxstream.core.programscores import select
 from cxstream.core.scoring import merge, zero
 
 
@@ -36,8 +38,10 @@ class QueryError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Partial:
-    """Counts of some partitions: segment → 8 counters (only segments with data in retention,
-    so a segment absent from every partial is unknown), and each partition's stream time."""
+    """Counts of some partitions: stored key → 8 counters (only keys with data in retention,
+    so a segment absent from every partial is unknown), and each partition's stream time.
+    The keys are segments and their program keys (`segments.program_key`), which travel
+    like any key: a program's scores are computed once every partial is summed."""
 
     partitions: list[int]
     counts: dict[str, list[int]]
@@ -70,7 +74,8 @@ def add_counts(total: dict[str, list[int]], part: dict[str, list[int]]) -> None:
 
 def local_partial(processor: Processor, partitions: Iterable[int], segments: list[str] | None,
                   start: int, end: int) -> Partial:
-    """Sum the buckets covering [start, end) for `segments` (None: every known segment)."""
+    """Sum the buckets covering [start, end) for `segments` (None: every known segment),
+    each with its program keys (`programscores.select`)."""
     rs = readers(processor, partitions)
     stream_time: dict[int, int | None] = {}
     total: dict[str, list[int]] = {}
@@ -79,9 +84,13 @@ def local_partial(processor: Processor, partitions: Iterable[int], segments: lis
         st = get(keys.stream_time_key(p))
         stream_time[p] = None if st is None else st["t"]
         add_counts(total, partition_counts(reader, start, end))
-    wanted = sorted(total) if segments is None else segments
-    counts = {segment: total[segment] for segment in wanted if segment in total}
-    return Partial([p for p, _, _ in rs], counts, stream_time)
+    return Partial([p for p, _, _ in rs], select(total, segments), stream_time)
+
+
+def programs_of(processor: Processor) -> Registry:
+    """The worker's survey programs (`Processor.programs`, read from CXSTREAM_SURVEYS at
+    start); the built-ins for a processor without them."""
+    return getattr(processor, "programs", BUILTINS)
 
 
 def partial_to_json(partial: Partial) -> dict[str, Any]:

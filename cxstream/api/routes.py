@@ -19,11 +19,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from cxstream import metrics
 from cxstream.api import auth, collector
 from cxstream.worker.processor import Processor
-from cxstream.core.scoring import summary
+from cxstream.core.programs import Program, valid_id
+from cxstream.core.programscores import (
+    SegmentCounts,
+    by_segment,
+    describe,
+    metric_view,
+    program_view,
+)
 from cxstream.core.segments import parse_segment_key
 from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339, parse_rfc3339
 from cxstream.core.windows import floor_minute
-from cxstream.api.queries import QueryError, gather, local_partial, partial_to_json
+from cxstream.api.queries import (
+    QueryError,
+    gather,
+    local_partial,
+    partial_to_json,
+    programs_of,
+)
 from cxstream.config.settings import Settings
 
 
@@ -86,9 +99,27 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
                              f"kept (largest window + grace); earliest as_of for it: "
                              f"{format_rfc3339(earliest)}", earliest_as_of=format_rfc3339(earliest))
 
-    def render(segment: str, window: Any, as_of: int, counts: list[int]) -> dict[str, Any]:
+    def wanted_program(request: Request) -> Program | None:
+        """The program `?program=` names (None: no parameter, the metric-level view)."""
+        name = request.query.get("program")
+        if name is None:
+            return None
+        program = programs_of(processor).get(name)
+        if program is None:
+            shown = repr(name) if valid_id(name) else "of that id"  # ids echo safely
+            raise QueryError(404, "unknown_program",
+                             f"no program {shown} in this worker's registry "
+                             "(CXSTREAM_SURVEYS): GET /programs lists the programs")
+        return program
+
+    def render(segment: str, window: Any, as_of: int, group: SegmentCounts,
+               program: Program | None) -> dict[str, Any]:
+        """A segment's document: the metric-level view, or `program`'s own scores."""
+        body = (metric_view(group, programs_of(processor), min_responses=settings.min_responses)
+                if program is None else
+                program_view(group, program, min_responses=settings.min_responses))
         return {"segment": segment, "window": window.name, "as_of": format_rfc3339(as_of),
-                **summary(counts, min_responses=settings.min_responses)}
+                **body}
 
     @app.page("/healthz")
     class Health(View):
@@ -121,15 +152,19 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
         async def get(self, request: Request) -> Response:
             try:
                 window, as_of = window_and_as_of(request)
+                program = wanted_program(request)
                 start = as_of - window.ms
                 partial = await gather(app, processor, None, start, as_of, token=peer_token)
                 check_retention(partial, start, window)
             except QueryError as exc:
                 return err(self, exc)
+            # Per program only now: once every worker's counts are summed.
+            groups = by_segment(partial.counts)
             return self.json({
                 "window": window.name, "as_of": format_rfc3339(as_of),
-                "segments": [render(seg, window, as_of, partial.counts[seg])
-                             for seg in sorted(partial.counts)],
+                **({} if program is None else {"program": program.id}),
+                "segments": [render(seg, window, as_of, group, program)
+                             for seg, group in groups.items()],
             })
 
     @app.page("/scores/{segment}")
@@ -141,15 +176,22 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
                 except ValueError as exc:
                     raise QueryError(400, "bad_segment", str(exc)) from None
                 window, as_of = window_and_as_of(request)
+                program = wanted_program(request)
                 start = as_of - window.ms
                 partial = await gather(app, processor, [seg], start, as_of, token=peer_token)
-                if seg not in partial.counts:
+                groups = by_segment(partial.counts)  # the segment's keys, every worker's summed
+                if seg not in groups:
                     raise QueryError(404, "unknown_segment",
                                      f"no responses for segment {seg!r} within retention")
                 check_retention(partial, start, window)
             except QueryError as exc:
                 return err(self, exc)
-            return self.json(render(seg, window, as_of, partial.counts[seg]))
+            return self.json(render(seg, window, as_of, groups[seg], program))
+
+    @app.page("/programs")
+    class Programs(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"programs": [describe(p) for p in programs_of(processor)]})
 
     @app.page("/_cx/partials")
     class Partials(View):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -23,6 +22,8 @@ from cxstream.app import create_app
 from cxstream.cli import main
 from cxstream.api.queries import Partial
 from cxstream.config.settings import Settings, SettingsError
+
+from .localserver import serve
 
 TOKEN = "s3cret-token-\u00e9"  # non-ASCII on purpose: compared as bytes
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
@@ -224,9 +225,6 @@ def test_middleware_alone_turns_any_exception_into_json() -> None:
 # -- the CLI sends the token ----------------------------------------------------------------
 def test_scores_cli_sends_the_token(tmp_path: Path) -> None:
     seen: list[str | None] = []
-    started = threading.Event()
-    port_box: list[int] = []
-    loop = asyncio.new_event_loop()
 
     async def scores(request: web.Request) -> web.Response:
         seen.append(request.headers.get("Authorization"))
@@ -234,27 +232,7 @@ def test_scores_cli_sends_the_token(tmp_path: Path) -> None:
             return web.json_response({"error": "unauthorized", "message": "no"}, status=401)
         return web.json_response({"window": "7d", "as_of": "2026-01-01T00:00:00Z", "segments": []})
 
-    async def serve() -> web.AppRunner:
-        app = web.Application()
-        app.router.add_get("/scores", scores)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port_box.append(site._server.sockets[0].getsockname()[1])  # noqa: SLF001
-        return runner
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        runner = loop.run_until_complete(serve())
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    url = f"http://127.0.0.1:{port_box[0]}"
+    url, stop = serve({"/scores": scores})
     try:
         runner = CliRunner()
         ok = runner.invoke(main, ["scores", "--url", url, "--json"],
@@ -268,8 +246,7 @@ def test_scores_cli_sends_the_token(tmp_path: Path) -> None:
         assert denied.exit_code == 1 and "CXSTREAM_API_TOKEN" in denied.output
         assert seen == ["Bearer cli-token", "Bearer cli-token", None]
     finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+        stop()
 
 
 # -- blank tokens, the peer token and the peer endpoint's range ------------------------------
