@@ -4,6 +4,12 @@ On a terminal the output is a rich live view (header with the URLs, scores per s
 refreshed from the worker's /scores API, the latest alerts; see cxstream.tools.render); elsewhere
 (pipes, CI) plain lines: `ALERT ...` per alert, the score table every 20 s, a summary line.
 
+Survey programs: unless `CXSTREAM_SURVEYS` is set (empty: the built-in surveys only), the
+worker reads the demo's registry, `deploy/surveys.demo.toml` (a relationship NPS, a
+transactional NPS, a CSAT 1–10, a CES 1–7), the simulator answers its programs, and both
+views also show each program's scores in the segment `all` (`GET /scores/all?program=ID`):
+score on its own scale, responses, target and whether the score meets it.
+
 Everything it starts it also stops: on `--duration` expiry, Ctrl+C or an error, the worker
 gets SIGTERM (then SIGKILL) and a broker started by the demo is stopped.
 """
@@ -11,6 +17,7 @@ gets SIGTERM (then SIGKILL) and a broker started by the demo is stopped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import signal
@@ -19,14 +26,26 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 import aiohttp
 import orjson
 
 from cxstream.api.auth import auth_headers, resolve_token
+from cxstream.config import surveys
+from cxstream.core.programs import BUILTINS, Program, Registry
+from cxstream.core.timefmt import format_rfc3339
+from cxstream.core.windows import MINUTE, floor_minute
 from cxstream.tools.broker import LocalBroker
-from cxstream.tools.render import DemoStatus, alert_line, demo_view, score_table
+from cxstream.tools.render import (
+    DemoStatus,
+    alert_line,
+    alerts_renderable,
+    demo_header,
+    score_table,
+    scores_renderable,
+)
+from cxstream.tools.render_programs import Item, program_table, programs_renderable
 from cxstream.config.settings import Settings
 from cxstream.tools.simulate import simulate
 from cxstream.kafka.security import client_kwargs
@@ -35,6 +54,14 @@ from cxstream.kafka.topics import Topics
 
 Echo = Callable[[str], None]
 ALERTS_SHOWN = 10  # latest alerts in the live view
+#: The demo's survey programs, unless CXSTREAM_SURVEYS is set. A file of the source tree: an
+#: installed package without it runs the built-in surveys (and says so).
+DEMO_SURVEYS = Path(__file__).resolve().parents[2] / "deploy" / "surveys.demo.toml"
+#: The segment whose scores per program are shown.
+PROGRAM_SEGMENT = "all"
+#: Once the traffic stops, the longest wait for the worker to count every answer sent before
+#: the final tables (it normally takes a moment).
+SETTLE_S = 30.0
 
 
 async def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None,
@@ -80,30 +107,119 @@ async def _follow_alerts(settings: Settings, on_alert: Callable[[dict[str, Any]]
         on_alert(orjson.loads(rec.value))
 
 
+async def _get(s: aiohttp.ClientSession, url: str, path: str, params: dict[str, str],
+               token: str | None) -> dict[str, Any] | None:
+    """The API's JSON answer to GET `path`; None for a segment without responses (404
+    `unknown_segment`); RuntimeError for any other error, with the API's message."""
+    async with s.get(f"{url}{path}", params=params, headers=auth_headers(token)) as resp:
+        body = await resp.json(content_type=None)
+        if resp.status == 404 and body.get("error") == "unknown_segment":
+            return None
+        if resp.status != 200:
+            raise RuntimeError(f"{path} answered {resp.status}: "
+                               f"{body.get('message') or body.get('error') or body}")
+        return body
+
+
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+
+def _params(window: str, **more: str) -> dict[str, str]:
+    """The query of the demo's score requests: `window` as of the next whole minute. A window
+    as of T covers the answers before T, and T is floored to the minute; as of now, the
+    tables would leave out the answers of the current minute, a good part of a short demo."""
+    as_of = floor_minute(int(time.time() * 1000)) + MINUTE
+    return {"window": window, "as_of": format_rfc3339(as_of), **more}
+
+
 async def _fetch_scores(url: str, window: str, token: str | None = None) -> dict[str, Any]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
-        async with s.get(f"{url}/scores", params={"window": window},
-                         headers=auth_headers(token)) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise RuntimeError(f"/scores answered {resp.status}: "
-                                   f"{body.get('message') or body.get('error') or body}")
-            return body
+    async with _session() as s:
+        body = await _get(s, url, "/scores", _params(window), token)
+        assert body is not None  # /scores names no segment
+        return body
 
 
-async def _print_scores(url: str, echo: Echo, token: str | None = None, window: str = "1h") -> int:
+async def _fetch_programs(url: str, window: str, token: str | None,
+                          programs: Sequence[Program]) -> list[Item]:
+    """Each program's document of PROGRAM_SEGMENT (None: no answers there yet)."""
+    async with _session() as s:
+        return [(p, await _get(s, url, f"/scores/{PROGRAM_SEGMENT}",
+                               _params(window, program=p.id), token)) for p in programs]
+
+
+def _as_of(items: Sequence[Item], default: str) -> str:
+    return next((doc["as_of"] for _, doc in items if doc is not None), default)
+
+
+async def _print_scores(url: str, echo: Echo, token: str | None = None, window: str = "1h",
+                        programs: Sequence[Program] = ()) -> int:
+    """Print the score table, then (with `programs`) their scores; returns the number of
+    segments with scores."""
     body = await _fetch_scores(url, window, token)
     rows = body.get("segments", [])
     echo(score_table(rows, window=body["window"], as_of=body["as_of"]))
+    if programs:
+        items = await _fetch_programs(url, window, token, programs)
+        echo(program_table(items, segment=PROGRAM_SEGMENT, window=body["window"],
+                           as_of=_as_of(items, body["as_of"])))
     return len(rows)
+
+
+async def _settle(url: str, token: str | None, window: str, sent: int) -> str | None:
+    """Wait (at most SETTLE_S) until the worker has counted, in `all`, as many answers as the
+    simulator sent, so that the final tables show them all; None when it has, else a line
+    saying how many it had."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_S
+    counted = 0
+    async with _session() as s:
+        while True:
+            try:
+                body = await _get(s, url, "/scores/all", _params(window), token)
+                counted = sum(body[m]["responses"] for m in ("nps", "csat", "ces")) if body else 0
+            except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError, ValueError):
+                pass  # the next try, or the final tables, will say
+            if counted >= sent:
+                return None
+            if loop.time() >= deadline:
+                return (f"the worker had counted {counted} of the {sent} answers sent after "
+                        f"{SETTLE_S:.0f}s: the final tables show those (see the worker log)")
+            await asyncio.sleep(0.5)
+
+
+def _demo_programs(settings: Settings, env: dict[str, str], echo: Echo
+                   ) -> tuple[Settings, Registry]:
+    """The settings and registry of the demo: CXSTREAM_SURVEYS when set in `env`, else the
+    demo's registry (then set in `env`, for the worker). Raises `SurveysError` for a registry
+    that cannot be used, before anything is started."""
+    if "CXSTREAM_SURVEYS" not in env:
+        if DEMO_SURVEYS.is_file():
+            env["CXSTREAM_SURVEYS"] = str(DEMO_SURVEYS)
+            settings = dataclasses.replace(settings, surveys=str(DEMO_SURVEYS))
+        else:
+            echo(f"no demo survey registry at {DEMO_SURVEYS} (not a source checkout): the "
+                 "built-in surveys only")
+    registry = surveys.registry(settings.surveys, settings.max_programs)
+    own = _shown(registry)
+    if own:
+        echo(f"survey programs: {', '.join(p.id for p in own)} "
+             f"(CXSTREAM_SURVEYS={settings.surveys})")
+    return settings, registry
+
+
+def _shown(registry: Registry) -> list[Program]:
+    """The programs whose scores the demo shows: those the simulator answers, the registry's
+    beyond the built-ins."""
+    return [p for p in registry if p.id not in BUILTINS]
 
 
 class _ProgressTap:
     """Stands in for sys.stderr while the live view is shown. The simulator reports progress on
-    stderr (cxstream.tools.progress.Progress, label "simulate", unit "events"), redrawing one line with
-    carriage returns, which would garble the view: that line is swallowed and its count kept
-    (the header's "events sent"); anything else goes on to `inner` (rich prints it above the
-    view). It claims to be a terminal so that Progress redraws, i.e. reports, often."""
+    stderr (cxstream.tools.progress.Progress, label "simulate", unit "events"), redrawing one
+    line with carriage returns, which would garble the view: that line is swallowed and its
+    count kept (the header's "events sent"); anything else goes on to `inner` (rich prints it
+    above the view). It claims to be a terminal so that Progress redraws, i.e. reports, often."""
 
     _COUNT = re.compile(r"\r?simulate\b.*?(\d+)(?:/\d+)? events")
 
@@ -155,6 +271,7 @@ async def demo(settings: Settings, *, duration: float, rate: float, customers: i
     refresh_s = refresh_s if refresh_s is not None else (5.0 if live else 20.0)
     started_broker: LocalBroker | None = None
     env = dict(os.environ)
+    settings, programs = _demo_programs(settings, env, echo)
     if "CXSTREAM_BROKER" not in os.environ:
         b = LocalBroker(port=9092, data_dir=settings.data_dir / "kafka")
         result = await asyncio.to_thread(b.start, 90.0, echo)
@@ -181,7 +298,8 @@ async def demo(settings: Settings, *, duration: float, rate: float, customers: i
         echo(f"scores API: {url}/scores?window={window}   metrics: {url}/metrics")
         run = _run_live if live else _run_plain
         return await run(settings, url, token, stop, echo=echo, duration=duration, rate=rate,
-                         customers=customers, seed=seed, window=window, refresh_s=refresh_s)
+                         customers=customers, seed=seed, window=window, refresh_s=refresh_s,
+                         programs=programs)
     finally:
         stop_process(proc)
         if started_broker is not None:
@@ -190,10 +308,11 @@ async def demo(settings: Settings, *, duration: float, rate: float, customers: i
 
 
 def _simulate(settings: Settings, stop: asyncio.Event, *, duration: float, rate: float,
-              customers: int, seed: int) -> asyncio.Task[str]:
+              customers: int, seed: int, programs: Registry,
+              counts: dict[str, int]) -> asyncio.Task[str]:
     return asyncio.create_task(simulate(settings, seed=seed, customers=customers, rate=rate,
                                         duration=duration, backfill_days=None, output=None,
-                                        stop=stop))
+                                        stop=stop, programs=programs, counts=counts))
 
 
 def _exit_code(duration: float, alerts: int, segments: int) -> int:
@@ -202,8 +321,10 @@ def _exit_code(duration: float, alerts: int, segments: int) -> int:
 
 async def _run_plain(settings: Settings, url: str, token: str | None, stop: asyncio.Event, *,
                      echo: Echo, duration: float, rate: float, customers: int, seed: int,
-                     window: str, refresh_s: float) -> int:
+                     window: str, refresh_s: float, programs: Registry) -> int:
     alerts_seen = [0]
+    shown = _shown(programs)
+    counts: dict[str, int] = {}
 
     def on_alert(doc: dict[str, Any]) -> None:
         alerts_seen[0] += 1
@@ -211,17 +332,20 @@ async def _run_plain(settings: Settings, url: str, token: str | None, stop: asyn
 
     loop = asyncio.get_running_loop()
     printer = asyncio.create_task(_follow_alerts(settings, on_alert))
-    sim = _simulate(settings, stop, duration=duration, rate=rate, customers=customers, seed=seed)
+    sim = _simulate(settings, stop, duration=duration, rate=rate, customers=customers, seed=seed,
+                    programs=programs, counts=counts)
     try:
         last = loop.time()
         while not sim.done():
             await asyncio.sleep(0.5)
             if loop.time() - last >= refresh_s:
                 last = loop.time()
-                await _print_scores(url, echo, token, window)
+                await _print_scores(url, echo, token, window, shown)
         echo(sim.result())
-        await asyncio.sleep(3)  # let the last events through before the final table
-        segments = await _print_scores(url, echo, token, window)
+        note = await _settle(url, token, window, counts.get("surveys", 0))
+        if note:
+            echo(note)
+        segments = await _print_scores(url, echo, token, window, shown)
     finally:
         printer.cancel()
         sim.cancel()
@@ -231,14 +355,16 @@ async def _run_plain(settings: Settings, url: str, token: str | None, stop: asyn
 
 async def _run_live(settings: Settings, url: str, token: str | None, stop: asyncio.Event, *,
                     echo: Echo, duration: float, rate: float, customers: int, seed: int,
-                    window: str, refresh_s: float) -> int:
-    from rich.console import Console
+                    window: str, refresh_s: float, programs: Registry) -> int:
+    from rich.console import Console, Group
     from rich.live import Live
 
     loop = asyncio.get_running_loop()
     recent: deque[dict[str, Any]] = deque(maxlen=ALERTS_SHOWN)
     alerts = [0]
-    scores: dict[str, Any] = {"body": None, "error": None}
+    scores: dict[str, Any] = {"body": None, "error": None, "programs": []}
+    shown = _shown(programs)
+    counts: dict[str, int] = {}
 
     def on_alert(doc: dict[str, Any]) -> None:
         alerts[0] += 1
@@ -246,7 +372,10 @@ async def _run_live(settings: Settings, url: str, token: str | None, stop: async
 
     async def refresh_scores() -> None:
         try:
-            scores["body"], scores["error"] = await _fetch_scores(url, window, token), None
+            scores["body"] = await _fetch_scores(url, window, token)
+            if shown:
+                scores["programs"] = await _fetch_programs(url, window, token, shown)
+            scores["error"] = None
         except Exception as exc:  # noqa: BLE001 - shown in the view; the next refresh retries
             scores["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -263,25 +392,31 @@ async def _run_live(settings: Settings, url: str, token: str | None, stop: async
                         elapsed_s=loop.time() - started, duration_s=duration,
                         events_sent=tap.sent, alerts=alerts[0], state=state,
                         error=scores["error"])
-        return demo_view(st, scores["body"], list(recent), alert_limit=ALERTS_SHOWN)
+        parts = [demo_header(st), scores_renderable(scores["body"])]
+        if shown:
+            items = scores["programs"] or [(p, None) for p in shown]
+            parts.append(programs_renderable(items, segment=PROGRAM_SEGMENT, window=window,
+                                             as_of=_as_of(items, "?")))
+        return Group(*parts, alerts_renderable(list(recent), limit=ALERTS_SHOWN))
 
     console = Console()
     printer = asyncio.create_task(_follow_alerts(settings, on_alert))
     refresher = asyncio.create_task(keep_refreshing())
     sim: asyncio.Task[str] | None = None
+    note: str | None = None
     with Live(view("starting"), console=console, auto_refresh=False, transient=False) as lv:
         tap.inner = sys.stderr  # rich's proxy: other stderr output is printed above the view
         sys.stderr = tap  # type: ignore[assignment]
         try:
             sim = _simulate(settings, stop, duration=duration, rate=rate, customers=customers,
-                            seed=seed)
+                            seed=seed, programs=programs, counts=counts)
             while not sim.done():
                 lv.update(view("stopping…" if stop.is_set() else "running"), refresh=True)
                 await asyncio.sleep(0.5)
             summary = sim.result()
             refresher.cancel()
             lv.update(view("finishing: last events, final scores…"), refresh=True)
-            await asyncio.sleep(3)  # let the last events through before the final table
+            note = await _settle(url, token, window, counts.get("surveys", 0))
             await refresh_scores()
             lv.update(view("finished"), refresh=True)
         finally:
@@ -291,6 +426,8 @@ async def _run_live(settings: Settings, url: str, token: str | None, stop: async
             if sim is not None:
                 sim.cancel()
     echo(summary)
+    if note:
+        echo(note)
     segments = len((scores["body"] or {}).get("segments") or [])
     if scores["error"]:
         echo(f"last /scores refresh failed: {scores['error']}")

@@ -1,4 +1,8 @@
-"""`cxstream simulate`: drive the Simulator in real time, as a backfill, or into files."""
+"""`cxstream simulate`: drive the Simulator in real time, as a backfill, or into files.
+
+The survey programs answered are those of `CXSTREAM_SURVEYS` (the same registry the worker
+reads, so every answer is of a program it knows): without a file, or with the built-ins only,
+the built-in mix (`cxstream.tools.simulator`)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from cxstream.config import surveys
+from cxstream.core.programs import Registry
 from cxstream.kafka.admin import ensure_topics
 from cxstream.kafka.security import client_kwargs
 from cxstream.tools.progress import Progress
@@ -19,11 +25,20 @@ from cxstream.kafka.topics import Topics
 
 async def simulate(settings: Settings, *, seed: int, customers: int, rate: float,
                    duration: float, backfill_days: float | None, output: Path | None,
-                   stop: asyncio.Event | None = None) -> str:
-    """Returns a one-line summary of what was generated."""
-    sim = Simulator(seed=seed, customers=customers)
+                   stop: asyncio.Event | None = None, programs: Registry | None = None,
+                   counts: dict[str, int] | None = None) -> str:
+    """Returns a one-line summary of what was generated.
+
+    `programs`: the registry whose programs are answered (default: `settings.surveys`'s).
+    `counts`: filled in as messages go out (customers, surveys, interactions), for a caller
+    that wants the figures while it runs or after an interruption."""
+    if programs is None:
+        programs = surveys.registry(settings.surveys, settings.max_programs)
+    sim = Simulator(seed=seed, customers=customers, programs=programs)
     now_ms = int(time.time() * 1000)
-    counts = {"customers": 0, "surveys": 0, "interactions": 0}
+    if counts is None:
+        counts = {}
+    counts.update({"customers": 0, "surveys": 0, "interactions": 0})
     if backfill_days is not None:
         total = int(rate * duration) if duration > 0 else 10_000
         start = now_ms - int(backfill_days * 86_400_000)
@@ -83,7 +98,8 @@ async def _live(settings: Settings, sim: Simulator, rate: float, duration: float
     try:
         now_ms = int(time.time() * 1000)
         for topic, doc in sim.profiles(now_ms):
-            await producer.send(topics.input(topic), orjson.dumps(doc), key=doc["customer_id"].encode())
+            await producer.send(topics.input(topic), orjson.dumps(doc),
+                                key=doc["customer_id"].encode())
             counts[topic] += 1
         started = loop.time()
         sent = 0
