@@ -39,14 +39,16 @@ DEADLETTERS = Counter(
 )
 RESPONSES = Counter(
     "cxstream_responses_total",
-    "Accepted survey responses, by survey kind and NPS category (`none` for CSAT/CES).",
-    ["survey", "category"],
+    "Accepted survey responses, by metric (`survey`), survey program and NPS category (`none` "
+    "for CSAT/CES).",
+    ["survey", "program", "category"],
     registry=REGISTRY,
 )
 ALERTS = Counter(
     "cxstream_alerts_total",
-    "Alerts produced to the alert topic, by kind (detractor, recovered).",
-    ["kind"],
+    "Alerts produced to the alert topic, by kind (detractor, recovered) and the survey program "
+    "of the answer that caused them.",
+    ["kind", "program"],
     registry=REGISTRY,
 )
 NOTIFICATIONS = Counter(

@@ -116,10 +116,10 @@ class Planned:
         self.advanced: dict[int, int] = {}
         #: (rejection, record), dead-lettered once the batch is planned.
         self.rejected: list[tuple[Rejection, Any]] = []
-        #: (kind, outcome) → events; (survey, category or "none") → accepted responses;
-        #: dimension → responses whose value went to "<dimension>:other".
+        #: (kind, outcome) → events; (survey, program, category or "none") → accepted
+        #: responses; dimension → responses whose value went to "<dimension>:other".
         self.events: dict[tuple[str, str], int] = {}
-        self.responses: dict[tuple[str, str], int] = {}
+        self.responses: dict[tuple[str, str, str], int] = {}
         self.folds: dict[str, int] = {}
 
 
@@ -179,7 +179,8 @@ def plan_records(kind: Kind, records: Sequence[Any], pending: PendingWrites, cfg
         for notice in p.notices:  # counted, but not in every segment: told, for information
             out.rejected.append((notice, msg))
         if p.outcome == "accepted" and p.survey is not None:
-            _count(out.responses, (p.survey, p.category or "none"))
+            label = (p.survey, p.program or p.survey, p.category or "none")
+            out.responses[label] = out.responses.get(label, 0) + 1
             for dim in p.folded:
                 out.folds[dim] = out.folds.get(dim, 0) + 1
         if p.stream_time is not None:

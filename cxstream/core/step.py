@@ -143,7 +143,7 @@ class Plan(Record):
     under mypyc, so this class writes its own, which is compiled.)"""
 
     __slots__ = ("outcome", "rejection", "before_alert", "alert", "after_alert", "stream_time",
-                 "survey", "category", "folded", "notices", "seal")
+                 "survey", "program", "category", "folded", "notices", "seal")
 
     def __init__(self, outcome: Outcome, rejection: Rejection | None = None, *,
                  survey: str | None = None,
@@ -156,6 +156,8 @@ class Plan(Record):
         #: New stream time of the partition when this message advanced it (for expiry).
         self.stream_time: int | None = None
         self.survey: str | None = survey
+        #: The program of an accepted response (`survey` is its metric), for the metrics.
+        self.program: str | None = None
         self.category: str | None = None
         self.folded: tuple[str, ...] = ()
         #: Why an accepted response did not count in all of its segments (a bound was
@@ -167,8 +169,8 @@ class Plan(Record):
 
     def _fields(self) -> tuple[object, ...]:
         return (self.outcome, self.rejection, self.before_alert, self.alert, self.after_alert,
-                self.stream_time, self.survey, self.category, self.folded, self.notices,
-                self.seal)
+                self.stream_time, self.survey, self.program, self.category, self.folded,
+                self.notices, self.seal)
 
 
 def _customer(view: StateView, ckey: str
@@ -332,6 +334,7 @@ def _survey(
         return _checked(out, cfg, 0, True)
 
     out = Plan("accepted", survey=r.survey)
+    out.program = r.program
     dims: Any = None  # the partition's admitted dimensions, when they are capped
     if cfg.dimensions is None and cfg.max_dims > 0:
         dims = view.get(keys.dimensions_key(partition)) or _NO_DIMENSIONS

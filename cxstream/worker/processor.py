@@ -303,7 +303,7 @@ class Processor:
 
             await until_acknowledged(again, f"alert {alert['alert_id']}", kind="alert",
                                      topic=self.topics.alerts, first=fut)
-            metrics.ALERTS.labels(alert["kind"]).inc()
+            metrics.ALERTS.labels(alert["kind"], alert.get("program", "nps")).inc()
             metrics.alert_acknowledged(alert, fetched_at)
 
     async def _produce_alert(self, alert: dict[str, Any]) -> Any:
@@ -372,8 +372,8 @@ def _count(out: Planned) -> None:
     """Add a batch's metric increments, once per label set."""
     for (kind, outcome), n in out.events.items():
         metrics.EVENTS.labels(kind, outcome).inc(n)
-    for (survey, cat), n in out.responses.items():
-        metrics.RESPONSES.labels(survey, cat).inc(n)
+    for (survey, program, cat), n in out.responses.items():
+        metrics.RESPONSES.labels(survey, program, cat).inc(n)
     for dim, n in out.folds.items():
         metrics.SEGMENT_FOLDS.labels(dim).inc(n)
 

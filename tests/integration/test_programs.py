@@ -20,7 +20,8 @@ from cxstream.core.timefmt import format_rfc3339
 from cxstream.core.windows import DAY, HOUR, MINUTE
 
 from ..unit.core import oracle
-from .harness import HORIZON_MS, Worker, produce, read_all, wait_drained, wait_for
+from .harness import (HORIZON_MS, Worker, metric_samples, produce, read_all, wait_drained,
+                      wait_for)
 
 REGISTRY = """
 [programs.rnps]
@@ -164,6 +165,14 @@ async def test_scores_per_program_and_a_rescaled_program_stops_the_worker(
     assert status == 200 and body["scale"] == [1, 10] and body["target"] == 80, body
     assert body["meets_target"] == (body["csat"]["score"] >= 80), body
     assert sum(1 for e in good if e.survey == "csat-delivery") > 100
+    # The response counter by program: the answers this worker accepted (after the first).
+    responses = metric_samples(await w.metrics(), "cxstream_responses_total")
+    counted: dict[str, float] = {}
+    for labels, n in responses.items():
+        program = dict(labels)["program"]
+        counted[program] = counted.get(program, 0) + n
+    mine = [e for e in good if e.event_id.startswith("r") and int(e.event_id[1:]) >= 10_000]
+    assert counted == {p: sum(1 for e in mine if e.survey == p) for p in SPEC}, counted
     print(f"{checked} program, segment, window and instant rows equal the direct count; "
           f"{len(letters)} dead letters")
 
