@@ -64,7 +64,6 @@ Pure: no I/O, no clock (the processing time comes in as `now_ms`), no logging.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, TypeAlias
 
 import orjson
@@ -89,6 +88,7 @@ from cxstream.core.fieldrules import (
     length,
     missing,
     plain,
+    program_id,
     segment_ok,
     segment_sized,
     segment_typed,
@@ -158,10 +158,6 @@ _OWNER_STRINGS: Spec = (
 _PROFILE_TEXTS: Spec = (("customer_id", True, 1, ID_MAX, False),
                         *((f"owner.{name}", req, low, high, free)
                           for name, req, low, high, free in _OWNER_STRINGS))
-#: What a program id looks like: `cxstream.core.programs.PROGRAM_ID` (not imported: that
-#: module is not compiled; tests/unit/core/test_decode.py checks the two are the same), and
-#: at most LABEL_MAX characters. Only a rejection's reason reads it.
-_PROGRAM_ID = re.compile(r"[a-z][a-z0-9_-]*")
 #: An unknown_survey reason lists the known programs when there are at most this many and
 #: their ids fit in `_LISTED_CHARS` characters; else it counts them.
 _LISTED, _LISTED_CHARS = 8, 120
@@ -356,7 +352,7 @@ def _unknown_survey(survey: str, scales: Scales) -> Rejection:
         which = f"{len(known)} known: {listed}" if known else "none known"
     else:
         which = f"{len(known)} programs known"
-    if len(survey) <= LABEL_MAX and _PROGRAM_ID.fullmatch(survey) is not None:
+    if program_id(survey):
         return Rejection(E.UNKNOWN_SURVEY, f"'survey' names no known survey program ({which}): "
                          "send a known id, or define the program in the registry "
                          "(CXSTREAM_SURVEYS) and restart the workers")

@@ -29,6 +29,10 @@ DIMENSION_NAME_MAX = 64
 DIMENSION_VALUE_MAX = 128
 
 _DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]*")  # used with fullmatch: no `$` newline quirk
+#: What a survey program id looks like (with at most LABEL_MAX characters, `program_id`):
+#: it becomes a response's `survey` value, a metric label, a query parameter and a TOML key,
+#: so it is kept to characters that need no quoting in any.
+PROGRAM_ID: Final = re.compile(r"[a-z][a-z0-9_-]*")
 #: Dimension names already found valid: a stream uses a handful, and the regex would
 #: otherwise run for each one of every event. Bounded: once full, names are just not added.
 _GOOD_NAMES: set[str] = set()
@@ -48,6 +52,12 @@ Spec = tuple[tuple[str, bool, int, int, bool], ...]
 
 
 # -- reasons -----------------------------------------------------------------------------------
+def program_id(value: str) -> bool:
+    """Whether `value` is a survey program id: 1..LABEL_MAX characters of a-z, 0-9, - and
+    _, starting with a letter."""
+    return len(value) <= LABEL_MAX and PROGRAM_ID.fullmatch(value) is not None
+
+
 def json_type(value: Any) -> str:
     """The JSON type name of a decoded value (for reasons: never the value itself)."""
     t = type(value)

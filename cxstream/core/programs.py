@@ -35,11 +35,10 @@ Pure: no I/O. Not compiled: the per-event path reads `rules` and `scales`, built
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Final, Iterable, Iterator, Literal, Mapping, TypeAlias, cast
 
-from cxstream.core.fieldrules import LABEL_MAX
+from cxstream.core.fieldrules import LABEL_MAX, PROGRAM_ID, program_id
 from cxstream.core.model import SCORE_RANGES, SURVEY_KINDS
 from cxstream.core.scoring import (
     CES_HIGH,
@@ -74,9 +73,6 @@ DEFAULT_SCALE: Final[Range] = (1, 5)
 #: Scale ends lie within -SCALE_BOUND..SCALE_BOUND: every survey tool's scales do (0–100
 #: sliders included), and it keeps every count and message short.
 SCALE_BOUND: Final = 100
-#: What a program id looks like: it becomes a response's `survey` value, a metric label, a
-#: query parameter and a TOML key, so it is kept to characters that need no quoting in any.
-PROGRAM_ID: Final = re.compile(r"[a-z][a-z0-9_-]*")
 _TARGETS: Final[Mapping[str, tuple[float, float, str]]] = {
     "nps": (-100.0, 100.0, "an NPS score"), "csat": (0.0, 100.0, "a % of satisfied answers")}
 _SLOTS: Final[Mapping[Category, int]] = {"promoter": PROMOTERS, "passive": PASSIVES,
@@ -94,8 +90,7 @@ class ProgramError(ValueError):
 def valid_id(value: object) -> bool:
     """Whether `value` is a program id: 1..64 characters of a-z, 0-9, - and _, starting
     with a letter."""
-    return (type(value) is str and len(value) <= LABEL_MAX
-            and PROGRAM_ID.fullmatch(value) is not None)
+    return type(value) is str and program_id(value)
 
 
 def _shown(value: object) -> str:

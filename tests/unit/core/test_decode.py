@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cxstream.core import decode as decode_module
 from cxstream.core import fieldrules
 from cxstream.core.decode import (
     DEFAULT_MIN_EVENT_MS,
@@ -872,8 +871,9 @@ def test_unknown_survey_reasons_never_quote_the_value(value: str) -> None:
 
 
 def test_the_decoder_knows_what_the_registry_knows() -> None:
-    """The compiled decoder keeps its own copies (it does not import `programs`)."""
-    assert decode_module._PROGRAM_ID.pattern == PROGRAM_ID.pattern
+    """The compiled decoder does not import `programs`: the id rule is one, in
+    `fieldrules`, and the built-in scales are kept in `model` as well."""
+    assert PROGRAM_ID is fieldrules.PROGRAM_ID
     assert BUILTIN_SCALES == scales(BUILTINS)
 
 
