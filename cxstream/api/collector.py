@@ -52,7 +52,7 @@ from cxstream.core.scoring import (
 from cxstream.core.programscores import by_segment, combine, metric_view
 from cxstream.core.segments import ALL
 from cxstream.core.windows import Window, floor_minute
-from cxstream.api.queries import add_counts, partition_counts, programs_of, readers
+from cxstream.api.queries import add_counts, partition_counts, readers
 
 log = logging.getLogger(__name__)
 #: Longest the `/metrics` view computes segment gauges before letting batches run (seconds).
@@ -128,7 +128,7 @@ def _segment_steps(processor: Processor, partitions: Iterable[int], windows: Ite
     (`segments.program_key`) are no segment of their own; the scores are the API's
     metric-level view (`programscores.metric_view`: no CES mean across CES scales)."""
     rs = readers(processor, partitions)
-    registry = programs_of(processor)
+    registry = processor.programs
     for window in windows:
         total: dict[str, list[int]] = {}
         for reader in rs:

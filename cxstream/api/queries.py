@@ -20,7 +20,6 @@ from cxstream.api.auth import auth_headers
 from cxstream.api.peers import peer_refusal
 from cxstream.core import keys
 from cxstream.core.buckets import window_counts_all
-from cxstream.core.programs import BUILTINS, Registry
 from cxstream.core.programscores import select
 from cxstream.core.scoring import merge, zero
 
@@ -85,12 +84,6 @@ def local_partial(processor: Processor, partitions: Iterable[int], segments: lis
         stream_time[p] = None if st is None else st["t"]
         add_counts(total, partition_counts(reader, start, end))
     return Partial([p for p, _, _ in rs], select(total, segments), stream_time)
-
-
-def programs_of(processor: Processor) -> Registry:
-    """The worker's survey programs (`Processor.programs`, read from CXSTREAM_SURVEYS at
-    start); the built-ins for a processor without them."""
-    return getattr(processor, "programs", BUILTINS)
 
 
 def partial_to_json(partial: Partial) -> dict[str, Any]:

@@ -35,7 +35,6 @@ from cxstream.api.queries import (
     gather,
     local_partial,
     partial_to_json,
-    programs_of,
 )
 from cxstream.config.settings import Settings
 
@@ -104,7 +103,7 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
         name = request.query.get("program")
         if name is None:
             return None
-        program = programs_of(processor).get(name)
+        program = processor.programs.get(name)
         if program is None:
             shown = repr(name) if valid_id(name) else "of that id"  # ids echo safely
             raise QueryError(404, "unknown_program",
@@ -115,7 +114,7 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
     def render(segment: str, window: Any, as_of: int, group: SegmentCounts,
                program: Program | None) -> dict[str, Any]:
         """A segment's document: the metric-level view, or `program`'s own scores."""
-        body = (metric_view(group, programs_of(processor), min_responses=settings.min_responses)
+        body = (metric_view(group, processor.programs, min_responses=settings.min_responses)
                 if program is None else
                 program_view(group, program, min_responses=settings.min_responses))
         return {"segment": segment, "window": window.name, "as_of": format_rfc3339(as_of),
@@ -191,7 +190,7 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
     @app.page("/programs")
     class Programs(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"programs": [describe(p) for p in programs_of(processor)]})
+            return self.json({"programs": [describe(p) for p in processor.programs]})
 
     @app.page("/_cx/partials")
     class Partials(View):
