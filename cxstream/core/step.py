@@ -46,7 +46,7 @@ from cxstream.core.journey import (
     legacy_journey,
 )
 from cxstream.core.model import Record, SurveyResponse
-from cxstream.core.programs import BUILTIN_RULES, Rule
+from cxstream.core.programs import BUILTIN_RULES, Registry, Rule, rules, scales
 from cxstream.core.buckets import add_response, fits
 from cxstream.core.caps import (
     CAP_VALUE_MAX,
@@ -112,10 +112,17 @@ class StepConfig:
     #: can hold (`entry_bound`). A message whose writes would pass it is dead-lettered.
     entry_max_bytes: int = ENTRY_MAX_BYTES
     #: The survey programs (`cxstream.core.programs.rules` of the registry): what each
-    #: answer adds, and where it counts. Default: the three built-ins.
+    #: answer adds, and where it counts. Default: the three built-ins. Set with `scales`,
+    #: from one registry: `with_programs`.
     rules: Mapping[str, Rule] = field(default_factory=lambda: BUILTIN_RULES)
     #: Program id → (metric, low, high), for the decoder (None: the built-ins).
     scales: Scales | None = None
+
+
+def with_programs(cfg: StepConfig, registry: Registry) -> StepConfig:
+    """`cfg` planning the answers of `registry`'s programs: the decoder's `scales` and the
+    planner's `rules`, which must agree, both taken from it."""
+    return replace(cfg, rules=rules(registry), scales=scales(registry))
 
 
 def entry_bound(max_message_bytes: int) -> int:

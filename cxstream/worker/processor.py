@@ -28,8 +28,8 @@ from cxstream.core.alert import cloudevent_headers
 from cxstream.core.batch import PendingWrites, Planned, plan_records
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
-from cxstream.core.programs import conflicts, rules, scales
-from cxstream.core.step import Kind, StepConfig, entry_bound, fitted
+from cxstream.core.programs import conflicts
+from cxstream.core.step import Kind, StepConfig, entry_bound, fitted, with_programs
 from cxstream.core.store import StoreReader, stored_value
 from cxstream.core.windows import DAY
 from cxstream.kafka.admin import TopicError, check_copartitioned, state_changelog
@@ -59,7 +59,7 @@ class Processor:
         #: The survey programs (`CXSTREAM_SURVEYS`), read once: a worker never starts on a
         #: registry it cannot read (`SurveysError`, one line per problem).
         self.programs = surveys.registry(settings.surveys, settings.max_programs)
-        self.cfg = fitted(StepConfig(
+        self.cfg = fitted(with_programs(StepConfig(
             horizon_ms=settings.horizon_ms,
             dimensions=settings.segment_dimensions,
             value_cap=settings.segment_value_cap,
@@ -67,9 +67,7 @@ class Processor:
             min_event_ms=settings.min_event_time,
             max_dims=settings.max_dimensions,
             max_response_dims=settings.max_response_dimensions,
-            rules=rules(self.programs),
-            scales=scales(self.programs),
-        ))
+        ), self.programs))
         #: `max.message.bytes` of the topics written, read at each assignment (`read_limits`).
         self.limits = Limits()
         self.alerts = _Topic(app, self.topics.alerts)

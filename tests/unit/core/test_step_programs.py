@@ -7,7 +7,6 @@ across a crash at every point."""
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -15,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cxstream.core import keys
-from cxstream.core.programs import BUILTINS, Registry, define, rules, scales
-from cxstream.core.step import StepConfig
+from cxstream.core.programs import BUILTINS, Registry, define
+from cxstream.core.step import StepConfig, with_programs
 from cxstream.core.windows import DAY
 
 from . import oracle
@@ -30,7 +29,7 @@ REGISTRY = Registry([*BUILTINS, define("rnps", "nps", target=50),
                      define("csat-delivery", "csat", scale=[1, 10], satisfied=[8, 10]),
                      define("ces-checkout", "ces", scale=[1, 7], high_effort=[6, 7]),
                      define("ces-agree", "ces", scale=[1, 7], high_effort=[1, 2])])
-PROGRAMS = replace(CFG, rules=rules(REGISTRY), scales=scales(REGISTRY))
+PROGRAMS = with_programs(CFG, REGISTRY)
 #: Written straight from the definitions above, not from `Program`: (metric, low, high,
 #: the satisfied or high-effort range, own keys).
 SPEC: dict[str, tuple[str, int, int, tuple[int, int] | None, bool]] = {
