@@ -185,21 +185,92 @@ def test_cloudevent_headers_binary_mode() -> None:
 
 
 # -- schema ---------------------------------------------------------------------------------
+CUSTOMER_KINDS = ("detractor", "recovered")
+TARGET_KINDS = ("below_target", "back_on_target")
+CUSTOMER = SCHEMA["$defs"]["customerAlert"]
+TARGET = SCHEMA["$defs"]["targetAlert"]
+CUSTOMER_EXAMPLES = [e for e in SCHEMA["examples"] if e["kind"] in CUSTOMER_KINDS]
+TARGET_EXAMPLE = next(e for e in SCHEMA["examples"] if e["kind"] == "below_target")
+
+
 def test_schema_examples_are_consistent() -> None:
     Draft202012Validator.check_schema(SCHEMA)
     assert SCHEMA["$id"] and SCHEMA["title"] and SCHEMA["description"]
-    assert sorted(e["kind"] for e in SCHEMA["examples"]) == ["detractor", "recovered"]
+    assert sorted(e["kind"] for e in SCHEMA["examples"]) == ["below_target", "detractor",
+                                                             "recovered"]
+    assert set(SCHEMA["properties"]["kind"]["enum"]) == {*CUSTOMER_KINDS, *TARGET_KINDS}
     for example in SCHEMA["examples"]:
         assert errors(example) == []
+    for example in CUSTOMER_EXAMPLES:
         assert example["alert_id"] == alert_id(example["customer_id"], example["survey_event_id"])
-        assert set(example) == set(SCHEMA["properties"])
+        assert set(example) == set(SCHEMA["properties"]) | set(CUSTOMER["properties"])
         # program: always written, but optional (the alerts of earlier releases lack it)
-        assert set(SCHEMA["required"]) == set(SCHEMA["properties"]) - {"program"}
+        assert set(CUSTOMER["required"]) == set(example) - {"program"}
+    # a target alert: every field required (margin_of_error may be null), no customer field
+    assert set(TARGET_EXAMPLE) == set(SCHEMA["properties"]) | set(TARGET["properties"]) \
+        == set(TARGET["required"])
+    assert str(uuid.UUID(TARGET_EXAMPLE["alert_id"])) == TARGET_EXAMPLE["alert_id"]
 
 
 def test_alerts_of_earlier_releases_without_program_still_validate() -> None:
-    for example in SCHEMA["examples"]:
+    for example in CUSTOMER_EXAMPLES:
         assert errors({k: v for k, v in example.items() if k != "program"}) == []
+
+
+@pytest.mark.parametrize("kind", TARGET_KINDS)
+@pytest.mark.parametrize("change", [
+    {},
+    {"segment_key": "all", "segment": {}},
+    {"segment_key": "touchpoint:support", "segment": {"touchpoint": "support"}},
+    {"metric": "csat", "score": 82.5, "target": 80},
+    {"metric": "ces", "score": 4.2, "target": 3, "margin_of_error": None},
+    {"metric": "nps", "score": -100, "target": 100, "margin_of_error": None},
+    {"score": 50, "target": 50.5, "responses": 1, "margin_of_error": 0},
+])
+def test_target_alerts_validate(kind: str, change: dict[str, Any]) -> None:
+    assert errors({**TARGET_EXAMPLE, "kind": kind, **change}) == []
+
+
+@pytest.mark.parametrize("missing", sorted(TARGET["required"]))
+def test_a_target_alert_missing_a_field_does_not_validate(missing: str) -> None:
+    assert errors({k: v for k, v in TARGET_EXAMPLE.items() if k != missing})
+
+
+@pytest.mark.parametrize("change", [
+    {"segment_key": ""},
+    {"segment_key": "region"},
+    {"segment_key": "Region:br"},
+    {"segment_key": "region:br\n"},
+    {"segment_key": "all", "segment": {"region": "br"}},  # all has no dimension
+    {"segment": {}},  # region:br has one
+    {"segment": {"region": 1}},
+    {"segment": None},
+    {"program": "rNPS"},
+    {"metric": "ltv"},
+    {"window": ""},
+    {"window_start": "2026-12-01 10:00:00"},
+    {"score": 100.5},
+    {"score": "41.5"},
+    {"target": None},
+    {"metric": "csat", "score": -1},
+    {"responses": 0},
+    {"responses": 2.5},
+    {"margin_of_error": -1},
+    {"metric": "ces", "score": 4.2, "target": 3},  # ces keeps no variance: margin null
+    {"alert_id": "not-a-uuid"},
+    {"kind": "ontarget"},
+    {"schema_version": 2},
+])
+def test_schema_rejects_inconsistent_target_alerts(change: dict[str, Any]) -> None:
+    assert errors({**TARGET_EXAMPLE, **change})
+
+
+@pytest.mark.parametrize("kind", CUSTOMER_KINDS)
+def test_a_customer_alert_shaped_like_a_target_alert_does_not_validate(kind: str) -> None:
+    """The kind decides the shape: customer kinds still need every customer field."""
+    assert "'customer_id' is a required property" in errors({**TARGET_EXAMPLE, "kind": kind})
+    target = next(e for e in CUSTOMER_EXAMPLES if e["kind"] == kind)
+    assert "'segment_key' is a required property" in errors({**target, "kind": "below_target"})
 
 
 def test_alert_names_the_program_of_the_answer() -> None:
@@ -229,7 +300,7 @@ def test_alert_names_the_program_of_the_answer() -> None:
     {"program": None},
 ])
 def test_schema_rejects_inconsistent_documents(change: dict[str, Any]) -> None:
-    example = next(e for e in SCHEMA["examples"] if e["kind"] == "detractor")
+    example = next(e for e in CUSTOMER_EXAMPLES if e["kind"] == "detractor")
     assert errors({**example, **change})
 
 
