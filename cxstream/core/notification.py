@@ -4,6 +4,11 @@ Pure: the notifier adapter does the sending. Every delivery of one alert carries
 `webhook-id` / `Idempotency-Key` (the alert_id), so a receiver that deduplicates on it
 accepts each alert exactly once even when a crash makes cxstream deliver it again.
 
+Two families of alerts are notified: customer alerts (`detractor`, `recovered`: about one
+customer, keyed by its `customer_id`) and target alerts (`below_target`, `back_on_target`:
+about one segment's score against its program's target, keyed by `segment_key`). Which
+family an alert is of depends on its `kind` alone (`is_target_alert`).
+
 Alerts are read from a topic anyone with write access can fill: every piece of their text is
 treated as customer text (`cxstream.core.textsafe`) wherever it lands: Slack mrkdwn escaped
 and cut to Block Kit's limits, e-mail headers on one line.
@@ -45,6 +50,13 @@ SLACK_SECTION_MAX = 3000
 SLACK_FIELD_MAX = 2000
 SLACK_CONTEXT_MAX = 2000
 SLACK_FALLBACK_MAX = 3000
+#: The kinds of customer alerts (about one customer) and of target alerts (about a segment).
+CUSTOMER_KINDS: frozenset[str] = frozenset({"detractor", "recovered"})
+TARGET_KINDS: frozenset[str] = frozenset({"below_target", "back_on_target"})
+#: Every kind a routing file's `kinds` may name.
+ALERT_KINDS: tuple[str, ...] = ("detractor", "recovered", "below_target", "back_on_target")
+#: How a target alert's metric is named in messages.
+_METRIC_NAMES: Mapping[str, str] = {"nps": "NPS", "csat": "CSAT", "ces": "CES"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +83,9 @@ class Channel:
 class Route:
     channel: str
     owner: str | None = None  # matches the owner's e-mail, name or Slack handle
-    segment: str | None = None  # matches "<dimension>:<value>" of the alert's segment
+    # matches "<dimension>:<value>" of a customer alert's segment, touchpoint or channel, or
+    # a target alert's segment_key ("all" included)
+    segment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +103,50 @@ class NotifyConfig:
     queue_size: int = 100  # alerts read ahead and not yet handled, per alert partition
 
 
+def is_target_alert(alert: Mapping[str, Any]) -> bool:
+    """Whether `alert` is a target alert (its `kind` is in `TARGET_KINDS`); any other kind is
+    read as a customer alert. Never raises, whatever `kind` holds."""
+    kind = alert.get("kind")
+    return isinstance(kind, str) and kind in TARGET_KINDS
+
+
+def delivery_subject(alert: Mapping[str, Any]) -> str | None:
+    """What the notifier's delivery state (recent alert ids, cooldown) is kept per, and the
+    key of its `notifications.sent` and dead-letter records: a customer alert's
+    `customer_id`; for a target alert `target|<segment_key>|<program>|<window>`, so each
+    segment's target of each program and window has its own cooldown. None when the fields
+    it is made of are not non-empty strings (an alert `alert_problem` refuses)."""
+    if is_target_alert(alert):
+        parts = [alert.get(k) for k in ("segment_key", "program", "window")]
+        texts = [p for p in parts if isinstance(p, str) and p]
+        return "|".join(["target", *texts]) if len(texts) == len(parts) else None
+    customer = alert.get("customer_id")
+    return customer if isinstance(customer, str) and customer else None
+
+
 def alert_problem(alert: Any) -> str | None:
     """Why a decoded alert record cannot be notified (names the field, never its value), or
     None. The notifier dead-letters such a record instead of routing it: its id goes into HTTP
-    headers and logs, and its customer id keys the delivery state."""
+    headers and logs, and its `delivery_subject` keys the delivery state.
+
+    A customer alert needs a non-empty `customer_id`; a target alert needs none, but a
+    non-empty `segment_key`, `program` and `window` (strings); `kind`, when present, is a
+    string. When None is returned, `delivery_subject` is not None."""
     if not isinstance(alert, dict):
         return "the alert is not a JSON object"
     if not safe_token(alert.get("alert_id")):
         return "alert_id must be 1 to 128 visible ASCII characters"
-    customer = alert.get("customer_id")
-    if not isinstance(customer, str) or not customer:
-        return "customer_id must be a non-empty string"
+    if alert.get("kind") is not None and not isinstance(alert["kind"], str):
+        return "kind must be a string"
+    if is_target_alert(alert):
+        for key in ("segment_key", "program", "window"):
+            value = alert.get(key)
+            if not isinstance(value, str) or not value:
+                return f"{key} must be a non-empty string"
+    else:
+        customer = alert.get("customer_id")
+        if not isinstance(customer, str) or not customer:
+            return "customer_id must be a non-empty string"
     for key in ("owner", "segment"):
         if alert.get(key) is not None and not isinstance(alert[key], dict):
             return f"{key} must be an object"
@@ -111,7 +158,17 @@ def alert_problem(alert: Any) -> str | None:
 
 
 def route(alert: Mapping[str, Any], cfg: NotifyConfig) -> list[str]:
-    """Channels for an alert: by owner, else by segment, else the default (possibly none)."""
+    """Channels for an alert, each once, in the routing file's order: by owner, else by
+    segment, else the default (possibly none).
+
+    A customer alert's segment routes match `<dimension>:<value>` of its segment, touchpoint
+    and channel. A target alert is routed by its `segment_key` alone (a route `segment =
+    "all"` matches the segment `all`); owner routes never match it."""
+    if is_target_alert(alert):
+        by_key = [r.channel for r in cfg.segment_routes if r.segment == alert["segment_key"]]
+        if by_key:
+            return list(dict.fromkeys(by_key))
+        return [cfg.default] if cfg.default else []
     owner = alert.get("owner") or {}
     ids = {v for v in (owner.get("email"), owner.get("name"), owner.get("slack")) if v}
     by_owner = [r.channel for r in cfg.owner_routes if r.owner in ids]
@@ -128,9 +185,11 @@ def route(alert: Mapping[str, Any], cfg: NotifyConfig) -> list[str]:
 
 
 def redact(alert: Mapping[str, Any], channel: Channel) -> dict[str, Any]:
-    """The alert as this channel may see it (privacy switches)."""
+    """The alert as this channel may see it (privacy switches): without the comment
+    (`include_comment = false`) or the owner's e-mail (`include_email = false`). A copy; a
+    target alert, which carries neither, gains no `comment` field."""
     out = dict(alert)
-    if not channel.include_comment:
+    if not channel.include_comment and ("comment" in out or not is_target_alert(out)):
         out["comment"] = None
     if not channel.include_email and out.get("owner"):
         out["owner"] = {**out["owner"], "email": None}
@@ -195,7 +254,9 @@ def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
     header too, which also loses line breaks), so it can never ping a channel (`<!channel>`)
     or form a link, and cut with an ellipsis to Block Kit's limits (header 150, section
     3000, field 2000, context 2000 characters), so Slack never rejects the message for its
-    size."""
+    size. A target alert gets its own message (`_slack_target`)."""
+    if is_target_alert(alert):
+        return _slack_target(alert)
     kind = "turned detractor" if alert["kind"] == "detractor" else "recovered"
     icon = ":rotating_light:" if alert["kind"] == "detractor" else ":white_check_mark:"
     customer = str(alert["customer_id"])
@@ -232,7 +293,10 @@ def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
 def email_message(alert: Mapping[str, Any]) -> tuple[str, str]:
     """(subject, plain-text body). The subject is one line of at most 200 characters
     (`header_text`: no line break or control character of the customer id can reach the
-    header); the body carries the text as it is."""
+    header); the body carries the text as it is. A target alert gets its own message
+    (`_email_target`)."""
+    if is_target_alert(alert):
+        return _email_target(alert)
     kind = "turned detractor" if alert["kind"] == "detractor" else "recovered"
     subject = header_text(f"[cxstream] Customer {header_text(alert['customer_id'], 100)} {kind} "
                           f"(NPS {header_text(alert.get('score'), 10)})", 200)
@@ -251,6 +315,72 @@ def email_message(alert: Mapping[str, Any]) -> tuple[str, str]:
     lines += [f"  {_journey_line(i)}" for i in (alert.get("recent_interactions") or [])] \
         or ["  (none)"]
     lines += ["", f"Alert id: {alert['alert_id']}"]
+    return subject, "\n".join(lines) + "\n"
+
+
+# -- target alerts ------------------------------------------------------------------------------
+def _target_parts(alert: Mapping[str, Any]) -> dict[str, str]:
+    """The plain-text pieces of a target alert's messages, unescaped: `what` ("rnps below
+    target in region:br"), `score` ("NPS 41.5 (target 50)"; a csat score and target in %),
+    `window`, `responses` and `margin` ("±9.8", or why there is none)."""
+    metric = alert.get("metric")
+    unit = "%" if metric == "csat" else ""
+    name = _METRIC_NAMES.get(metric, str(metric)) if isinstance(metric, str) else str(metric)
+    state = "below target" if alert["kind"] == "below_target" else "back on target"
+    margin = alert.get("margin_of_error")
+    return {
+        "what": f"{alert.get('program')} {state} in {alert['segment_key']}",
+        "score": f"{name} {alert.get('score')}{unit} (target {alert.get('target')}{unit})",
+        "window": f"{alert.get('window')}: {alert.get('window_start', '-')} to "
+                  f"{alert.get('window_end', '-')}",
+        "responses": str(alert.get("responses")),
+        "margin": f"±{margin}{unit} (95%)" if margin is not None
+                  else "- (not kept for CES)" if metric == "ces" else "-",
+    }
+
+
+def _slack_target(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """The Block Kit message of a target alert: program, state and segment in the header;
+    score against target, window, responses and margin of error in fields; the alert id.
+    Every value from the alert is escaped and cut as in `slack_message`."""
+    p = _target_parts(alert)
+    icon = ":chart_with_downwards_trend:" if alert["kind"] == "below_target" \
+        else ":white_check_mark:"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": clip(
+            mrkdwn(header_text(p["what"], SLACK_HEADER_MAX)), SLACK_HEADER_MAX)}},
+        {"type": "section", "fields": [
+            _mrk("Score", p["score"], SLACK_FIELD_MAX),
+            _mrk("Segment", alert["segment_key"], SLACK_FIELD_MAX),
+            _mrk("Window", p["window"], SLACK_FIELD_MAX),
+            _mrk("Responses", f"{p['responses']}, margin of error {p['margin']}",
+                 SLACK_FIELD_MAX)]},
+        {"type": "context", "elements": [
+            _mrk("", f"alert {alert['alert_id']}, detected at {alert.get('detected_at', '-')}",
+                 SLACK_CONTEXT_MAX)]},
+    ]
+    fallback = f"{icon} {mrkdwn(p['what'])}: {mrkdwn(p['score'])} over " \
+               f"{mrkdwn(alert.get('window'))}"
+    return {"text": clip(fallback, SLACK_FALLBACK_MAX), "blocks": blocks}
+
+
+def _email_target(alert: Mapping[str, Any]) -> tuple[str, str]:
+    """(subject, plain-text body) of a target alert. The subject, e.g. `[cxstream] rnps below
+    target in region:br: NPS 41.5 (target 50) over 7d`, is one line of at most 200
+    characters, each piece from the alert made one line first (`header_text`); the body
+    carries the text as it is."""
+    p = _target_parts(alert)
+    subject = header_text(f"[cxstream] {header_text(p['what'], 120)}: "
+                          f"{header_text(p['score'], 60)} over "
+                          f"{header_text(alert.get('window'), 20)}", 200)
+    lines = [f"Program: {alert.get('program')} ({alert.get('metric')})",
+             f"Segment: {alert['segment_key']}",
+             f"Score: {p['score']}",
+             f"Window: {p['window']}",
+             f"Responses: {p['responses']}",
+             f"Margin of error: {p['margin']}",
+             f"Detected at: {alert.get('detected_at', '-')}",
+             "", f"Alert id: {alert['alert_id']}"]
     return subject, "\n".join(lines) + "\n"
 
 

@@ -8,9 +8,12 @@ deliveries wait (`cxstream.notify.intake`); every attempt has a time limit; and 
 fails — a sender, one alert, the loop itself — is counted, dead-lettered or restarted
 (`cxstream.notify.supervisor`), never raised into the worker.
 
-Delivery state (recent alert ids and the last notification time per customer) lives in the
-compacted topic `<prefix>notifications.sent`, co-partitioned with the alerts, and is
-reloaded for the partitions this worker is assigned.
+Delivery state (recent alert ids and the last notification time) is kept per subject
+(`cxstream.core.notification.delivery_subject`): the customer of a customer alert, the
+segment, program and window of a target alert (`target|<segment_key>|<program>|<window>`).
+It lives in the compacted topic `<prefix>notifications.sent`, keyed by the subject and
+written to the partition of the alert it records, and is reloaded for the partitions this
+worker is assigned.
 
 Order per alert: deliver (with retries) → record in `notifications.sent` (acknowledged) →
 commit the alert's offset. A crash between delivery and record repeats that delivery with
@@ -38,7 +41,9 @@ from cxstream.core.notification import (
     NotifyConfig,
     alert_problem,
     backoff_s,
+    delivery_subject,
     in_cooldown,
+    is_target_alert,
     redact,
     route,
 )
@@ -62,7 +67,9 @@ class Notifier:
         self.settings = settings
         self.cfg = cfg
         self.topics = Topics(settings.topic_prefix)
-        self.state: dict[str, dict[str, Any]] = {}  # customer_id -> {"ids": [...], "last": ms}
+        # delivery subject (customer_id, or target|<segment_key>|<program>|<window>) ->
+        # {"ids": [recent alert ids], "last": ms of the last delivery}
+        self.state: dict[str, dict[str, Any]] = {}
         self.owned: set[int] = set()
         self.rng = random.Random(seed)
         self.producer: AIOKafkaProducer | None = None
@@ -161,16 +168,19 @@ class Notifier:
         """Notify about one alert record `rec` of the alert topic, and record it.
 
         A record that is not an alert cxstream can notify (not JSON, not an object, an alert
-        id that is not 1-128 visible ASCII characters, no customer id, mistyped owner,
-        segment or journey: `alert_problem`) or that cannot be routed goes to the
-        notifications dead-letter topic (`bad_alert`, with the record's partition and
-        offset). An alert of a kind not notified (`kinds`) is skipped, and so is one whose
-        id the customer's delivery state already holds (a re-delivery). Otherwise, unless
-        the customer is in cooldown, the alert goes to each routed channel (`deliver`:
-        retries with backoff; a channel that fails for good is dead-lettered with the
-        reason). Then the customer's delivery state (recent alert ids, and the time of the
-        last delivery) is written to `notifications.sent` and acknowledged by the broker,
-        so the caller may commit the alert's offset once this returns.
+        id that is not 1-128 visible ASCII characters, no customer id for a customer alert,
+        no segment key, program or window for a target alert, mistyped owner, segment or
+        journey: `alert_problem`) or that cannot be routed goes to the notifications
+        dead-letter topic (`bad_alert`, with the record's partition and offset). An alert of
+        a kind not notified (`kinds`) is skipped, and so is one whose id its subject's
+        delivery state already holds (a re-delivery). The subject (`delivery_subject`) is
+        the customer of a customer alert, `target|<segment_key>|<program>|<window>` of a
+        target alert. Otherwise, unless the subject is in cooldown, the alert goes to each
+        routed channel (`deliver`: retries with backoff; a channel that fails for good is
+        dead-lettered with the reason). Then the subject's delivery state (recent alert ids,
+        and the time of the last delivery) is written to `notifications.sent`, keyed by the
+        subject, and acknowledged by the broker, so the caller may commit the alert's offset
+        once this returns.
 
         Returns None; no delivery failure and nothing in the alert makes it raise. Raises
         only when Kafka refuses a write for good (PermanentKafkaError) or the producer is
@@ -189,8 +199,9 @@ class Notifier:
         if alert.get("kind") not in self.cfg.kinds:
             metrics.NOTIFICATIONS.labels("-", "skipped").inc()
             return
-        alert_id, customer = alert["alert_id"], alert["customer_id"]
-        st = self.state.get(customer) or {"ids": [], "last": None}
+        alert_id, subject = alert["alert_id"], delivery_subject(alert)
+        assert subject is not None  # alert_problem found none missing
+        st = self.state.get(subject) or {"ids": [], "last": None}
         if alert_id in st["ids"]:
             metrics.NOTIFICATIONS.labels("-", "duplicate").inc()
             return
@@ -213,8 +224,13 @@ class Notifier:
             delivered_any |= await self.deliver(name, alert, source)
         st = {"ids": [*st["ids"], alert_id][-RECENT_IDS:],
               "last": detected if delivered_any else st["last"]}
-        self.state[customer] = st
-        await self._send(self.topics.notifications_sent, customer.encode(), orjson.dumps(st))
+        self.state[subject] = st
+        # A target alert's subject is not its record's key (segment_key), so its state would
+        # not land on the alert's partition by key: it is sent there, where `restore` reads
+        # it back. A customer alert's key, the customer_id, lands there by itself.
+        partition = rec.partition if is_target_alert(alert) else None
+        await self._send(self.topics.notifications_sent, subject.encode(), orjson.dumps(st),
+                         partition=partition)
 
     async def deliver(self, name: str, alert: dict[str, Any],
                       source: dict[str, Any] | None = None) -> bool:
@@ -293,8 +309,8 @@ class Notifier:
                   "reason": reason, "attempts": attempts,
                   "failed_at": format_rfc3339(int(time.time() * 1000)), "source": source,
                   "alert": alert or None}
-        customer = alert.get("customer_id")
-        key = customer.encode() if isinstance(customer, str) and customer else None
+        subject = delivery_subject(alert)
+        key = subject.encode() if subject is not None else None
         topic = self.topics.notifications_deadletter
         try:
             await self._send(topic, key, orjson.dumps(record))
@@ -305,11 +321,14 @@ class Notifier:
             record["alert_omitted"] = "too large for the dead-letter topic; see source"
             await self._send(topic, key, orjson.dumps(record))
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Produce and wait for the broker, retrying while it is away (nothing is dropped)."""
+    async def _send(self, topic: str, key: bytes | None, value: bytes, *,
+                    partition: int | None = None) -> None:
+        """Produce (to `partition`, or the key's when None) and wait for the broker,
+        retrying while it is away (nothing is dropped)."""
         producer = self.producer
         assert producer is not None
         kind: RecordKind = "notification_state" if topic == self.topics.notifications_sent \
             else "notification_deadletter"
-        await until_acknowledged(lambda: producer.send_and_wait(topic, value, key=key),
-                                 f"a record to {topic}", kind=kind, topic=topic)
+        await until_acknowledged(
+            lambda: producer.send_and_wait(topic, value, key=key, partition=partition),
+            f"a record to {topic}", kind=kind, topic=topic)

@@ -2,10 +2,10 @@
 
 Format (see docs/concepts/notifications.md):
 
-    cooldown = "1h"          # per customer; the alert topic still carries every turn
+    cooldown = "1h"          # per customer, and per segment/program/window for target alerts
     max_attempts = 5
     timeout = "10s"
-    kinds = ["detractor"]    # add "recovered" to notify recoveries too
+    kinds = ["detractor", "below_target"]   # also: "recovered", "back_on_target"
     default = "cs-webhook"   # channel when no owner or segment route matches
 
     [channels.cs-webhook]
@@ -20,8 +20,12 @@ Format (see docs/concepts/notifications.md):
     channel = "ana-mail"
 
     [[routes]]
-    segment = "region:br"
+    segment = "region:br"    # customer alerts of region br; target alerts of segment region:br
     channel = "slack-br"
+
+    [[routes]]
+    segment = "all"          # target alerts of the segment all
+    channel = "cs-webhook"
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from cxstream.core.notification import Channel, NotifyConfig, Route, signing_key
+from cxstream.core.notification import ALERT_KINDS, Channel, NotifyConfig, Route, signing_key
 from cxstream.core.textsafe import valid_address
 from cxstream.core.windows import parse_duration
 
@@ -112,7 +116,8 @@ def parse(doc: dict[str, Any], base: Path = Path(".")) -> NotifyConfig:
     """The NotifyConfig of a routing file's TOML document; relative `*_file` paths are read
     from `base`. Raises ValueError (KeyError, TypeError) naming the field and the fix for
     anything wrong: unknown keys, a webhook with neither a secret nor `unsigned = true`, a
-    malformed `whsec_` secret or e-mail address, `max_attempts` below 1, a timeout of 0."""
+    malformed `whsec_` secret or e-mail address, `max_attempts` below 1, a timeout of 0, a
+    kind other than detractor, recovered, below_target and back_on_target."""
     channels: dict[str, Channel] = {}
     for name, spec in (doc.get("channels") or {}).items():
         unknown = set(spec) - _CHANNEL_KEYS
@@ -158,8 +163,9 @@ def parse(doc: dict[str, Any], base: Path = Path(".")) -> NotifyConfig:
     if default is not None and default not in channels:
         raise ValueError(f"default channel {default!r} is not defined")
     kinds = frozenset(doc.get("kinds", ["detractor"]))
-    if not kinds <= {"detractor", "recovered"}:
-        raise ValueError("kinds may only contain detractor and recovered")
+    if not kinds <= set(ALERT_KINDS):
+        raise ValueError("kinds may only contain " + ", ".join(ALERT_KINDS[:-1])
+                         + " and " + ALERT_KINDS[-1])
     return NotifyConfig(
         channels=channels, owner_routes=tuple(owner_routes), segment_routes=tuple(segment_routes),
         default=default, cooldown_ms=parse_duration(doc["cooldown"]) if doc.get("cooldown") else 0,

@@ -34,6 +34,7 @@ from cxstream.core.notification import (
     FailureReason,
     Verdict,
     email_message,
+    is_target_alert,
     parse_retry_after,
     slack_message,
     verdict,
@@ -248,18 +249,21 @@ def build_email(channel: Channel, alert: dict[str, Any], recipients: list[str]) 
 
 async def send_email(channel: Channel, alert: dict[str, Any], timeout_s: float,
                      executor: Executor | None = None) -> Attempt:
-    """One SMTP delivery of the alert to the channel's `to`, or else the owner's address.
+    """One SMTP delivery of the alert to the channel's `to`, or else the owner's address (a
+    customer alert's only: a target alert, about a segment, goes to `to` alone).
 
     A recipient that is not a plain address (`valid_address`: e.g. one holding a line
     break) fails the attempt for good (`bad_alert`), before any connection. The blocking SMTP
     exchange runs on `executor` (the loop's default when None); the caller bounds the
     attempt's time, and a send that has not started by then never starts."""
-    owner = alert.get("owner") or {}
+    target = is_target_alert(alert)
+    owner = {} if target else alert.get("owner") or {}
     owner_email = owner.get("email") if isinstance(owner, dict) else None
     recipients = list(channel.to) or ([owner_email] if owner_email else [])
     if not recipients:
-        return Attempt("fail", "no recipient: the owner has no e-mail and the channel sets no "
-                       "`to`", None, "bad_alert")
+        return Attempt("fail", "no recipient: a target alert goes to the channel's `to` only, "
+                       "and it sets none" if target else "no recipient: the owner has no "
+                       "e-mail and the channel sets no `to`", None, "bad_alert")
     if not all(valid_address(r) for r in recipients):
         return Attempt("fail", "the owner's e-mail is not a plain address (local@domain, no "
                        "spaces, line breaks or control characters): fix it in cx.customers",

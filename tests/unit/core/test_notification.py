@@ -1,4 +1,5 @@
-"""Routing, privacy, signatures, retry policy and the routing file."""
+"""Routing, privacy, signatures, retry policy and the routing file, for customer alerts and
+target alerts."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from cxstream.core.notification import (
     Route,
     alert_problem,
     backoff_s,
+    delivery_subject,
     email_message,
     in_cooldown,
+    is_target_alert,
     parse_retry_after,
     redact,
     route,
@@ -359,3 +362,175 @@ def test_unsigned_webhooks_need_saying_so() -> None:
     assert c.max_attempts == 1 and c.queue_size == 7
     signed = parse({"channels": {"h": {**HOOK, "secret": "whsec_" + "A" * 32}}})
     assert not signed.channels["h"].unsigned
+
+
+# -- target alerts ------------------------------------------------------------------------------
+TARGET = {"schema_version": 1, "alert_id": "8b5aeffe-8a12-5ade-8464-44a7e0268e2e",
+          "kind": "below_target", "segment_key": "region:br", "segment": {"region": "br"},
+          "program": "rnps", "metric": "nps", "window": "7d",
+          "window_start": "2026-12-01T10:00:00Z", "window_end": "2026-12-08T10:00:00Z",
+          "score": 41.5, "target": 50, "responses": 212, "margin_of_error": 9.8,
+          "detected_at": "2026-12-08T11:05:02Z"}
+
+
+def test_the_schema_example_is_the_target_alert_these_tests_use() -> None:
+    import json
+
+    schema = json.loads((Path(__file__).resolve().parents[3] / "schemas"
+                         / "alert.schema.json").read_text())
+    example = next(e for e in schema["examples"] if e["kind"] == "below_target")
+    assert example == TARGET
+
+
+@pytest.mark.parametrize("kind", ["below_target", "back_on_target"])
+def test_a_target_alert_needs_no_customer(kind: str) -> None:
+    assert alert_problem({**TARGET, "kind": kind}) is None
+    assert alert_problem({k: v for k, v in TARGET.items() if k != "segment"}) is None
+    assert delivery_subject({**TARGET, "kind": kind}) == "target|region:br|rnps|7d"
+    assert delivery_subject({**TARGET, "segment_key": "all"}) == "target|all|rnps|7d"
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"segment_key": None}, "segment_key"),
+    ({"segment_key": ""}, "segment_key"),
+    ({"segment_key": ["region:br"]}, "segment_key"),
+    ({"program": 7}, "program"),
+    ({"window": ""}, "window"),
+    ({"segment": "region:br"}, "segment"),
+    ({"segment": ["region", "br"]}, "segment"),
+    ({"alert_id": "a\n1"}, "alert_id"),
+])
+def test_target_alerts_the_notifier_cannot_use_are_named(change: dict, problem: str) -> None:
+    alert = {**TARGET, **change}
+    assert problem in (alert_problem(alert) or "")
+    if problem != "segment" and problem != "alert_id":
+        assert delivery_subject(alert) is None
+
+
+def test_a_missing_segment_key_is_a_problem_even_with_a_customer_id() -> None:
+    alert = {k: v for k, v in TARGET.items() if k != "segment_key"}
+    assert "segment_key" in (alert_problem({**alert, "customer_id": "c1"}) or "")
+
+
+def test_customer_alerts_still_need_a_customer_and_the_kind_decides() -> None:
+    assert delivery_subject(ALERT) == "c1"
+    # a customer kind with the fields of a target alert is a customer alert without customer
+    assert "customer_id" in (alert_problem({**TARGET, "kind": "detractor"}) or "")
+    assert "customer_id" in (alert_problem({**TARGET, "kind": None}) or "")
+    assert not is_target_alert(ALERT) and is_target_alert(TARGET)
+
+
+@pytest.mark.parametrize("kind", [["below_target"], {"k": 1}, 7, True])
+def test_a_kind_that_is_not_text_is_a_problem_not_a_crash(kind: object) -> None:
+    alert = {**TARGET, "kind": kind}
+    assert not is_target_alert(alert)
+    assert alert_problem(alert) == "kind must be a string"
+
+
+def test_target_alerts_route_by_segment_key_else_default_never_by_owner() -> None:
+    c = cfg(owner_routes=(Route("a", owner="ana@example.com"),),
+            segment_routes=(Route("b", segment="region:br"), Route("c", segment="all"),
+                            Route("b", segment="region:br"), Route("c", segment="plan:pro")),
+            default="d")
+    assert route(TARGET, c) == ["b"]
+    assert route({**TARGET, "segment_key": "all", "segment": {}}, c) == ["c"]
+    assert route({**TARGET, "segment_key": "region:mx", "segment": {"region": "mx"}}, c) == ["d"]
+    # an owner in the record (target alerts carry none) is ignored, and so are the segment
+    # object, touchpoint and channel: only segment_key routes
+    hostile = {**TARGET, "segment_key": "region:mx", "segment": {"plan": "pro"},
+               "owner": {"email": "ana@example.com"}, "touchpoint": "x", "channel": "y"}
+    assert route(hostile, c) == ["d"]
+    assert route({**TARGET, "segment_key": "region:mx"}, cfg()) == []
+    # "all" routes target alerts only: a customer alert has no segment "all"
+    assert route({**ALERT, "owner": None, "segment": {}, "touchpoint": None,
+                  "channel": None}, cfg(segment_routes=(Route("c", segment="all"),))) == []
+
+
+def test_redacting_a_target_alert_adds_no_field() -> None:
+    out = redact(TARGET, Channel("x", "webhook", include_comment=False, include_email=False))
+    assert out == TARGET and out is not TARGET
+
+
+def test_target_alerts_in_slack() -> None:
+    message = slack_message(TARGET)
+    texts = [o["text"] for _, o in _texts(message)]
+    assert texts[0] == "rnps below target in region:br"
+    assert "*Score*\nNPS 41.5 (target 50)" in texts
+    assert "*Segment*\nregion:br" in texts
+    assert "*Window*\n7d: 2026-12-01T10:00:00Z to 2026-12-08T10:00:00Z" in texts
+    assert "*Responses*\n212, margin of error ±9.8 (95%)" in texts
+    assert any(TARGET["alert_id"] in t for t in texts)
+    assert message["text"] == (":chart_with_downwards_trend: rnps below target in region:br: "
+                               "NPS 41.5 (target 50) over 7d")
+    back = slack_message({**TARGET, "kind": "back_on_target", "score": 52})
+    assert back["blocks"][0]["text"]["text"] == "rnps back on target in region:br"
+    assert back["text"].startswith(":white_check_mark: ")
+    assert "customer" not in orjson.dumps(message).decode().lower()
+
+
+def test_target_alerts_in_email() -> None:
+    subject, body = email_message(TARGET)
+    assert subject == "[cxstream] rnps below target in region:br: NPS 41.5 (target 50) over 7d"
+    assert body == ("Program: rnps (nps)\n"
+                    "Segment: region:br\n"
+                    "Score: NPS 41.5 (target 50)\n"
+                    "Window: 7d: 2026-12-01T10:00:00Z to 2026-12-08T10:00:00Z\n"
+                    "Responses: 212\n"
+                    "Margin of error: ±9.8 (95%)\n"
+                    "Detected at: 2026-12-08T11:05:02Z\n"
+                    "\n"
+                    f"Alert id: {TARGET['alert_id']}\n")
+    subject, body = email_message({**TARGET, "kind": "back_on_target", "segment_key": "all",
+                                   "segment": {}, "metric": "csat", "program": "csat-delivery",
+                                   "score": 81.2, "target": 80, "margin_of_error": 2.5})
+    assert subject == ("[cxstream] csat-delivery back on target in all: CSAT 81.2% "
+                       "(target 80%) over 7d")
+    assert "Margin of error: ±2.5% (95%)" in body
+    _, body = email_message({**TARGET, "metric": "ces", "score": 4.2, "target": 3,
+                             "margin_of_error": None})
+    assert "Score: CES 4.2 (target 3)\n" in body and "Margin of error: - (not kept for CES)" in body
+
+
+def _hostile_target(text: str, size: int = 1) -> dict:
+    return {**TARGET, "segment_key": "region:" + text * size, "program": text * size,
+            "window": text, "window_start": text, "window_end": text * size, "score": text,
+            "target": text, "responses": text, "margin_of_error": text, "metric": text,
+            "detected_at": text, "alert_id": "a-1"}
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_target_alert_text_is_escaped_in_slack_and_one_line_in_email(text: str) -> None:
+    message = slack_message(_hostile_target(text))
+    for kind, obj in _texts(message):
+        assert "<" not in obj["text"] and ">" not in obj["text"], obj
+        assert not re.search(r"&(?!amp;|lt;|gt;)", obj["text"]), obj
+        if obj["type"] == "mrkdwn":
+            assert obj.get("verbatim") is True
+        else:
+            assert kind == "header" and obj["text"].splitlines() == [obj["text"]]
+    assert "<" not in message["text"]
+    subject, body = email_message(_hostile_target(text))
+    assert subject.splitlines() == [subject] and len(subject) <= 200
+    assert all(ch.isprintable() for ch in subject), repr(subject)
+    assert "region:" + text in body  # the body keeps the text as it is
+
+
+@pytest.mark.parametrize("text, size", [("x", 10_240), ("<!channel> & ", 1000), ("&", 3001)])
+def test_target_alerts_stay_within_block_kit_limits(text: str, size: int) -> None:
+    message = slack_message(_hostile_target(text, size))
+    for kind, obj in _texts(message):
+        assert 1 <= len(obj["text"]) <= LIMITS[kind], (kind, len(obj["text"]))
+        assert not re.search(r"&[a-z]{0,3}…", obj["text"]), obj["text"][-10:]
+    assert len(message["text"]) <= 3000
+
+
+def test_routing_file_accepts_the_target_kinds() -> None:
+    c = parse({"kinds": ["detractor", "recovered", "below_target", "back_on_target"],
+               "channels": {"h": {**HOOK, "unsigned": True}},
+               "routes": [{"segment": "all", "channel": "h"}]})
+    assert c.kinds == {"detractor", "recovered", "below_target", "back_on_target"}
+    assert c.segment_routes == (Route("h", segment="all"),)
+    assert parse({"kinds": ["below_target"]}).kinds == {"below_target"}
+    with pytest.raises(ValueError, match="kinds may only contain detractor, recovered, "
+                                         "below_target and back_on_target"):
+        parse({"kinds": ["detractor", "on_target"]})

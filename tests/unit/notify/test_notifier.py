@@ -24,7 +24,7 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError
 
 from cxstream import metrics
 from cxstream.config.settings import Settings
-from cxstream.core.notification import Channel, NotifyConfig
+from cxstream.core.notification import Channel, NotifyConfig, Route
 from cxstream.notify import notifier as notifier_module
 from cxstream.notify import supervisor
 from cxstream.notify.notifier import Notifier
@@ -76,8 +76,13 @@ def make(tmp_path: Path, channels: dict[str, Channel], **kw: Any) -> tuple[Notif
     n = Notifier(Settings.from_env({"CXSTREAM_DATA_DIR": str(tmp_path)}), cfg, seed=1)
     produced: list[tuple[str, bytes | None, dict[str, Any]]] = []
 
-    async def send(topic: str, key: bytes | None, value: bytes) -> None:
+    async def send(topic: str, key: bytes | None, value: bytes, *,
+                   partition: int | None = None) -> None:
         produced.append((topic, key, orjson.loads(value)))
+        partitions.append(partition)
+
+    partitions: list[int | None] = []
+    n.sent_partitions = partitions  # type: ignore[attr-defined]
 
     n._send = send  # type: ignore[method-assign]  # noqa: SLF001
     return n, produced
@@ -256,3 +261,149 @@ async def test_the_notifier_loop_survives_an_unreachable_broker(tmp_path: Path) 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# -- target alerts ---------------------------------------------------------------------------
+TARGET = {"schema_version": 1, "alert_id": "t-1", "kind": "below_target",
+          "segment_key": "region:br", "segment": {"region": "br"}, "program": "rnps",
+          "metric": "nps", "window": "7d", "window_start": "2026-12-01T10:00:00Z",
+          "window_end": "2026-12-08T10:00:00Z", "score": 41.5, "target": 50, "responses": 212,
+          "margin_of_error": 9.8, "detected_at": "2026-12-08T11:05:02Z"}
+
+
+def target_notifier(tmp_path: Path, url: str, **kw: Any) -> tuple[Notifier, list[Any]]:
+    """A notifier of every kind: region:br to `br`, all to `everyone`, else `default`."""
+    channels = {name: Channel(name, "webhook", url=f"{url}?{name}", secret="s",
+                              allow_private=True) for name in ("default", "br", "everyone")}
+    n, produced = make(tmp_path, channels)
+    n.cfg = NotifyConfig(channels=channels, default="default",
+                         owner_routes=(Route("br", owner="ana@example.com"),),
+                         segment_routes=(Route("br", segment="region:br"),
+                                         Route("everyone", segment="all")),
+                         kinds=frozenset({"detractor", "below_target", "back_on_target"}),
+                         max_attempts=1, timeout_s=2.0, **kw)
+    return n, produced
+
+
+def sent(n: Notifier, produced: list[Any]) -> list[tuple[bytes | None, dict[str, Any]]]:
+    return [(k, v) for t, k, v in produced if t == n.topics.notifications_sent]
+
+
+async def test_target_alerts_are_routed_by_segment_and_recorded_per_subject(
+        tmp_path: Path, receiver: TestServer) -> None:
+    hits: list[str] = []
+    n, produced = target_notifier(tmp_path, str(receiver.make_url("/ok")))
+    original = n.deliver
+
+    async def deliver(name: str, alert: dict[str, Any], source: Any = None) -> bool:
+        hits.append(name)
+        return await original(name, alert, source)
+
+    n.deliver = deliver  # type: ignore[method-assign]
+    await open_sessions(n)
+    try:
+        await n.handle(record(orjson.dumps(TARGET)))
+        await n.handle(record(orjson.dumps({**TARGET, "alert_id": "t-2", "segment_key": "all",
+                                            "segment": {}})))
+        await n.handle(record(orjson.dumps({**TARGET, "alert_id": "t-3",
+                                            "segment_key": "region:mx",
+                                            "segment": {"region": "mx"},
+                                            "owner": {"email": "ana@example.com"}})))
+    finally:
+        await close_sessions(n)
+    assert hits == ["br", "everyone", "default"]  # owner routes never match a target alert
+    assert sent(n, produced) == [
+        (b"target|region:br|rnps|7d", {"ids": ["t-1"], "last": n.state[
+            "target|region:br|rnps|7d"]["last"]}),
+        (b"target|all|rnps|7d", {"ids": ["t-2"], "last": n.state["target|all|rnps|7d"]["last"]}),
+        (b"target|region:mx|rnps|7d", {"ids": ["t-3"],
+                                       "last": n.state["target|region:mx|rnps|7d"]["last"]}),
+    ]
+    assert all(v["last"] is not None for _, v in sent(n, produced))
+    # the state goes to the alert record's partition (3), where `restore` reads it back
+    assert n.sent_partitions == [3, 3, 3]  # type: ignore[attr-defined]
+    assert not dead(n, produced)
+
+
+async def test_target_alerts_are_deduplicated_by_alert_id_per_subject(
+        tmp_path: Path, receiver: TestServer) -> None:
+    n, produced = target_notifier(tmp_path, str(receiver.make_url("/ok")))
+    before = counter(metrics.NOTIFICATIONS, "-", "duplicate")
+    delivered = counter(metrics.NOTIFICATIONS, "br", "delivered")
+    await open_sessions(n)
+    try:
+        for alert in (TARGET, TARGET, {**TARGET, "kind": "back_on_target", "alert_id": "t-2"},
+                      {**TARGET, "window": "30d"}):  # another window: its own subject
+            await n.handle(record(orjson.dumps(alert)))
+    finally:
+        await close_sessions(n)
+    assert counter(metrics.NOTIFICATIONS, "-", "duplicate") == before + 1
+    assert counter(metrics.NOTIFICATIONS, "br", "delivered") == delivered + 3
+    assert n.state["target|region:br|rnps|7d"]["ids"] == ["t-1", "t-2"]
+    assert n.state["target|region:br|rnps|30d"]["ids"] == ["t-1"]
+
+
+async def test_the_cooldown_of_target_alerts_is_per_segment_program_and_window(
+        tmp_path: Path, receiver: TestServer) -> None:
+    n, produced = target_notifier(tmp_path, str(receiver.make_url("/ok")),
+                                  cooldown_ms=3_600_000)
+    suppressed = counter(metrics.NOTIFICATIONS, "-", "suppressed")
+    await open_sessions(n)
+    try:
+        await n.handle(record(orjson.dumps(TARGET)))
+        # 10 minutes later, the same subject: in cooldown
+        await n.handle(record(orjson.dumps({**TARGET, "alert_id": "t-2",
+                                            "kind": "back_on_target",
+                                            "detected_at": "2026-12-08T11:15:02Z"})))
+        # the same segment, another program or window, or a customer: not in cooldown
+        for change in ({"program": "tnps"}, {"window": "30d"}):
+            await n.handle(record(orjson.dumps({**TARGET, "alert_id": "t-3", **change,
+                                                "detected_at": "2026-12-08T11:15:02Z"})))
+    finally:
+        await close_sessions(n)
+    assert counter(metrics.NOTIFICATIONS, "-", "suppressed") == suppressed + 1
+    st = n.state
+    assert st["target|region:br|rnps|7d"]["ids"] == ["t-1", "t-2"]
+    assert st["target|region:br|tnps|7d"]["last"] is not None
+    assert st["target|region:br|rnps|30d"]["last"] is not None
+
+
+@pytest.mark.parametrize("value, problem", [
+    (orjson.dumps({**TARGET, "segment_key": None}), "segment_key"),
+    (orjson.dumps({**TARGET, "window": 7}), "window"),
+    (orjson.dumps({**TARGET, "kind": ["below_target"]}), "kind"),
+])
+async def test_unusable_target_alerts_are_dead_lettered(
+        tmp_path: Path, value: bytes, problem: str) -> None:
+    n, produced = make(tmp_path, {"hook": Channel("hook", "webhook", url="https://x.invalid",
+                                                  secret="s")})
+    await n.handle(record(value, offset=5))
+    (d,) = dead(n, produced)
+    assert d["code"] == "bad_alert" and problem in d["reason"] and d["channel"] is None
+    assert not sent(n, produced)
+
+
+async def test_a_failed_target_notification_is_dead_lettered_under_its_subject(
+        tmp_path: Path) -> None:
+    channel = Channel("mail", "email", host="127.0.0.1", port=1, sender="cx@example.com")
+    n, produced = make(tmp_path, {"mail": channel},
+                       kinds=frozenset({"below_target"}))
+    # no `to`: a target alert is never mailed to an owner, even one its record names
+    await open_sessions(n)
+    try:
+        await n.handle(record(orjson.dumps({**TARGET, "owner": {"email": "ana@example.com"}})))
+    finally:
+        await close_sessions(n)
+    ((topic, key, d),) = [p for p in produced if p[0] == n.topics.notifications_deadletter]
+    assert key == b"target|region:br|rnps|7d"
+    assert (d["channel"], d["code"]) == ("mail", "bad_alert") and "`to`" in d["reason"]
+    assert [k for k, _ in sent(n, produced)] == [b"target|region:br|rnps|7d"]
+
+
+async def test_target_alerts_are_skipped_unless_their_kind_is_notified(tmp_path: Path) -> None:
+    n, produced = make(tmp_path, {"hook": Channel("hook", "webhook", url="https://x.invalid",
+                                                  secret="s")})
+    skipped = counter(metrics.NOTIFICATIONS, "-", "skipped")
+    await n.handle(record(orjson.dumps(TARGET)))  # kinds: detractor only (the default)
+    assert counter(metrics.NOTIFICATIONS, "-", "skipped") == skipped + 1
+    assert produced == []

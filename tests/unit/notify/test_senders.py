@@ -358,3 +358,26 @@ async def test_hostile_alerts_are_delivered_over_real_smtp() -> None:
     for rcpt, msg in got:
         assert rcpt == ["owner@example.com"] and msg["Subject"].startswith("[cxstream] Customer c")
         assert msg["Message-ID"] == "<a-1@cxstream>"
+
+
+TARGET = {"alert_id": "t-1", "kind": "below_target", "segment_key": "region:br",
+          "segment": {"region": "br"}, "program": "rnps", "metric": "nps", "window": "7d",
+          "window_start": "2026-12-01T10:00:00Z", "window_end": "2026-12-08T10:00:00Z",
+          "score": 41.5, "target": 50, "responses": 212, "margin_of_error": 9.8,
+          "detected_at": "2026-12-08T11:05:02Z", "schema_version": 1}
+
+
+async def test_a_target_alert_is_mailed_to_the_channels_to_only() -> None:
+    """Port 1 refuses connections: a 'connection' reason would show an attempt was made."""
+    attempt = await senders.send_email(MAIL, {**TARGET, "owner": {"email": "a@example.com"}}, 5)
+    assert (attempt.verdict, attempt.reason) == ("fail", "bad_alert")
+    assert "target alert goes to the channel's `to` only" in attempt.detail
+    team = Channel("mail", "email", host="127.0.0.1", port=1, sender="cx@example.com",
+                   to=("team@example.com",))
+    msg = senders.build_email(team, TARGET, list(team.to))
+    assert msg["Subject"] == ("[cxstream] rnps below target in region:br: NPS 41.5 (target 50) "
+                              "over 7d")
+    assert msg["To"] == "team@example.com" and msg["Message-ID"] == "<t-1@cxstream>"
+    assert "Responses: 212" in msg.get_content()
+    attempt = await senders.send_email(team, TARGET, 5)
+    assert attempt.reason == "connection"  # it did try, to `to`
