@@ -46,8 +46,8 @@ RESPONSES = Counter(
 )
 ALERTS = Counter(
     "cxstream_alerts_total",
-    "Alerts produced to the alert topic, by kind (detractor, recovered) and the survey program "
-    "of the answer that caused them.",
+    "Alerts produced to the alert topic, by kind (detractor, recovered, below_target, "
+    "back_on_target) and survey program (of the answer that caused a turn; of the target).",
     ["kind", "program"],
     registry=REGISTRY,
 )
@@ -89,6 +89,13 @@ SEGMENT_FOLDS = Counter(
     "cxstream_segment_values_folded_total",
     "Responses whose value for a dimension was folded into `<dimension>:other` by the value cap.",
     ["dimension"],
+    registry=REGISTRY,
+)
+TARGET_PENDING = Gauge(
+    "cxstream_target_pending_boundaries",
+    "Target windows waiting for the reports of some input partition before they are decided, "
+    "per owned report partition: a partition without responses holds them back.",
+    ["partition"],
     registry=REGISTRY,
 )
 STREAM_TIME = Gauge(
@@ -165,7 +172,8 @@ def alert_acknowledged(alert: dict[str, Any], received_monotonic: float | None) 
     `occurred_at` (wall clock) and, when known, from the message's receipt by this worker
     (`time.monotonic()` at fetch). Clock skew never gives a negative delay."""
     kind = alert["kind"]
-    occurred_ms = parse_rfc3339(alert["occurred_at"])
+    # A target alert has no occurred_at: it is about a window, not one answer.
+    occurred_ms = parse_rfc3339(alert.get("occurred_at"))
     if occurred_ms is not None:
         ALERT_DELAY_FROM_EVENT.labels(kind).observe(max(0.0, time.time() - occurred_ms / 1000))
     if received_monotonic is not None:

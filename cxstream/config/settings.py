@@ -77,6 +77,22 @@ def _store(raw: str) -> str:
     return value
 
 
+def _names(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of names (empty: none); checked against the windows later."""
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if len(set(names)) != len(names):
+        raise ValueError("a window is listed twice")
+    return names
+
+
+def _minutes(raw: str) -> int:
+    """A duration of whole minutes, in ms."""
+    ms = parse_duration(raw)
+    if ms % 60_000:
+        raise ValueError("must be a whole number of minutes, e.g. 5m or 1h")
+    return ms
+
+
 def _opt_duration(raw: str) -> int | None:
     return parse_duration(raw) if raw.strip() else None
 
@@ -255,6 +271,16 @@ SETTINGS: tuple[Spec, ...] = (
          "Most survey programs the registry may hold, the three built-ins included; a "
          "`CXSTREAM_SURVEYS` file with more is refused."),
     Spec("min_responses", "30", _pos_int, "Below this many responses a score is flagged `low_sample`."),
+    Spec("target_windows", "7d", _names,
+         "Windows (of `CXSTREAM_WINDOWS`, comma-separated) in which each segment's score of a "
+         "program with a `target` is checked against it (`below_target`/`back_on_target` "
+         "alerts); empty: no target alerts. Unset and without a 7d window: the largest."),
+    Spec("target_every", "1h", _minutes,
+         "How often, in event time, target windows are checked: windows ending at each "
+         "multiple of this (UTC-aligned) are decided."),
+    Spec("target_settle", "5m", _minutes,
+         "How long, in event time, a window's end waits before it is decided: answers later "
+         "than this still count in scores, not in that decision."),
     Spec("journey_length", "10", _pos_int, "Recent interactions kept per customer as alert context."),
     Spec("batch_size", "2000", _pos_int,
          "Most input messages fetched and handled together: each state entry is written once "
@@ -312,6 +338,9 @@ class Settings:
     surveys: str
     max_programs: int
     min_responses: int
+    target_windows: tuple[str, ...]
+    target_every: int
+    target_settle: int
     journey_length: int
     batch_size: int
     session_timeout: float
@@ -341,6 +370,8 @@ class Settings:
                 ) from None
         values.update(overrides)
         _check_kafka_security(values, source)
+        _check_target_windows(values, "CXSTREAM_TARGET_WINDOWS" in source
+                              or "target_windows" in overrides)
         if not values["web_host"]:
             bind = values["web_bind"]
             values["web_host"] = bind if bind not in {"0.0.0.0", "::"} else _hostname()
@@ -363,6 +394,19 @@ class Settings:
 
     def window(self, name: str) -> Window | None:
         return next((w for w in self.windows if w.name == name), None)
+
+
+def _check_target_windows(values: dict[str, Any], given: bool) -> None:
+    """Each target window must be a configured window (its scores exist only there). The
+    default (7d) stands for the largest window when CXSTREAM_WINDOWS has no 7d."""
+    names = {w.name for w in values["windows"]}
+    if not given and not set(values["target_windows"]) <= names:
+        values["target_windows"] = (max(values["windows"], key=lambda w: w.ms).name,)
+    for name in values["target_windows"]:
+        if name not in names:
+            raise SettingsError(
+                f"CXSTREAM_TARGET_WINDOWS names {name!r}, which is not one of CXSTREAM_WINDOWS "
+                f"({', '.join(sorted(names))}): use one of those, or add it to CXSTREAM_WINDOWS")
 
 
 def _check_kafka_security(values: dict[str, Any], source: Mapping[str, str]) -> None:

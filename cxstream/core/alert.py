@@ -25,8 +25,8 @@ from cxstream.core.journey import (
 from cxstream.core.model import SurveyResponse
 from cxstream.core.timefmt import format_rfc3339
 
-__all__ = ["ALERT_NAMESPACE", "CE_TYPE_PREFIX", "SCHEMA_VERSION", "alert_id", "build_alert",
-           "cloudevent_headers"]
+__all__ = ["ALERT_NAMESPACE", "CE_TYPE_PREFIX", "SCHEMA_VERSION", "TARGET_NAMESPACE", "alert_id",
+           "alert_key", "build_alert", "cloudevent_headers", "target_alert_id"]
 
 #: uuid5 namespace of alert ids: an arbitrary constant, fixed forever, because changing it
 #: would change every alert id and consumers would see re-deliveries as new alerts.
@@ -34,7 +34,10 @@ ALERT_NAMESPACE = uuid.UUID("6f1c2d1e-6a2b-5c8e-9a51-0c7e3b1d9f42")
 _NAMESPACE_BYTES = ALERT_NAMESPACE.bytes
 SCHEMA_VERSION = 1
 CE_TYPE_PREFIX = "com.cxstream.alert."
-_KINDS = ("detractor", "recovered")
+_TARGET_KINDS = ("below_target", "back_on_target")
+_KINDS = ("detractor", "recovered", *_TARGET_KINDS)
+#: uuid5 namespace of target alert ids (`target_alert_id`), apart from customer alerts'.
+TARGET_NAMESPACE = uuid.UUID("3b7e0a52-9d14-5f0c-8c3e-2f6a91d0b7c4")
 
 
 def alert_id(customer_id: str, survey_event_id: str) -> str:
@@ -53,6 +56,14 @@ def alert_id(customer_id: str, survey_event_id: str) -> str:
     b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = b.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def target_alert_id(kind: str, program: str, window: str, segment: str, boundary: int) -> str:
+    """uuid5(TARGET_NAMESPACE, kind, program, window, segment and the window's end (epoch
+    ms), one per line), as text: the same crossing always has the same id, across crashes
+    and replays (`cxstream.core.targets`)."""
+    return str(uuid.uuid5(TARGET_NAMESPACE, f"{kind}\n{program}\n{window}\n{segment}\n"
+                                             f"{boundary}"))
 
 
 def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Turn, *,
@@ -100,6 +111,14 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
         ],
         "schema_version": SCHEMA_VERSION,
     }
+
+
+def alert_key(alert: dict[str, Any]) -> bytes:
+    """The alert's record key on the alert topic: what it is about, the customer
+    (`customer_id`) or, for a target alert, the segment (`segment_key`)."""
+    if alert["kind"] in _TARGET_KINDS:
+        return str(alert["segment_key"]).encode()
+    return str(alert["customer_id"]).encode()
 
 
 def cloudevent_headers(alert: dict[str, Any], *, source: str) -> list[tuple[str, bytes]]:

@@ -33,10 +33,11 @@ from cxstream.core.deadletter import processing_error
 from cxstream.core.errors import Rejection
 from cxstream.core.step import Kind, StateView, StepConfig, plan
 from cxstream.core.store import StoreReader
+from cxstream.core.targets import plan_report, report_crossings
 
 #: Write order of the key kinds within one partition (see the module docstring).
-_RANK = {keys.CAP: 0, keys.PROGRAMS: 0, keys.BUCKET: 1, keys.JOURNEY: 2, keys.CUSTOMER: 3,
-         keys.STREAM_TIME: 4}
+_RANK = {keys.CAP: 0, keys.PROGRAMS: 0, keys.TARGET_STATUS: 0, keys.BUCKET: 1,
+         keys.TARGET_PENDING: 1, keys.JOURNEY: 2, keys.CUSTOMER: 3, keys.STREAM_TIME: 4}
 #: Marks a key without a pending write (None is a value like any other).
 _ABSENT: Any = object()
 
@@ -112,6 +113,11 @@ class Planned:
 
     def __init__(self) -> None:
         self.alerts: list[dict[str, Any]] = []
+        #: (report partition, record value) of the target reports of the batch's boundary
+        #: crossings (`cxstream.core.targets`), sent and acknowledged with the alerts.
+        self.reports: list[tuple[int, bytes]] = []
+        #: report partition → boundaries waiting for reports there, after the batch.
+        self.waiting: dict[int, int] = {}
         #: partition → its new stream time, for the partitions whose stream time advanced.
         self.advanced: dict[int, int] = {}
         #: (rejection, record), dead-lettered once the batch is planned.
@@ -148,6 +154,11 @@ def plan_records(kind: Kind, records: Sequence[Any], pending: PendingWrites, cfg
     after the broker has acknowledged the alerts, they keep the crash safety of the module
     docstring. Why here: the loop runs for every event (compiled, see setup.py)."""
     events = out.events
+    targets = cfg.targets if kind == "surveys" else None
+    stream_time: int | None = None
+    if targets is not None and records:
+        rec = pending.get(keys.stream_time_key(records[0].partition))
+        stream_time = None if rec is None else rec["t"]
     for msg in records:
         partition: int = msg.partition
         try:
@@ -170,6 +181,10 @@ def plan_records(kind: Kind, records: Sequence[Any], pending: PendingWrites, cfg
                 pending.put(partition, p.after_alert)
             if p.stream_time is not None:
                 out.advanced[partition] = p.stream_time
+                if targets is not None:
+                    report_crossings(pending.get, partition, stream_time, p.stream_time,
+                                     targets, out.reports)
+                    stream_time = p.stream_time
             continue
         if p.before_alert:  # empty for interactions, most of the stream
             pending.put(partition, p.before_alert)
@@ -185,6 +200,39 @@ def plan_records(kind: Kind, records: Sequence[Any], pending: PendingWrites, cfg
                 out.folds[dim] = out.folds.get(dim, 0) + 1
         if p.stream_time is not None:
             out.advanced[partition] = p.stream_time
+            if targets is not None:
+                report_crossings(pending.get, partition, stream_time, p.stream_time, targets,
+                                 out.reports)
+                stream_time = p.stream_time
+
+
+def plan_reports(records: Sequence[Any], pending: PendingWrites, cfg: StepConfig,
+                 now_ms: int, out: Planned, failed: Callable[[Any, Exception], None]) -> None:
+    """Plan the target report records `records` (of one report partition, in offset order;
+    `cxstream.core.targets.plan_report`) into the batch's pending writes and `out`: the
+    alerts of the boundaries they complete, their rejections, the boundaries left waiting.
+    With targets off (`cfg.targets` None) a report is counted ``ignored``. Never raises for
+    a bad record, as `plan_records`."""
+    events = out.events
+    targets = cfg.targets
+    for msg in records:
+        if targets is None:
+            _count(events, ("targets", "ignored"))
+            continue
+        try:
+            p = plan_report(pending.get, targets, msg.partition, msg.value, now_ms)
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the stream
+            failed(msg, exc)
+            out.rejected.append((processing_error(exc), msg))
+            _count(events, ("targets", "deadlettered"))
+            continue
+        _count(events, ("targets", p.outcome))
+        if p.rejection is not None:
+            out.rejected.append((p.rejection, msg))
+        out.alerts.extend(p.alerts)
+        if p.writes:  # a rejected report may still drop its window (`entry_too_large`)
+            pending.put(msg.partition, p.writes)
+        out.waiting[msg.partition] = p.waiting
 
 
 def _count(counter: dict[tuple[str, str], int], label: tuple[str, str]) -> None:

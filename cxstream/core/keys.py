@@ -16,6 +16,8 @@ BUCKET = "b"
 STREAM_TIME = "t"
 CAP = "v"
 PROGRAMS = "g"
+TARGET_STATUS = "s"
+TARGET_PENDING = "r"
 #: What every key of a kind starts with.
 BUCKET_PREFIX = BUCKET + "|"
 CUSTOMER_PREFIX = CUSTOMER + "|"
@@ -66,6 +68,19 @@ def programs_key(partition: int) -> str:
     fingerprint (metric and scale, `cxstream.core.programs`): what a worker compares with
     its registry at assignment, since counts only mean something on their scale."""
     return f"g|{partition}"
+
+
+def target_status_key(partition: int) -> str:
+    """What report partition `partition` knows of its segments' targets: the last boundary
+    decided, the (window, program, segment) known below target, the boundaries waiting for
+    reports (`cxstream.core.targets`)."""
+    return f"s|{partition}"
+
+
+def target_pending_key(partition: int, boundary: int) -> str:
+    """The reports of `boundary` summed so far at report partition `partition`, and which
+    input partitions (and parts) they came from."""
+    return f"r|{partition}|{boundary}"
 
 
 def dimensions_key(partition: int) -> str:

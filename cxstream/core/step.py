@@ -117,6 +117,9 @@ class StepConfig:
     rules: Mapping[str, Rule] = field(default_factory=lambda: BUILTIN_RULES)
     #: Program id → (metric, low, high), for the decoder (None: the built-ins).
     scales: Scales | None = None
+    #: The segment targets checked (`cxstream.core.targets.TargetConfig`; None: off): a
+    #: response that moves the stream time past a boundary reports the partition's counts.
+    targets: Any = None
 
 
 def with_programs(cfg: StepConfig, registry: Registry) -> StepConfig:

@@ -33,11 +33,26 @@ def state_changelog(settings: Settings) -> str:
     return f"{settings.group_id}-{STATE_TABLE}-changelog"
 
 
+def target_reports(settings: Settings) -> str:
+    """The worker group's internal topic of segment target reports (`cxstream.core.targets`):
+    co-partitioned with the inputs, so report partition *q* and its state go with input
+    partition *q*."""
+    return f"{settings.group_id}-target-reports"
+
+
+#: Retention of the target reports: long enough for a worker down over a weekend; a report
+#: is read within seconds, and one lost to retention only leaves its boundary undecided.
+TARGET_REPORTS_RETENTION_MS = 7 * 86_400_000
+
+
 def internal_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
-    """Faust's topics for this app, with the partition count and configs Faust gives them:
-    the state table's changelog (co-partitioned with the inputs, compacted) and the
-    assignor's leader topic."""
+    """The worker's own topics, with their partition counts and configs: Faust's (the state
+    table's changelog, co-partitioned with the inputs and compacted, and the assignor's
+    leader topic) and the target reports (co-partitioned, deleted after a week)."""
     return {state_changelog(settings): (settings.partitions, {"cleanup.policy": "compact"}),
+            target_reports(settings): (settings.partitions, {
+                "cleanup.policy": "delete",
+                "retention.ms": str(TARGET_REPORTS_RETENTION_MS)}),
             f"{settings.group_id}-__assignor-__leader": (1, {})}
 
 
@@ -113,10 +128,12 @@ def check_copartitioned(settings: Settings, counts: Mapping[str, int | None],
     with `internal` (the worker), the state changelog and CXSTREAM_PARTITIONS must match them
     too (`cxstream.kafka.partitions.copartitioning_problem`)."""
     topics = Topics(settings.topic_prefix)
+    inputs = (topics.surveys, topics.interactions, topics.customers)
     problem = copartitioning_problem(
-        counts, (topics.surveys, topics.interactions, topics.customers),
-        changelog=state_changelog(settings) if internal else None,
+        counts, inputs, changelog=state_changelog(settings) if internal else None,
         configured=settings.partitions if internal else None)
+    if problem is None and internal:
+        problem = copartitioning_problem(counts, inputs, changelog=target_reports(settings))
     if problem:
         raise TopicError(problem)
 

@@ -37,13 +37,14 @@ UNKNOWN_TOPIC_GRACE_S = 120.0
 
 #: What a record is; the `record` label of the retry metrics (a closed list).
 RecordKind = Literal["alert", "deadletter", "state", "notification_state",
-                     "notification_deadletter"]
+                     "notification_deadletter", "target_report"]
 RECORD_KINDS: tuple[RecordKind, ...] = ("alert", "deadletter", "state", "notification_state",
-                                        "notification_deadletter")
+                                        "notification_deadletter", "target_report")
 _NAMES: dict[str, str] = {"alert": "an alert", "deadletter": "a dead letter",
                           "state": "state changelog records",
                           "notification_state": "the notifier's delivery state",
-                          "notification_deadletter": "a notification dead letter"}
+                          "notification_deadletter": "a notification dead letter",
+                          "target_report": "a target report"}
 
 #: Errors that say the broker or the path to it is away for now, whatever their `retriable`
 #: attribute says (aiokafka marks some of them not retriable because its own loop stops on

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from cxstream.core.alert import alert_key
 from cxstream.core.deadletter import MAX_KEY_BYTES, MAX_PAYLOAD_BYTES, dead_letter
 from cxstream.core.errors import Rejection
 from cxstream.core.step import DEFAULT_MAX_MESSAGE_BYTES
@@ -74,7 +75,7 @@ def fitted_alert(alert: dict[str, Any], headers: list[tuple[str, bytes]],
     `max_bytes` (the alert topic's max.message.bytes), else a copy without its oldest recent
     interactions, then without its comment, as far as needed. Decided from the alert alone,
     so a replay sends the same record."""
-    key = alert["customer_id"].encode()
+    key = alert_key(alert)
     value = orjson.dumps(alert)
     if record_size(key, value, headers) <= max_bytes:
         return alert, value

@@ -24,15 +24,21 @@ from cxstream import metrics
 from cxstream.worker.consumer import Batch, batching_consumer
 from cxstream.worker.changelog import ChangelogWriter, aiokafka_producer, partition_databases
 from cxstream.core import keys
-from cxstream.core.alert import cloudevent_headers
-from cxstream.core.batch import PendingWrites, Planned, plan_records
+from cxstream.core.alert import alert_key, cloudevent_headers
+from cxstream.core.batch import PendingWrites, Planned, plan_records, plan_reports
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
 from cxstream.core.programs import conflicts
 from cxstream.core.step import Kind, StepConfig, entry_bound, fitted, with_programs
+from cxstream.core.targets import TargetConfig, stale_reports
 from cxstream.core.store import StoreReader, stored_value
 from cxstream.core.windows import DAY
-from cxstream.kafka.admin import TopicError, check_copartitioned, state_changelog
+from cxstream.kafka.admin import (
+    TopicError,
+    check_copartitioned,
+    state_changelog,
+    target_reports,
+)
 from cxstream.kafka.limits import max_message_bytes
 from cxstream.kafka.retry import until_acknowledged
 from cxstream.worker.limits import Limits, fitted_alert, fitted_dead_letter
@@ -56,6 +62,10 @@ class Processor:
             self.topics.interactions: "interactions",
             self.topics.customers: "customers",
         }
+        #: The internal topic of segment target reports (`cxstream.core.targets`), read
+        #: with the inputs: report partition q goes with input partition q, and so does its
+        #: state.
+        self.reports_topic = target_reports(settings)
         #: The survey programs (`CXSTREAM_SURVEYS`), read once: a worker never starts on a
         #: registry it cannot read (`SurveysError`, one line per problem).
         self.programs = surveys.registry(settings.surveys, settings.max_programs)
@@ -67,12 +77,17 @@ class Processor:
             min_event_ms=settings.min_event_time,
             max_dims=settings.max_dimensions,
             max_response_dims=settings.max_response_dimensions,
+            targets=target_config(settings, self.programs),
         ), self.programs))
         #: `max.message.bytes` of the topics written, read at each assignment (`read_limits`).
         self.limits = Limits()
         self.alerts = _Topic(app, self.topics.alerts)
+        self.reports = _Topic(app, self.reports_topic)
         self.deadletters = _Topic(app, self.topics.deadletter)
         self.indexes: dict[int, ExpiryIndex] = {}
+        #: Per partition, target sums of windows decided already that a crash left behind
+        #: (`stale_reports`): deleted with the partition's next batch.
+        self.stale: dict[int, list[str]] = {}
         #: Owned partitions whose stored programs agree with the registry (`check_programs`).
         self.checked: set[int] = set()
         self.pending: list[asyncio.Future[None]] = []
@@ -94,15 +109,20 @@ class Processor:
         keeps what was read before, or Kafka's default (the read logs a warning)."""
         changelog = state_changelog(self.settings)
         found = await max_message_bytes(
-            self.settings, (changelog, self.topics.alerts, self.topics.deadletter))
+            self.settings, (changelog, self.topics.alerts, self.topics.deadletter,
+                            self.reports_topic))
         if not found:
             return
         self.limits.by_topic.update(found)
         limit = self.limits.of(changelog)
         self.changelog.max_message_bytes = limit
+        targets = self.cfg.targets
+        if targets is not None:
+            targets = replace(targets, max_entry_bytes=entry_bound(limit),
+                              max_report_bytes=entry_bound(self.limits.of(self.reports_topic)))
         cfg = fitted(replace(self.cfg, entry_max_bytes=entry_bound(limit),
                              value_cap=self.settings.segment_value_cap,
-                             max_dims=self.settings.max_dimensions))
+                             max_dims=self.settings.max_dimensions, targets=targets))
         if (cfg.value_cap, cfg.max_dims) != (self.settings.segment_value_cap,
                                              self.settings.max_dimensions):
             log.warning("the state changelog's max.message.bytes (%d) holds at most %d values "
@@ -122,13 +142,17 @@ class Processor:
             if self.app.tables.recovery.completed.is_set() and not self.app.rebalancing:
                 self.indexes[partition] = idx
             prefix = keys.bucket_prefix(partition)
+            reports = keys.target_pending_key(partition, 0)[:-1]
             # The store, and the buckets of the batch still being written (`overlay`). Only
             # day entries are read: the index takes the segments from them.
             get = self.stored(partition)
             stored = [key for key in self.state.keys() if key not in self.overlay]
             written = [key for key, value in self.overlay.items() if value is not None]
+            leftover: list[str] = []
             for key in (*stored, *written):
-                if key.startswith(prefix):
+                if key.startswith(reports):
+                    leftover.append(key)
+                elif key.startswith(prefix):
                     try:
                         _, res, _ = keys.parse_bucket_key(key)
                     except ValueError:
@@ -142,6 +166,9 @@ class Processor:
                         idx.add_bucket(key, self.overlay[key] if key in self.overlay else get(key))
                     else:
                         idx.add_bucket(key, None)
+            self.stale[partition] = stale_reports(
+                leftover, self.overlay.get(keys.target_status_key(partition))
+                or get(keys.target_status_key(partition)))
         return idx
 
     def stored(self, partition: int) -> Callable[[str], Any]:
@@ -182,10 +209,11 @@ class Processor:
         self.checked.clear()
         for p in partitions:
             self.indexes.pop(p, None)
-            try:
-                metrics.STREAM_TIME.remove(str(p))  # never export a stale partition
-            except KeyError:
-                pass
+            for gauge in (metrics.STREAM_TIME, metrics.TARGET_PENDING):
+                try:
+                    gauge.remove(str(p))  # never export a stale partition
+                except KeyError:
+                    pass
 
     # -- per batch ------------------------------------------------------------------------
     async def process(self, batch: Batch, fetched_at: float | None = None) -> asyncio.Future[None]:
@@ -241,8 +269,11 @@ class Processor:
             for tp, records in batch.items():
                 self.check_programs(tp.partition)
                 reader.use(tp.partition)
-                plan_records(self.kinds[tp.topic], records, pending, self.cfg, now_ms, out,
-                             _failed)
+                if tp.topic == self.reports_topic:
+                    plan_reports(records, pending, self.cfg, now_ms, out, _failed)
+                else:
+                    plan_records(self.kinds[tp.topic], records, pending, self.cfg, now_ms,
+                                 out, _failed)
         finally:
             reader.top = {}
         for rejection, record in out.rejected:
@@ -262,9 +293,19 @@ class Processor:
                         out: Planned, dead_letters: list[asyncio.Future[None]],
                         fetched_at: float | None) -> None:
         sent = [(alert, await self._produce_alert(alert)) for alert in out.alerts]
+        reported = [(q, value, await _handed_over(self.reports, key=None, value=value,
+                                                  partition=q))
+                    for q, value in out.reports]
         if previous is not None:
             await previous  # its state first: the changelog keeps the batches' order
         await self._await_alerts(sent, fetched_at)
+        # Before the state: the stream time that crossed a boundary is written only once
+        # its reports are in, so a crash before reports again (`cxstream.core.targets`).
+        for q, value, fut in reported:
+            await until_acknowledged(
+                lambda q=q, value=value: self._send_report(q, value),
+                f"target report to partition {q}", kind="target_report",
+                topic=self.reports_topic, first=fut)
         # Before the state: a response that counted but left a dimension or value out is
         # told by a dead letter, and once its customer record is written a replay skips it.
         await asyncio.gather(*dead_letters)
@@ -275,6 +316,8 @@ class Processor:
             self.overlay = {}  # in the store now; never serve it after a rebalance
         for partition, stream_time in out.advanced.items():
             metrics.STREAM_TIME.labels(str(partition)).set(stream_time / 1000)
+        for partition, waiting in out.waiting.items():
+            metrics.TARGET_PENDING.labels(str(partition)).set(waiting)
         _count(out)
 
     def _entries(self, partition: int, pending: PendingWrites,
@@ -288,6 +331,7 @@ class Processor:
                 idx.add_bucket(key, value)
         if stream_time is not None:
             entries.extend((key, None) for key in idx.pop_expired(stream_time - self.cfg.horizon_ms))
+        entries.extend((key, None) for key in self.stale.pop(partition, ()))
         return entries
 
     async def _await_alerts(self, sent: list[tuple[dict[str, Any], Any]],
@@ -309,8 +353,12 @@ class Processor:
         (`fitted_alert`); returns the future of the broker's answer."""
         headers = cloudevent_headers(alert, source=self.source)
         _, value = fitted_alert(alert, headers, self.limits.of(self.topics.alerts))
-        return await _handed_over(self.alerts, key=alert["customer_id"].encode(),
-                                  value=value, headers=headers)
+        return await _handed_over(self.alerts, key=alert_key(alert), value=value,
+                                  headers=headers)
+
+    async def _send_report(self, partition: int, value: bytes) -> Any:
+        return await (await _handed_over(self.reports, key=None, value=value,
+                                         partition=partition))
 
     async def _dead_letter(self, rejection: Rejection, msg: Any, now_ms: int) -> None:
         # The key is capped like the copy in the document, and the copy of the payload cut
@@ -339,10 +387,12 @@ class _Topic:
         self.app, self.name = app, name
 
     async def send(self, *, key: bytes | None, value: bytes,
-                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
-        """Hand the record to the producer; returns the future of the broker's answer."""
+                   headers: list[tuple[str, bytes]] | None = None,
+                   partition: int | None = None) -> asyncio.Future[Any]:
+        """Hand the record to the producer (to `partition`, else the key's); returns the
+        future of the broker's answer."""
         return await aiokafka_producer(self.app).send(self.name, value, key=key,
-                                                      headers=headers)
+                                                      headers=headers, partition=partition)
 
 
 async def _handed_over(topic: Any, **record: Any) -> asyncio.Future[Any]:
@@ -356,6 +406,18 @@ async def _handed_over(topic: Any, **record: Any) -> asyncio.Future[Any]:
         failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         failed.set_exception(exc)
         return failed
+
+
+def target_config(settings: Settings, programs: Any) -> TargetConfig | None:
+    """The targets the worker checks (`CXSTREAM_TARGET_*`, the registry's programs with a
+    `target`); None when there are none, or no target window."""
+    with_target = tuple(p for p in programs if p.target is not None)
+    windows = tuple(w for w in settings.windows if w.name in settings.target_windows)
+    if not with_target or not windows:
+        return None
+    return TargetConfig(windows=windows, every_ms=settings.target_every,
+                        settle_ms=settings.target_settle, min_responses=settings.min_responses,
+                        programs=with_target, partitions=settings.partitions)
 
 
 def _failed(msg: Any, exc: Exception) -> None:
@@ -382,7 +444,7 @@ def register(app: faust.App, settings: Settings, state: faust.Table) -> Processo
     topics = Topics(settings.topic_prefix)
     processor = Processor(app, settings, state)
     inputs = app.topic(topics.surveys, topics.interactions, topics.customers,
-                       key_serializer="raw", value_serializer="raw")
+                       processor.reports_topic, key_serializer="raw", value_serializer="raw")
     # The consumer class must be in place before Faust creates the consumer (at start).
     app.transport.Consumer = batching_consumer(inputs.topics, processor.process)
     app.topics.add(inputs)  # subscribed like an agent's topic: assigned with the changelog
@@ -400,7 +462,7 @@ def register(app: faust.App, settings: Settings, state: faust.Table) -> Processo
         # `cxstream worker` checked the topics before starting; partitions added to one
         # while the workers run reach them as a rebalance, and a worker started some other
         # way never checked. The error crashes the app (Faust), which stops the worker.
-        names = (*processor.kinds, state_changelog(settings))
+        names = (*processor.kinds, state_changelog(settings), processor.reports_topic)
         counts = {name: app.consumer.topic_partitions(name) for name in names}
         if all(counts[name] is not None for name in processor.kinds):
             try:

@@ -33,6 +33,7 @@ DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 def expected(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Every topic a worker with the ConfigMap's settings uses: partitions, replicas, configs."""
     from cxstream.app import create_app
+    from cxstream.kafka.admin import internal_topics, target_reports
 
     settings = Settings.from_env(CONFIG, data_dir=tmp_path_factory.mktemp("data"), store="memory://")
     topics = Topics(settings.topic_prefix)
@@ -53,6 +54,10 @@ def expected(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
         want[name] = {"partitions": topic.partitions or settings.partitions,
                       "replicas": topic.replicas or app.conf.topic_replication_factor,
                       "config": config}
+    # cxstream's own internal topic (not Faust's): as `ensure_topics` creates it.
+    partitions, config = internal_topics(settings)[target_reports(settings)]
+    want[target_reports(settings)] = {"partitions": partitions,
+                                      "replicas": settings.replication, "config": config}
     return want
 
 

@@ -77,3 +77,20 @@ async def test_a_response_past_a_bound_is_dead_lettered_with_its_code(
     day = dict(batch[0])["b|0|86400000|1767225600000"]
     assert set(day["s"]) == {"all", "a:x", "b:y"}  # not "c" (the cap), nor offset 1's values
     assert day["o"] == 2 and day["s"]["all"][:3] == [1, 0, 1]  # offsets 0 and 2 counted
+
+
+async def test_target_sums_a_crash_left_behind_are_deleted_when_the_partition_is_taken_on(
+        processor: Processor) -> None:
+    """A crash between writing a target decision and deleting its sums leaves the sums of a
+    decided window (`cxstream.core.targets.stale_reports`): the processor deletes them with
+    the partition's first batch, and only them."""
+    processor.changelog = Changelog()  # type: ignore[assignment]
+    store: Any = processor.state.data
+    store["s|0"] = {"d": 3_600_000, "below": [], "pending": [7_200_000]}
+    store["r|0|3600000"] = {"n": 2, "seen": {"0.0": 1}, "c": {}}  # decided: left behind
+    store["r|0|7200000"] = {"n": 2, "seen": {"1.0": 1}, "c": {}}  # still waiting
+    store["r|1|3600000"] = {"n": 2, "seen": {"0.0": 1}, "c": {}}  # another partition's
+    await handle(processor, processor.topics.surveys, survey(0, 9), offset=0)
+    [batch] = processor.changelog.writes  # type: ignore[attr-defined]
+    deleted = {key for key, value in batch[0] if value is None}
+    assert deleted == {"r|0|3600000"}
