@@ -23,6 +23,7 @@ from cxstream.core.timefmt import format_rfc3339
 from cxstream.core.windows import HOUR, MINUTE
 
 from .harness import Worker, produce, read_all, wait_drained, wait_for
+from .receivers import SECRET, HttpReceiver
 
 REGISTRY = """
 [programs.rnps]
@@ -167,12 +168,30 @@ async def test_targets_fire_once_per_crossing_live_after_a_crash_and_in_a_replay
         worker_factory: Any, tmp_path: Path) -> None:
     registry = tmp_path / "surveys.toml"
     registry.write_text(REGISTRY)
+    http = HttpReceiver()
+    await http.start()
+    routing = tmp_path / "routing.toml"
+    # The notifier routes target alerts by their segment, like customer alerts.
+    routing.write_text(f"""
+kinds = ["below_target", "back_on_target"]
+
+[channels.eu]
+type = "webhook"
+url = "{http.url}/hook/ok"
+secret = "{SECRET}"
+allow_private = true
+
+[[routes]]
+segment = "region:eu"
+channel = "eu"
+""")
     env = {**ENV, "CXSTREAM_SURVEYS": str(registry)}
     now = int(time.time() * 1000)
     start = (now - 9 * HOUR) // HOUR * HOUR
     docs = history(7, start, 8)
 
-    w: Worker = worker_factory(name="live", extra_env=env)
+    w: Worker = worker_factory(name="live",
+                               extra_env={**env, "CXSTREAM_NOTIFY_CONFIG": str(routing)})
     w.start()
     await w.wait_ready()
     t = w.prefix
@@ -202,6 +221,21 @@ async def test_targets_fire_once_per_crossing_live_after_a_crash_and_in_a_replay
     await wait_for(live_alerts, 60, "the target alerts of the live group")
     live = target_alerts(await read_all(w.bootstrap, f"{t}alerts"), f"cxstream/{t}cxstream")
     _check(live, want)
+
+    # Notified: each alert of region:eu once at least (a repeat after the kill carries the
+    # same webhook-id), the others not at all (no route, no default).
+    eu = {aid for aid, v in want.items() if v[2] == "region:eu"}
+
+    async def notified() -> bool:
+        return set(http.accepted) >= eu
+
+    await wait_for(notified, 60, "the region:eu target alerts to be notified")
+    assert set(http.accepted) == eu, (set(http.accepted) - eu, eu - set(http.accepted))
+    for aid, deliveries in http.accepted.items():
+        assert all(d["body"]["alert_id"] == aid and d["body"]["kind"] == want[aid][0]
+                   for d in deliveries)
+    assert http.bad_signatures == 0
+    await http.stop()
 
     # A second group replays the same topics from the start: the same alerts, same ids.
     replay: Worker = worker_factory(name="replay",
