@@ -7,7 +7,8 @@ The `below_target` / `back_on_target` alerts on the alert topic are exactly thos
 direct computation on the answers (window by window, every partition having reported), with
 their scores and response counts; each crossing has one alert id, which a worker killed in
 the middle and started again repeats but never changes; and a second group replaying the
-same topics from the start gives the very same alert ids."""
+same topics from the start gives the very same alert ids. The notifier delivers the
+alerts of the routed segment, signed, by webhook, and no other."""
 
 from __future__ import annotations
 
