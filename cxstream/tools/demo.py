@@ -10,6 +10,15 @@ transactional NPS, a CSAT 1–10, a CES 1–7), the simulator answers its progra
 views also show each program's scores in the segment `all` (`GET /scores/all?program=ID`):
 score on its own scale, responses, target and whether the score meets it.
 
+Target alerts: the worker checks the demo's window (1h) of every segment against its
+programs' targets at every minute of event time (`DEMO_TARGETS`, unless the
+`CXSTREAM_TARGET_*` variables are set), and the traffic starts with the `HISTORY_MINUTES`
+whole minutes before now, sent at once: every input partition's stream time passes the first
+minutes' ends plus the settle time within seconds, so their windows are decided at the start.
+The registry's targets are met everywhere but in `touchpoint:billing`, whose transactional
+NPS the simulator makes poor: one `below_target` alert, shown like the other alerts (and in
+a panel of its own in the live view, where detractor alerts would soon push it out).
+
 Everything it starts it also stops: on `--duration` expiry, Ctrl+C or an error, the worker
 gets SIGTERM (then SIGKILL) and a broker started by the demo is stopped.
 """
@@ -30,6 +39,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 import aiohttp
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cxstream.api.auth import auth_headers, resolve_token
 from cxstream.config import surveys
@@ -42,6 +52,7 @@ from cxstream.tools.render import (
     alert_line,
     alerts_renderable,
     demo_header,
+    is_target_alert,
     score_table,
     scores_renderable,
 )
@@ -49,7 +60,6 @@ from cxstream.tools.render_programs import Item, program_table, programs_rendera
 from cxstream.config.settings import Settings
 from cxstream.tools.simulate import simulate
 from cxstream.kafka.security import client_kwargs
-from cxstream.tools.tail import read_topic
 from cxstream.kafka.topics import Topics
 
 Echo = Callable[[str], None]
@@ -62,6 +72,17 @@ PROGRAM_SEGMENT = "all"
 #: Once the traffic stops, the longest wait for the worker to count every answer sent before
 #: the final tables (it normally takes a moment).
 SETTLE_S = 30.0
+#: The target settings the demo's worker gets unless set: windows ending at every minute of
+#: event time are decided once every partition is a minute past their end
+#: (`CXSTREAM_TARGET_WINDOWS` is the demo's window).
+DEMO_TARGETS = {"CXSTREAM_TARGET_EVERY": "1m", "CXSTREAM_TARGET_SETTLE": "1m"}
+#: Whole minutes before now whose traffic is sent first, at once: the windows ending at the
+#: first of them are decided at the start (each needs every partition past its end plus the
+#: settle time). Three minutes: the window ending after the first minute already holds more
+#: than CXSTREAM_MIN_RESPONSES tNPS answers of `touchpoint:billing` at the default rate.
+HISTORY_MINUTES = 3
+#: Target alerts kept in the live view's own panel.
+TARGET_ALERTS_SHOWN = 5
 
 
 async def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None,
@@ -100,11 +121,52 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None
             proc.wait()
 
 
-async def _follow_alerts(settings: Settings, on_alert: Callable[[dict[str, Any]], None]) -> None:
-    async for rec in read_topic(settings.bootstrap, Topics(settings.topic_prefix).alerts,
-                                security=client_kwargs(settings),
-                                from_beginning=False, follow=True):
-        on_alert(orjson.loads(rec.value))
+async def _follow_alerts(settings: Settings, on_alert: Callable[[dict[str, Any]], None],
+                         ready: asyncio.Event) -> None:
+    """Every alert written from now on, to `on_alert`; `ready` is set once the reader stands
+    at the end of the topic: the traffic starts only then, so that none of its alerts (the
+    past's come at once) is missed."""
+    topic = Topics(settings.topic_prefix).alerts
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                                group_id=None, isolation_level="read_committed",
+                                **client_kwargs(settings))
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - first metadata fetch
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            raise RuntimeError(f"the alert topic {topic} has no partitions")
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)  # resolves "the end" now, before any traffic
+        ready.set()
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for rec in records:
+                    on_alert(orjson.loads(rec.value))
+    finally:
+        await consumer.stop()
+
+
+async def _start_following(settings: Settings, on_alert: Callable[[dict[str, Any]], None]
+                           ) -> asyncio.Task[None]:
+    """The task of `_follow_alerts`, once it is ready (its error, if it fails first)."""
+    ready = asyncio.Event()
+    task = asyncio.create_task(_follow_alerts(settings, on_alert, ready))
+    waiting = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiting}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if task.done():
+        task.result()  # raises its error
+    if not ready.is_set():
+        task.cancel()
+        raise RuntimeError("the alert topic could not be read within 60s")
+    return task
 
 
 async def _get(s: aiohttp.ClientSession, url: str, path: str, params: dict[str, str],
@@ -208,6 +270,23 @@ def _demo_programs(settings: Settings, env: dict[str, str], echo: Echo
     return settings, registry
 
 
+def _demo_targets(settings: Settings, env: dict[str, str], registry: Registry, window: str,
+                  echo: Echo) -> None:
+    """Set `DEMO_TARGETS` (and the demo's window as the target window) in `env`, for the
+    worker, where the variables are not set already; say what is checked."""
+    for name, value in DEMO_TARGETS.items():
+        env.setdefault(name, value)
+    if settings.window(window) is not None:
+        env.setdefault("CXSTREAM_TARGET_WINDOWS", window)
+    targeted = [p for p in registry if p.target is not None]
+    windows = env.get("CXSTREAM_TARGET_WINDOWS", "").strip()
+    if targeted and windows:
+        echo(f"target alerts: programs {', '.join(p.id for p in targeted)}; windows "
+             f"{windows} of each segment, decided every {env['CXSTREAM_TARGET_EVERY']} of "
+             f"event time, {env['CXSTREAM_TARGET_SETTLE']} after their end "
+             "(CXSTREAM_TARGET_WINDOWS, _EVERY, _SETTLE)")
+
+
 def _shown(registry: Registry) -> list[Program]:
     """The programs whose scores the demo shows: those the simulator answers, the registry's
     beyond the built-ins."""
@@ -272,6 +351,7 @@ async def demo(settings: Settings, *, duration: float, rate: float, customers: i
     started_broker: LocalBroker | None = None
     env = dict(os.environ)
     settings, programs = _demo_programs(settings, env, echo)
+    _demo_targets(settings, env, programs, window, echo)
     if "CXSTREAM_BROKER" not in os.environ:
         b = LocalBroker(port=9092, data_dir=settings.data_dir / "kafka")
         result = await asyncio.to_thread(b.start, 90.0, echo)
@@ -309,31 +389,46 @@ async def demo(settings: Settings, *, duration: float, rate: float, customers: i
 
 def _simulate(settings: Settings, stop: asyncio.Event, *, duration: float, rate: float,
               customers: int, seed: int, programs: Registry,
-              counts: dict[str, int]) -> asyncio.Task[str]:
+              counts: dict[str, int], echo: Echo | None = None) -> asyncio.Task[str]:
+    """The simulator's task: `HISTORY_MINUTES` of the past at once (see the module
+    docstring), then live traffic."""
+    since = floor_minute(int(time.time() * 1000)) - HISTORY_MINUTES * MINUTE
+    if echo is not None:
+        echo(f"history: the traffic since {format_rfc3339(since)} ({HISTORY_MINUTES} whole "
+             "minutes before this one) goes first, at once; then live traffic")
     return asyncio.create_task(simulate(settings, seed=seed, customers=customers, rate=rate,
                                         duration=duration, backfill_days=None, output=None,
-                                        stop=stop, programs=programs, counts=counts))
+                                        stop=stop, programs=programs, counts=counts,
+                                        since=since))
 
 
 def _exit_code(duration: float, alerts: int, segments: int) -> int:
     return 0 if duration <= 0 or (alerts and segments) else 1
 
 
+def _summary(alerts: int, kinds: dict[str, int], segments: int) -> str:
+    """The last line: alerts (those of each target kind), segments with scores."""
+    targets = ", ".join(f"{kinds.get(k, 0)} {k}" for k in ("below_target", "back_on_target"))
+    return f"{alerts} alerts ({targets}), {segments} segments with scores"
+
+
 async def _run_plain(settings: Settings, url: str, token: str | None, stop: asyncio.Event, *,
                      echo: Echo, duration: float, rate: float, customers: int, seed: int,
                      window: str, refresh_s: float, programs: Registry) -> int:
     alerts_seen = [0]
+    kinds: dict[str, int] = {}
     shown = _shown(programs)
     counts: dict[str, int] = {}
 
     def on_alert(doc: dict[str, Any]) -> None:
         alerts_seen[0] += 1
+        kinds[str(doc.get("kind"))] = kinds.get(str(doc.get("kind")), 0) + 1
         echo("ALERT " + alert_line(doc))
 
     loop = asyncio.get_running_loop()
-    printer = asyncio.create_task(_follow_alerts(settings, on_alert))
+    printer = await _start_following(settings, on_alert)
     sim = _simulate(settings, stop, duration=duration, rate=rate, customers=customers, seed=seed,
-                    programs=programs, counts=counts)
+                    programs=programs, counts=counts, echo=echo)
     try:
         last = loop.time()
         while not sim.done():
@@ -349,7 +444,7 @@ async def _run_plain(settings: Settings, url: str, token: str | None, stop: asyn
     finally:
         printer.cancel()
         sim.cancel()
-    echo(f"{alerts_seen[0]} alerts, {segments} segments with scores")
+    echo(_summary(alerts_seen[0], kinds, segments))
     return _exit_code(duration, alerts_seen[0], segments)
 
 
@@ -361,6 +456,8 @@ async def _run_live(settings: Settings, url: str, token: str | None, stop: async
 
     loop = asyncio.get_running_loop()
     recent: deque[dict[str, Any]] = deque(maxlen=ALERTS_SHOWN)
+    targets: deque[dict[str, Any]] = deque(maxlen=TARGET_ALERTS_SHOWN)
+    kinds: dict[str, int] = {}
     alerts = [0]
     scores: dict[str, Any] = {"body": None, "error": None, "programs": []}
     shown = _shown(programs)
@@ -368,7 +465,10 @@ async def _run_live(settings: Settings, url: str, token: str | None, stop: async
 
     def on_alert(doc: dict[str, Any]) -> None:
         alerts[0] += 1
+        kinds[str(doc.get("kind"))] = kinds.get(str(doc.get("kind")), 0) + 1
         recent.append(doc)
+        if is_target_alert(doc):
+            targets.append(doc)
 
     async def refresh_scores() -> None:
         try:
@@ -397,10 +497,13 @@ async def _run_live(settings: Settings, url: str, token: str | None, stop: async
             items = scores["programs"] or [(p, None) for p in shown]
             parts.append(programs_renderable(items, segment=PROGRAM_SEGMENT, window=window,
                                              as_of=_as_of(items, "?")))
+        if targets:
+            parts.append(alerts_renderable(list(targets), limit=TARGET_ALERTS_SHOWN,
+                                           title="target alerts, newest first"))
         return Group(*parts, alerts_renderable(list(recent), limit=ALERTS_SHOWN))
 
     console = Console()
-    printer = asyncio.create_task(_follow_alerts(settings, on_alert))
+    printer = await _start_following(settings, on_alert)
     refresher = asyncio.create_task(keep_refreshing())
     sim: asyncio.Task[str] | None = None
     note: str | None = None
@@ -409,7 +512,7 @@ async def _run_live(settings: Settings, url: str, token: str | None, stop: async
         sys.stderr = tap  # type: ignore[assignment]
         try:
             sim = _simulate(settings, stop, duration=duration, rate=rate, customers=customers,
-                            seed=seed, programs=programs, counts=counts)
+                            seed=seed, programs=programs, counts=counts, echo=console.print)
             while not sim.done():
                 lv.update(view("stopping…" if stop.is_set() else "running"), refresh=True)
                 await asyncio.sleep(0.5)
@@ -431,5 +534,5 @@ async def _run_live(settings: Settings, url: str, token: str | None, stop: async
     segments = len((scores["body"] or {}).get("segments") or [])
     if scores["error"]:
         echo(f"last /scores refresh failed: {scores['error']}")
-    echo(f"{alerts[0]} alerts, {segments} segments with scores")
+    echo(_summary(alerts[0], kinds, segments))
     return _exit_code(duration, alerts[0], segments)

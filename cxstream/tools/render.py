@@ -50,12 +50,77 @@ def score_table(rows: list[dict[str, Any]], *, window: str, as_of: str) -> str:
 
 
 def alert_line(a: dict[str, Any]) -> str:
-    """One line per alert, its text from the topic made `printable`."""
+    """One line per alert, its text from the topic made `printable`: a customer alert's
+    customer, score and owner; a target alert's segment, program, score against the target,
+    window and responses (`target_text`)."""
+    if is_target_alert(a):
+        return printable(f"{a.get('detected_at') or '?'}  {str(a['kind']).upper()}  "
+                         f"{a.get('segment_key') or '?'}  {a.get('program') or '?'} "
+                         f"{target_text(a)}")
     owner = (a.get("owner") or {}).get("name") or "no owner"
     comment = f' "{a["comment"]}"' if a.get("comment") else ""
     return printable(f"{a['detected_at']}  {a['kind'].upper():<9} {a['customer_id']}  score "
                      f"{a['score']} (was {a['previous_category'] or 'no answer'})  owner: "
                      f"{owner}{comment}")
+
+
+# -- target alerts ------------------------------------------------------------------------------
+#: The kinds of target alerts (about a segment's score against its program's target; the
+#: document is in schemas/alert.schema.json): no customer, owner or comment.
+TARGET_KINDS = ("below_target", "back_on_target")
+_METRIC_NAMES = {"nps": "NPS", "csat": "CSAT", "ces": "CES"}
+
+
+def is_target_alert(a: dict[str, Any]) -> bool:
+    return a.get("kind") in TARGET_KINDS
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def target_score(a: dict[str, Any]) -> str:
+    """A target alert's score on its metric's terms: NPS `-12.5`, CSAT `75.0%`, CES `3.42`
+    (an en dash when missing)."""
+    score, metric = _number(a.get("score")), a.get("metric")
+    if score is None:
+        return DASH
+    if metric == "ces":
+        return f"{score:.2f}"
+    return f"{score:.1f}" + ("%" if metric == "csat" else "")
+
+
+def _relation(score: float | None, target: float | None) -> str:
+    """How the score compares with the target, as it is: for CES, below target may be above
+    it (more effort than the target allows), so no direction is assumed."""
+    if score is None or target is None:
+        return "vs"
+    return "<" if score < target else ">" if score > target else "="
+
+
+def target_detail(a: dict[str, Any], *, ending: bool = True) -> str:
+    """`< target 50 over the 1h ending 2026-03-01T12:00:00Z (212 responses, ±9.8)`: the
+    score's relation to the target, the window (without its end unless `ending`) and its
+    responses."""
+    metric = a.get("metric")
+    target = _number(a.get("target"))
+    goal = DASH if target is None else f"{target:g}" + ("%" if metric == "csat" else "")
+    window = f"over the {a.get('window') or '?'}"
+    if ending and a.get("window_end"):
+        window += f" ending {a['window_end']}"
+    moe = _number(a.get("margin_of_error"))
+    spread = "" if moe is None else f", ±{moe:.1f}"
+    return (f"{_relation(_number(a.get('score')), target)} target {goal} {window} "
+            f"({a.get('responses') if a.get('responses') is not None else '?'} "
+            f"responses{spread})")
+
+
+def target_text(a: dict[str, Any]) -> str:
+    """`NPS 41.5 < target 50 over the 1h ending … (212 responses, ±9.8)`."""
+    metric = a.get("metric")
+    name = _METRIC_NAMES.get(metric, str(metric)) if isinstance(metric, str) else "score"
+    return f"{name} {target_score(a)} {target_detail(a)}"
 
 
 # -- the demo's live terminal view (rich) ------------------------------------------------------
@@ -162,27 +227,39 @@ def scores_renderable(body: dict[str, Any] | None) -> Panel:
 
 
 def alerts_renderable(alerts: Sequence[dict[str, Any]], *, limit: int = 10,
-                      comment_width: int = 48) -> Panel:
-    """The latest alerts, newest first."""
+                      comment_width: int = 48,
+                      title: str = "latest alerts, newest first") -> Panel:
+    """The latest alerts, newest first. A target alert fills the same columns with its
+    segment, score, program and the rest (`target_detail`); the headers then name both."""
+    latest = list(alerts)[-limit:][::-1] if limit > 0 else []
+    both = any(is_target_alert(a) for a in latest)
     table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("detected", no_wrap=True, min_width=8)
     table.add_column("kind", no_wrap=True, min_width=9)
-    table.add_column("customer", no_wrap=True, overflow="ellipsis", min_width=9, max_width=24)
+    table.add_column("customer/segment" if both else "customer", no_wrap=True,
+                     overflow="ellipsis", min_width=9, max_width=24)
     table.add_column("score", justify="right", no_wrap=True, min_width=5)
-    table.add_column("owner", no_wrap=True, overflow="ellipsis", min_width=8, max_width=22)
-    table.add_column("comment", no_wrap=True, overflow="ellipsis", ratio=1, min_width=10)
-    latest = list(alerts)[-limit:][::-1] if limit > 0 else []
+    table.add_column("owner/program" if both else "owner", no_wrap=True, overflow="ellipsis",
+                     min_width=8, max_width=22)
+    table.add_column("comment/target" if both else "comment", no_wrap=True,
+                     overflow="ellipsis", ratio=1, min_width=10)
     for a in latest:
         kind = str(a.get("kind") or "?")
-        owner = (a.get("owner") or {}).get("name") or "no owner"
         detected = str(a.get("detected_at") or "")
+        style = "bold red" if kind in ("detractor", "below_target") else "bold green"
+        cells: tuple[str, str, str, str]
+        if is_target_alert(a):
+            cells = (str(a.get("segment_key") or "?"), target_score(a),
+                     str(a.get("program") or "?"), target_detail(a, ending=False))
+        else:
+            owner = (a.get("owner") or {}).get("name") or "no owner"
+            cells = (str(a.get("customer_id", "?")), fmt(a.get("score"), 0), owner,
+                     truncate(a.get("comment"), comment_width) or DASH)
         table.add_row(detected[11:19] if len(detected) >= 19 else detected,
-                      Text(kind.upper(), style="bold red" if kind == "detractor" else "bold green"),
-                      printable(a.get("customer_id", "?")), fmt(a.get("score"), 0),
-                      printable(owner), printable(truncate(a.get("comment"), comment_width) or DASH))
+                      Text(kind.upper(), style=style), *(printable(c) for c in cells))
     if not latest:
         table.add_row(Text("(no alert yet)", style="dim"), "", "", "", "", "")
-    return Panel(table, title="latest alerts, newest first", title_align="left", padding=(0, 0),
+    return Panel(table, title=title, title_align="left", padding=(0, 0),
                  border_style="magenta")
 
 

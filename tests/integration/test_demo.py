@@ -1,9 +1,13 @@
 """`cxstream demo --duration 60` on a fresh data dir: starts its own broker and worker, shows
-detractor alerts and a non-empty score table, ends by itself with exit 0, leaves nothing running.
+detractor alerts, a target alert and a non-empty score table, ends by itself with exit 0,
+leaves nothing running.
 
 It runs the demo's survey programs (deploy/surveys.demo.toml): its final tables per program
 and for `all` are checked against scores computed here, independently, from the answers the
-demo sent (the simulator is reproducible from its seed, so they are made again here)."""
+demo sent (the simulator is reproducible from its seed, so they are made again here). So is
+its one target alert: `touchpoint:billing`'s tNPS below its target 0 over the 1h window
+ending one minute into the history the demo sends first, whose answers (and their times)
+are made again here too."""
 
 from __future__ import annotations
 
@@ -18,12 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from cxstream.config.surveys import registry
+from cxstream.core.timefmt import parse_rfc3339
+from cxstream.core.windows import HOUR, MINUTE
 from cxstream.tools.demo import DEMO_SURVEYS
+from cxstream.tools.simulate import past_times
 from cxstream.tools.simulator import Simulator
 
 from .harness import free_port
 
 MIN_RESPONSES = 30  # CXSTREAM_MIN_RESPONSES' default: below it a score is flagged `*`
+RATE = 50.0  # the demo's default events per second, of its history too
+#: An `ALERT` line of a target alert (cxstream.tools.render.alert_line).
+TARGET_LINE = re.compile(
+    r"ALERT (?P<detected>\S+)  (?P<kind>BELOW_TARGET|BACK_ON_TARGET)  (?P<segment>\S+)  "
+    r"(?P<program>\S+) (?P<metric>NPS|CSAT|CES) (?P<score>-?[\d.]+)%? (?P<rel>[<>=]) target "
+    r"(?P<target>-?[\d.]+)%? over the (?P<window>\S+) ending (?P<end>\S+) "
+    r"\((?P<n>\d+) responses(?:, ±(?P<moe>[\d.]+))?\)")
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -160,6 +174,39 @@ def _check_all_row(out: str, oracles: dict[str, Oracle]) -> None:
     assert _close(high, Fraction(effort.in_range(), effort.n), 2), line
 
 
+def _check_target_alert(out: str) -> None:
+    """The demo's target alerts: exactly one, `touchpoint:billing`'s tNPS below its target
+    over the window ending one minute into the history (the first window decided), with the
+    score and responses of the answers sent before that minute's end."""
+    lines = [line for line in out.splitlines() if re.match(r"ALERT \S+  (BELOW|BACK_ON)_", line)]
+    assert len(lines) == 1, lines
+    alert = TARGET_LINE.fullmatch(lines[0])
+    assert alert, lines[0]
+    file = tomllib.loads(DEMO_SURVEYS.read_text())["programs"]
+    assert (alert["kind"], alert["segment"], alert["program"], alert["metric"], alert["window"]) \
+        == ("BELOW_TARGET", "touchpoint:billing", "tnps", "NPS", "1h"), lines[0]
+    target = file["tnps"]["target"]
+    assert float(alert["target"]) == target
+    score, n = float(alert["score"]), int(alert["n"])
+    assert alert["rel"] == "<" and score < target and n >= MIN_RESPONSES, lines[0]
+
+    since_text = re.search(r"^history: the traffic since (\S+) ", out, re.M)
+    assert since_text, out[:3000]
+    since, end = parse_rfc3339(since_text[1]), parse_rfc3339(alert["end"])
+    assert since is not None and end is not None
+    assert end == since + MINUTE, (since_text[1], alert["end"])  # the first window decided
+    # Every answer before the window's end was sent in the history: its first events.
+    sim = Simulator(seed=42, customers=300, programs=registry(DEMO_SURVEYS, 50))
+    events = [sim.event(at) for at in past_times(since, end, RATE)]
+    assert all(end - HOUR <= parse_rfc3339(doc["occurred_at"]) < end for _, doc in events)
+    oracle = Oracle("nps", [0, 10], None)
+    for topic, doc in events:
+        if topic == "surveys" and doc["survey"] == "tnps" and doc.get("touchpoint") == "billing":
+            oracle.add(doc["score"])
+    assert n == oracle.n, (lines[0], oracle.n)
+    assert _close(alert["score"], oracle.score(), 1), (lines[0], float(oracle.score()))
+
+
 def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CXSTREAM_")}
@@ -169,11 +216,13 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     out = proc.stdout.decode(errors="replace")
     assert proc.returncode == 0, out[-4000:]
     assert "broker started" in out and "broker stopped" in out, out[-4000:]
-    summary = re.search(r"(\d+) alerts, (\d+) segments with scores", out)
+    summary = re.search(r"(\d+) alerts \((\d+) below_target, (\d+) back_on_target\), "
+                        r"(\d+) segments with scores", out)
     assert summary, out[-4000:]
-    alerts, segments = int(summary[1]), int(summary[2])
+    alerts, segments = int(summary[1]), int(summary[4])
     assert alerts > 0 and segments > 0
     assert out.count("ALERT ") == alerts
+    assert (int(summary[2]), int(summary[3])) == (1, 0), summary[0]
     assert "DETRACTOR" in out
     assert _processes_mentioning(str(data_dir)) == []
 
@@ -182,3 +231,4 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     sent = ast.literal_eval(re.findall(r"^sent (\{.*\})$", out, re.M)[-1])
     oracles = _check_programs(out, _answers(sent))
     _check_all_row(out, oracles)
+    _check_target_alert(out)

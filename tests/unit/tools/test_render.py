@@ -163,3 +163,71 @@ def test_printable_keeps_json_valid_and_text_whole() -> None:
     line = render.printable(json.dumps(doc, ensure_ascii=False))
     assert not _raw_controls(line) and json.loads(line) == doc
     assert render.printable("Olá, mundo — ok") == "Olá, mundo — ok"
+
+
+# -- target alerts ------------------------------------------------------------------------------
+def _target(kind: str = "below_target", **over: Any) -> dict[str, Any]:
+    """A target alert as the worker builds it (cxstream.core.targets)."""
+    from cxstream.core.programs import define
+    from cxstream.core.targets import build_target_alert
+    from cxstream.core.windows import HOUR, Window
+
+    program = define("tnps", "nps", target=50, turns=False)
+    part = {"responses": 212, "score": 41.5, "margin_of_error": 9.8}
+    doc = build_target_alert(kind, program, Window("1h", HOUR), "touchpoint:support",
+                             1_772_366_400_000, part, 1_772_366_460_123)
+    return {**doc, **over}
+
+
+def test_a_target_alert_line_says_segment_program_score_target_and_window() -> None:
+    line = alert_line(_target())
+    assert line == ("2026-03-01T12:01:00.123Z  BELOW_TARGET  touchpoint:support  tnps NPS 41.5 "
+                    "< target 50 over the 1h ending 2026-03-01T12:00:00Z (212 responses, ±9.8)")
+    back = alert_line(_target("back_on_target", score=52.25))
+    assert "BACK_ON_TARGET  touchpoint:support  tnps NPS 52.2 > target 50 " in back
+
+
+def test_target_alert_lines_of_each_metric() -> None:
+    csat = alert_line(_target(program="csat-delivery", metric="csat", score=75.0, target=80.0,
+                              margin_of_error=6.04))
+    assert "csat-delivery CSAT 75.0% < target 80% over the 1h" in csat and "±6.0)" in csat
+    # CES: below target is more effort than the target allows, here a higher mean; no margin
+    ces = alert_line(_target(program="ces-checkout", metric="ces", score=3.456, target=3.0,
+                             margin_of_error=None))
+    assert "ces-checkout CES 3.46 > target 3 over the 1h" in ces and "(212 responses)" in ces
+    met = alert_line(_target("back_on_target", metric="ces", score=3.0, target=3.0))
+    assert "CES 3.00 = target 3 " in met
+
+
+def test_a_sparse_target_alert_does_not_crash() -> None:
+    line = alert_line({"kind": "below_target"})
+    assert "BELOW_TARGET" in line and "None" not in line
+    out = text(alerts_renderable([{"kind": "back_on_target", "score": "x"}]))
+    assert "BACK_ON_TARGET" in out and "None" not in out
+
+
+def test_target_alerts_in_the_table_beside_customer_alerts() -> None:
+    out = text(alerts_renderable([ALERT, _target(), RECOVERED]))
+    assert "customer/segment" in out and "owner/program" in out and "comment/target" in out
+    row = next(ln for ln in out.splitlines() if "BELOW_TARGET" in ln)
+    assert "12:01:00" in row and "touchpoint:support" in row and "41.5" in row
+    assert "tnps" in row and "< target 50 over the 1h (212 responses, ±9.8)" in row
+    assert "cust-0042" in out and "Dana Owner" in out  # customer alerts as before
+    # newest first
+    assert out.index("cust-0007") < out.index("touchpoint:support") < out.index("cust-0042")
+    # with customer alerts only, the headers are the customer alerts' own
+    plain = text(alerts_renderable([ALERT]))
+    assert "customer/segment" not in plain and "customer" in plain and "comment" in plain
+    titled = text(alerts_renderable([_target()], title="target alerts, newest first"))
+    assert "target alerts, newest first" in titled
+    assert all(len(ln) <= 80 for ln in text(alerts_renderable([_target(), ALERT]), 80).splitlines())
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+def test_target_alert_text_cannot_drive_the_terminal(bad: str) -> None:
+    alert = _target(segment_key=f"plan:{bad}", program=f"p{bad}", window=f"1h{bad}")
+    line = alert_line(alert)
+    assert not _raw_controls(line) and "\n" not in line
+    console = Console(width=160, record=True, color_system=None, force_terminal=False)
+    console.print(alerts_renderable([alert]))
+    assert not _raw_controls(console.export_text().replace("\n", ""))
