@@ -230,6 +230,9 @@ def plan_reports(records: Sequence[Any], pending: PendingWrites, cfg: StepConfig
         if p.rejection is not None:
             out.rejected.append((p.rejection, msg))
         out.alerts.extend(p.alerts)
+        if p.first:  # sums no status names any more: written first, and apart
+            pending.put(msg.partition, p.first)
+            pending.seal(msg.partition)
         if p.writes:  # a rejected report may still drop its window (`entry_too_large`)
             pending.put(msg.partition, p.writes)
         out.waiting[msg.partition] = p.waiting

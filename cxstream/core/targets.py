@@ -61,10 +61,10 @@ from cxstream.core.alert import SCHEMA_VERSION, target_alert_id
 from cxstream.core.buckets import window_counts_all
 from cxstream.core.errors import ErrorCode, Rejection
 from cxstream.core.programs import BUILTINS, Program
-from cxstream.core.programscores import by_segment, program_view
+from cxstream.core.programscores import by_segment, own_counts, program_view
 from cxstream.core.scoring import WIDTH, Counts, merge
 from cxstream.core.segments import ALL, split_program_key
-from cxstream.core.timefmt import format_rfc3339
+from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339
 from cxstream.core.windows import MINUTE, Window
 
 __all__ = ["KINDS", "MAX_JUMP", "MAX_PENDING", "ReportPlan", "TargetConfig", "boundaries",
@@ -155,7 +155,8 @@ def reports(get: Callable[[str], Any], partition: int, boundary: int,
             cfg: TargetConfig) -> list[tuple[int, bytes]]:
     """Partition `partition`'s report of `boundary`: (report partition, record value) for
     every report partition, at least one record each (empty when none of its segments has
-    answers), each under `cfg.max_report_bytes` unless one segment alone is larger.
+    answers), each one's counts under `cfg.max_report_bytes` unless one segment alone is
+    larger (the record's few other fields are not counted: the worker's bound leaves room).
 
     `get` reads the state as the crossing step left it. A record is
     ``{"v": 1, "p": partition, "n": partitions, "b": boundary, "i": part, "k": parts,
@@ -204,12 +205,18 @@ class ReportPlan:
     """What one report record does at its report partition: `outcome` (``accepted``,
     ``duplicate``: its partition and part were summed already; ``replayed``: its boundary
     was decided already; ``deadlettered``: `rejection`), the alerts of a decision, and the
-    state writes, to be carried out after the broker acknowledged the alerts."""
+    state writes (`first`, sealed, then `writes`), to be carried out after the broker
+    acknowledged the alerts."""
 
     outcome: str
     rejection: Rejection | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
     writes: list[tuple[str, Any]] = field(default_factory=list)
+    #: Deletions of the sums of windows that can never be decided (passed over, or past
+    #: `MAX_PENDING`), to be written before `writes` and apart from them (sealed): the
+    #: status entry in `writes` no longer names them, so a crash between the two must not
+    #: keep them.
+    first: list[tuple[str, Any]] = field(default_factory=list)
     #: The boundaries waiting for reports once this is written (for the gauge).
     waiting: int = 0
 
@@ -219,25 +226,52 @@ def _bad(reason: str) -> ReportPlan:
                                                 f"target report: {reason}"))
 
 
-def _decode(raw: bytes | None) -> dict[str, Any] | ReportPlan:
+def _decode(raw: bytes | None, cfg: TargetConfig) -> dict[str, Any] | ReportPlan:
+    """The report record `raw`, checked as far as a decision needs: every field of its type
+    and range (`n` this deployment's partition count, `b` a check point), every counts list
+    of eight non-negative integers, and the keys as the state stores them (`_keys_problem`).
+    A record that fails is dead-lettered, so summing and deciding never raise."""
     try:
         doc = orjson.loads(raw or b"")
     except orjson.JSONDecodeError:
         return ReportPlan("deadlettered", Rejection(ErrorCode.NOT_JSON,
                                                     "target report: not JSON"))
-    if not isinstance(doc, dict) or doc.get("v") != REPORT_VERSION:
+    if not isinstance(doc, dict) or type(doc.get("v")) is not int \
+            or doc["v"] != REPORT_VERSION:
         return _bad(f"not a report of version {REPORT_VERSION}")
     for name in ("p", "n", "b", "i", "k"):
         if type(doc.get(name)) is not int:
             return _bad(f"{name} must be an integer")
+    if doc["n"] != cfg.partitions:
+        return _bad(f"made for {doc['n']} input partitions, not {cfg.partitions}")
     if not (0 <= doc["p"] < doc["n"] and 0 <= doc["i"] < doc["k"]):
         return _bad("partition or part out of range")
+    longest = max(w.ms for w in cfg.windows)
+    if doc["b"] % cfg.every_ms or not MIN_MS + longest <= doc["b"] <= MAX_MS:
+        return _bad("b is not a check point (a multiple of CXSTREAM_TARGET_EVERY)")
     windows = doc.get("c")
     if not isinstance(windows, dict) or not all(
             isinstance(counted, dict) and all(_is_counts(v) for v in counted.values())
             for counted in windows.values()):
         return _bad("c must map windows to stored keys to counts")
+    for counted in windows.values():
+        problem = _keys_problem(counted)
+        if problem is not None:
+            return _bad(problem)
     return doc
+
+
+def _keys_problem(counted: Mapping[str, Counts]) -> str | None:
+    """What is wrong with a window's keys, or None: as stored, each program key is of a
+    program other than the built-ins, beside its segment's own key, and holds at most that
+    key's counts on its metric's positions (`programscores.by_segment`, `own_counts`)."""
+    try:
+        for group in by_segment(counted).values():
+            for builtin in BUILTINS:
+                own_counts(group, builtin.id)
+    except ValueError as exc:
+        return f"counts not as stored ({exc})"
+    return None
 
 
 def _is_counts(value: object) -> bool:
@@ -275,7 +309,7 @@ def plan_report(get: Callable[[str], Any], cfg: TargetConfig, partition: int,
     """What the report record `raw` does at report partition `partition` (module
     docstring, stage 2), read against `get` (the state as every earlier record of the
     partition left it). Never raises for a bad record: it is dead-lettered."""
-    decoded = _decode(raw)
+    decoded = _decode(raw, cfg)
     if isinstance(decoded, ReportPlan):
         return decoded
     doc = decoded
@@ -289,7 +323,13 @@ def plan_report(get: Callable[[str], Any], cfg: TargetConfig, partition: int,
         return ReportPlan("replayed", writes=[(pkey, None)] if get(pkey) is not None else [])
     pending = get(pkey) or {"n": n, "seen": {}, "c": {}}
     tag = f"{doc['p']}.{doc['i']}"
-    if tag in pending["seen"]:
+    source = f"{doc['p']}."
+    # A report seen already, in part or whole; or one made again after a crash of its
+    # partition, perhaps in another number of parts (from a state that may already hold
+    # later answers: the first report, acknowledged before that state was written, came
+    # first and is the one of a clean run).
+    if tag in pending["seen"] or any(t.startswith(source) and k != doc["k"]
+                                     for t, k in pending["seen"].items()):
         return ReportPlan("duplicate", waiting=len(status["pending"]))
     seen = {**pending["seen"], tag: doc["k"]}
     sums = _add(pending["c"], doc["c"])
@@ -304,21 +344,23 @@ def plan_report(get: Callable[[str], Any], cfg: TargetConfig, partition: int,
                 "target report: the sums of this window's reports would pass the state entry "
                 "bound, so it is not decided; raise the state changelog's max.message.bytes, "
                 "or check fewer programs or windows (CXSTREAM_TARGET_WINDOWS)"),
-                writes=[(skey, {**status, "pending": waiting}), (pkey, None)],
+                first=[(pkey, None)], writes=[(skey, {**status, "pending": waiting})],
                 waiting=len(waiting))
         dropped, waiting = waiting[:-MAX_PENDING], waiting[-MAX_PENDING:]
         writes: list[tuple[str, Any]] = [(skey, {**status, "pending": waiting})]
         if b in waiting:
             writes.append((pkey, entry))
-        writes.extend((keys.target_pending_key(partition, old), None) for old in dropped)
-        return ReportPlan("accepted", writes=writes, waiting=len(waiting))
+        return ReportPlan("accepted", writes=writes, waiting=len(waiting),
+                          first=[(keys.target_pending_key(partition, old), None)
+                                 for old in dropped])
     alerts, below = decide(sums, set(status["below"]), b, cfg, now_ms)
     # Earlier boundaries still waiting never complete now: every partition has passed them.
-    done = [old for old in waiting if old <= b]
+    passed = [old for old in waiting if old < b]
     later = [old for old in waiting if old > b]
-    writes = [(skey, {"d": b, "below": sorted(below), "pending": later})]
-    writes.extend((keys.target_pending_key(partition, old), None) for old in done)
-    return ReportPlan("accepted", alerts=alerts, writes=writes, waiting=len(later))
+    return ReportPlan("accepted", alerts=alerts, waiting=len(later),
+                      first=[(keys.target_pending_key(partition, old), None) for old in passed],
+                      writes=[(skey, {"d": b, "below": sorted(below), "pending": later}),
+                              (pkey, None)])
 
 
 def stale_reports(pending_keys: list[str], status: Any) -> list[str]:

@@ -490,31 +490,11 @@ def test_a_crash_anywhere_in_a_report_batch_is_repaired_by_the_replay(
         replay_ids = {a["alert_id"] for batch in replay.alerts for a in batch}
         assert replay_ids <= clean_ids
         assert sent_ids | replay_ids == clean_ids
-        # The state ends as the crash-free run's, but for the leftover sums of boundaries
-        # passed over (see the xfail test below).
-        assert report_state(without_stale(replay.state)) == report_state(clean.state)
+        # The state ends as the crash-free run's (sums of windows passed over are deleted
+        # before the status that stops naming them).
+        assert report_state(replay.state) == report_state(clean.state)
 
 
-def without_stale(state: dict[str, Any]) -> dict[str, Any]:
-    """`state` less the sums of the boundaries at or before the last one decided that no
-    status lists as waiting (stage 2 never reads them again)."""
-    out = dict(state)
-    for key in state:
-        if key.startswith(keys.TARGET_PENDING + "|"):
-            _, q, b = key.split("|")
-            status = state.get(keys.target_status_key(int(q)))
-            if status and status["d"] is not None and int(b) <= status["d"] \
-                    and int(b) not in status["pending"]:
-                del out[key]
-    return out
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a decision writes the status first, then deletes the sums of the boundaries it "
-    "passes over (`done`; `dropped` past MAX_PENDING likewise); a crash between keeps the "
-    "status and loses the deletions, and as no report of those boundaries is read again "
-    "(they are before the committed offset), their sums stay in the state for good: only "
-    "the sums of the replayed record's own boundary are deleted (`replayed`)"))
 def test_a_crash_between_a_decision_and_its_deletions_leaves_no_sums_behind() -> None:
     """Partition 0 reports b0 and b1, partition 1 only b1 (b0 is passed over); the state
     keeps the batch deciding b1 up to its status write; the replay from its record."""
@@ -561,10 +541,11 @@ def test_a_crash_anywhere_in_an_input_batch_decides_as_the_crash_free_run(
     the batches that began writing (and maybe of later ones) were sent, and the replay from
     the committed offset reports again, in other batches, from the recovered state. The
     report partitions, reading those and every other partition's reports in any
-    interleaving, decide as the oracle does. Reports unsplit: split ones are not yet
-    (`test_a_report_split_otherwise_after_a_crash_is_a_repeat`)."""
-    settle, minimum, builtin, _ = config
-    tcfg = target_cfg(history.partitions, settle, minimum, builtin=builtin)
+    interleaving, decide as the oracle does; reports split or not (a report made again may
+    be split otherwise: `test_a_report_split_otherwise_after_a_crash_is_a_repeat`)."""
+    settle, minimum, builtin, max_bytes = config
+    tcfg = target_cfg(history.partitions, settle, minimum, builtin=builtin,
+                      max_bytes=max_bytes)
     cfg = replace(STEP, targets=tcfg)
     crashed = data.draw(st.integers(0, history.partitions - 1), label="crashed partition")
     streams: dict[int, list[tuple[int, bytes]]] = {}
@@ -711,25 +692,14 @@ HOSTILE = {
 }
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "bug: plan_report raises ValueError (from programscores.by_segment / own_counts, or "
-    "timefmt.format_rfc3339) when the boundary such a record completes is decided, though "
-    "its docstring says it never raises for a bad record; plan_reports then dead-letters "
-    "the completing record as a processing error, and the counts stay in the boundary's "
-    "sums, so the boundary can never be decided"))
 @pytest.mark.parametrize("what", sorted(HOSTILE))
 def test_plan_report_never_raises_on_a_well_formed_record_no_partition_sends(
         what: str) -> None:
-    cfg = target_cfg(2)
+    cfg = target_cfg(1)  # the record alone completes its boundary: it would be decided
     plan = plan_report(lambda key: None, cfg, 0, orjson.dumps(HOSTILE[what]), NOW)
-    assert plan.outcome == "deadlettered" or plan.alerts == []
+    assert plan.outcome == "deadlettered" and plan.writes == [] and plan.alerts == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the partition count of a record (`n`) is trusted over `TargetConfig.partitions`: "
-    "one record with n=1 decides the boundary alone (with one partition's counts), and its "
-    "`b` becomes the last boundary decided, so a record with a far `b` makes every later "
-    "report `replayed` for good; `p` is only checked against that same `n`"))
 @pytest.mark.parametrize("fields", [{"n": 1}, {"n": 1, "b": 10**14}, {"n": 3, "p": 2}],
                          ids=["n=1", "n=1 far b", "p=2 of n=3"])
 def test_a_report_of_another_partition_count_is_dead_lettered(fields: dict[str, int]) -> None:
@@ -832,13 +802,6 @@ def test_a_split_report_is_decided_when_its_last_part_arrives_as_unsplit(
         assert got[last] == want[-1] and all(alerts == [] for alerts in got[last + 1:])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: after a crash of an input partition, the replay reports a boundary again from a "
-    "state that may hold the buckets of later responses of the crashed batch (they are "
-    "written before the stream time); split otherwise, the report has more parts, and a "
-    "part numbered past the first report's is not recognised as a repeat (the tag is "
-    "partition.part): its counts are summed, and `_complete` takes the part count of the "
-    "last tag"))
 def test_a_report_split_otherwise_after_a_crash_is_a_repeat() -> None:
     """Partition 0 crosses 14:20 at e1 (c0, eu) in a batch with e2, an answer of 14:15 by
     c2 in the region us; the batch's buckets land, its stream time does not. The replay
