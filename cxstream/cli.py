@@ -322,7 +322,8 @@ def _program_scores(program: str, rows: list[dict[str, Any]], *, window: str, as
 @click.option("--json", "as_json", is_flag=True, help="One JSON document per line.")
 @friendly
 def alerts(follow: bool, from_beginning: bool, as_json: bool) -> None:
-    """Print detractor / recovered alerts from the alert topic."""
+    """Print the alerts of the alert topic: customers turning (detractor / recovered) and
+    segments crossing their targets (below_target / back_on_target)."""
     from cxstream.kafka.security import client_kwargs
     from cxstream.tools.render import alert_line, printable
     from cxstream.tools.tail import read_topic

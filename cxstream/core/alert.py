@@ -116,7 +116,7 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
 def alert_key(alert: dict[str, Any]) -> bytes:
     """The alert's record key on the alert topic: what it is about, the customer
     (`customer_id`) or, for a target alert, the segment (`segment_key`)."""
-    if alert["kind"] in _TARGET_KINDS:
+    if alert.get("kind") in _TARGET_KINDS:
         return str(alert["segment_key"]).encode()
     return str(alert["customer_id"]).encode()
 
