@@ -46,8 +46,9 @@ RESPONSES = Counter(
 )
 ALERTS = Counter(
     "cxstream_alerts_total",
-    "Alerts produced to the alert topic, by kind (detractor, recovered, below_target, "
-    "back_on_target) and survey program (of the answer that caused a turn; of the target).",
+    "Alerts produced to the alert topic, by kind (detractor, recovered, promoter, passive, "
+    "at_risk, below_target, back_on_target) and survey program (of the answer that caused "
+    "a turn; of the target).",
     ["kind", "program"],
     registry=REGISTRY,
 )
@@ -137,7 +138,7 @@ KAFKA_SEND_FAILURES = Counter(
     registry=REGISTRY,
 )
 
-ALERT_KINDS = ("detractor", "recovered")
+ALERT_KINDS = ("detractor", "recovered", "promoter", "passive", "at_risk")
 ALERT_DELAY_FROM_EVENT = Histogram(
     "cxstream_alert_delay_from_event_seconds",
     "Seconds from the response's occurred_at to the alert's acknowledgement by the broker, by "

@@ -282,6 +282,10 @@ SETTINGS: tuple[Spec, ...] = (
          "How long, in event time, a window's end waits before it is decided: answers later "
          "than this still count in scores, not in that decision."),
     Spec("journey_length", "10", _pos_int, "Recent interactions kept per customer as alert context."),
+    Spec("at_risk", "true", _bool,
+         "Whether CSAT and CES answers cause `at_risk` alerts: a customer who is not a "
+         "detractor gives an answer in the program's at-risk range (CSAT: the bottom two "
+         "points; CES: the high-effort range) after one that was not."),
     Spec("batch_size", "2000", _pos_int,
          "Most input messages fetched and handled together: each state entry is written once "
          "per batch, so larger batches cost fewer changelog writes per message (a batch only "
@@ -342,6 +346,7 @@ class Settings:
     target_every: int
     target_settle: int
     journey_length: int
+    at_risk: bool
     batch_size: int
     session_timeout: float
     notify_config: str

@@ -25,8 +25,9 @@ from cxstream.core.journey import (
 from cxstream.core.model import SurveyResponse
 from cxstream.core.timefmt import format_rfc3339
 
-__all__ = ["ALERT_NAMESPACE", "CE_TYPE_PREFIX", "SCHEMA_VERSION", "TARGET_NAMESPACE", "alert_id",
-           "alert_key", "build_alert", "cloudevent_headers", "target_alert_id"]
+__all__ = ["ALERT_NAMESPACE", "CE_TYPE_PREFIX", "CUSTOMER_KINDS", "SCHEMA_VERSION",
+           "TARGET_NAMESPACE", "alert_id", "alert_key", "build_alert", "cloudevent_headers",
+           "target_alert_id"]
 
 #: uuid5 namespace of alert ids: an arbitrary constant, fixed forever, because changing it
 #: would change every alert id and consumers would see re-deliveries as new alerts.
@@ -35,7 +36,9 @@ _NAMESPACE_BYTES = ALERT_NAMESPACE.bytes
 SCHEMA_VERSION = 1
 CE_TYPE_PREFIX = "com.cxstream.alert."
 _TARGET_KINDS = ("below_target", "back_on_target")
-_KINDS = ("detractor", "recovered", *_TARGET_KINDS)
+#: Customer alerts: the kinds of `cxstream.core.journey.Turn`.
+CUSTOMER_KINDS = ("detractor", "recovered", "promoter", "passive", "at_risk")
+_KINDS = (*CUSTOMER_KINDS, *_TARGET_KINDS)
 #: uuid5 namespace of target alert ids (`target_alert_id`), apart from customer alerts'.
 TARGET_NAMESPACE = uuid.UUID("3b7e0a52-9d14-5f0c-8c3e-2f6a91d0b7c4")
 
@@ -70,9 +73,14 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
                 journey: Journey, detected_at_ms: int) -> dict[str, Any]:
     """The alert document for the turn `response` caused on `state_before`.
 
-    `program` is the id of the survey program `response` answered (an nps program; `nps`
-    itself for the built-in one): always present in what cxstream writes, optional in the
-    schema because alerts written by earlier releases lack it.
+    `program` is the id of the survey program `response` answered (an nps program, or for
+    `at_risk` a csat or ces one; the metric itself for a built-in one): always present in
+    what cxstream writes, optional in the schema because alerts written by earlier releases
+    lack it. An `at_risk` alert also names the answer's `metric` (csat or ces); its `score`
+    is on that program's scale.
+
+    One response causes at most one turn, so `alert_id` (of the customer and the response)
+    stays unique across every kind.
 
     Context is the state *before* the response, i.e. as known when it was processed:
     `owner` is the profile's owner (null without a profile); `segment` is the response's
@@ -81,15 +89,15 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
     (newest first).
     """
     r = response
-    if r.survey != "nps":
-        raise ValueError("only NPS responses cause alerts")
+    if (r.survey == "nps") == (turn.kind == "at_risk"):
+        raise ValueError("NPS responses cause NPS turns, CSAT and CES ones at_risk")
     if r.customer_id != state_before.customer_id:
         raise ValueError("response belongs to another customer than this state")
     if turn.kind not in _KINDS:
         raise ValueError(f"unknown turn kind {turn.kind!r}")
     profile = state_before.profile or {}
     owner = profile.get("owner")
-    return {
+    doc: dict[str, Any] = {
         "alert_id": alert_id(r.customer_id, r.event_id),
         "kind": turn.kind,
         "customer_id": r.customer_id,
@@ -111,6 +119,9 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
         ],
         "schema_version": SCHEMA_VERSION,
     }
+    if turn.kind == "at_risk":
+        doc["metric"] = r.survey
+    return doc
 
 
 def alert_key(alert: dict[str, Any]) -> bytes:

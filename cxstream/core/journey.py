@@ -1,10 +1,18 @@
-"""Per-customer state and the "turns detractor" rule.
+"""Per-customer state and the turn rules.
 
 A customer's NPS state is their latest NPS response by `occurred_at` (ties: the larger
 `event_id` by plain string comparison). A turn happens only when a response becomes that
-latest one: to `detractor` from anything else (or from no response yet), or from
-`detractor` to passive/promoter (`recovered`). Older responses arriving late are history,
-never a turn; a repeated `event_id` is a no-op. CSAT and CES only keep their latest value.
+latest one: to `detractor` from anything else (or from no response yet); from `detractor`
+to passive/promoter (`recovered`); to `promoter` from passive or no response yet; to
+`passive` from promoter. Older responses arriving late are history, never a turn; a
+repeated `event_id` is a no-op.
+
+CSAT and CES keep their latest answer each (by `occurred_at`, then `event_id`, as NPS).
+When a deployment asks for them (`rules` given to `apply_survey`), an answer that becomes
+the latest of its metric, lies in its program's at-risk range (`programs.Program.at_risk`)
+while the metric's previous latest answer did not (or there was none), on a customer who
+is not currently a detractor, is an `at_risk` turn. Whether the previous answer was at
+risk is judged with its program's definition of today.
 
 The journey (recent interactions) is kept apart from the rest (`Journey`, stored under its
 own key, `keys.journey_key`): most events are interactions and need nothing else, and a
@@ -31,7 +39,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, Mapping, TypeAlias
 
 from cxstream.core.model import CustomerProfile, Interaction, Record, SurveyResponse
 from cxstream.core.scoring import Category, category
@@ -53,7 +61,7 @@ SEEN_CAP = 1000
 #: Default number of recent interactions kept per customer.
 JOURNEY_LEN = 10
 
-TurnKind = Literal["detractor", "recovered"]
+TurnKind = Literal["detractor", "recovered", "promoter", "passive", "at_risk"]
 
 
 class _Keep:
@@ -84,10 +92,13 @@ _ENTRY_LEN: Final = 6
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """A change of the latest NPS category that must be told downstream."""
+    """A change that must be told downstream: of the latest NPS category, or (`at_risk`)
+    of the latest CSAT or CES answer into its program's at-risk range."""
 
     kind: TurnKind
-    previous_category: Category | None  # None: the customer had no NPS response before
+    # The category of the latest NPS response before this one (None: there was none); for
+    # `at_risk`, the customer's NPS category as it stands (never detractor).
+    previous_category: Category | None
 
 
 class CustomerState(Record):
@@ -313,15 +324,45 @@ def _remember(seen: dict[str, int], r: SurveyResponse, horizon_start_ms: int,
     return kept
 
 
+def _nps_turn(previous: Category | None, now: Category) -> Turn | None:
+    """The turn of a latest NPS category going from `previous` to `now`, if any."""
+    if now == previous:
+        return None
+    if now == "detractor":
+        return Turn("detractor", previous)
+    if previous == "detractor":
+        return Turn("recovered", previous)
+    if now == "promoter":
+        return Turn("promoter", previous)  # from passive or from no answer
+    if previous == "promoter":
+        return Turn("passive", previous)
+    return None  # a first answer that is passive
+
+
+def _was_at_risk(entry: Entry | None, metric: str, rules: Mapping[str, Any]) -> bool:
+    """Whether the latest answer `entry` of `metric` (csat or ces) lies in its program's
+    at-risk range (False without one, or when its program is no longer known)."""
+    if entry is None:
+        return False
+    rule = rules.get(entry.get("p", metric))
+    if rule is None or rule[0] != metric:
+        return False
+    i = entry["score"] - rule[1]
+    return 0 <= i < len(rule[7]) and bool(rule[7][i])
+
+
 def apply_survey(state: CustomerState, response: SurveyResponse, *, horizon_start_ms: int,
-                 seen_cap: int = SEEN_CAP, turns: bool = True
+                 seen_cap: int = SEEN_CAP, turns: bool = True,
+                 rules: Mapping[str, Any] | None = None
                  ) -> tuple[CustomerState, Turn | None]:
     """The state after `response` and the turn it causes, if any.
 
     `horizon_start_ms` is stream time − horizon: remembered ids older than it are
     forgotten. `turns` False: an NPS answer of a program that does not drive turns
     (`turns = false` in the registry) is only remembered as seen; the customer's NPS state
-    is their latest answer of a program that does. The caller passes only non-duplicate, not-too-late responses, but a
+    is their latest answer of a program that does. `rules` (`cxstream.core.programs.rules`;
+    None: no `at_risk` turns) says which CSAT and CES answers are at risk (module
+    docstring). The caller passes only non-duplicate, not-too-late responses, but a
     duplicate still returns `state` itself and no turn. `state` is never modified: keep it
     until the alert for the turn is acknowledged, then store the returned one.
     """
@@ -337,24 +378,28 @@ def apply_survey(state: CustomerState, response: SurveyResponse, *, horizon_star
     if r.survey == "nps":
         if not turns or not _newer(r, state.nps):
             return _with(state, seen=seen), None  # history, never a turn
-        previous = state.nps_category
         now = category(r.score)
-        turn = None
-        if now == "detractor" and previous != "detractor":
-            turn = Turn("detractor", previous)
-        elif previous == "detractor" and now != "detractor":
-            turn = Turn("recovered", previous)
+        turn = _nps_turn(state.nps_category, now)
         latest = {"id": r.event_id, "score": r.score, "cat": now, "at": r.occurred_at,
                   "tp": r.touchpoint, "ch": r.channel, "cmt": r.comment, "seg": dict(r.segment)}
         if r.program != r.survey:  # the built-ins' entries keep their earlier layout
             latest["p"] = r.program
         return _with(state, nps=latest, seen=seen), turn
+    before = state.csat if r.survey == "csat" else state.ces
+    if not _newer(r, before):
+        return _with(state, seen=seen), None  # history, never a turn
     entry: dict[str, Any] = {"id": r.event_id, "score": r.score, "at": r.occurred_at}
     if r.program != r.survey:
         entry["p"] = r.program
+    turn = None
+    if rules is not None and not state.is_detractor:
+        rule = rules.get(r.program)
+        if (rule is not None and rule[7][r.score - rule[1]]
+                and not _was_at_risk(before, r.survey, rules)):
+            turn = Turn("at_risk", state.nps_category)
     if r.survey == "csat":
-        return _with(state, csat=entry if _newer(r, state.csat) else state.csat, seen=seen), None
-    return _with(state, ces=entry if _newer(r, state.ces) else state.ces, seen=seen), None
+        return _with(state, csat=entry, seen=seen), turn
+    return _with(state, ces=entry, seen=seen), turn
 
 
 def apply_interaction(journey: Journey, interaction: Interaction, *,

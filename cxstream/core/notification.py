@@ -4,8 +4,8 @@ Pure: the notifier adapter does the sending. Every delivery of one alert carries
 `webhook-id` / `Idempotency-Key` (the alert_id), so a receiver that deduplicates on it
 accepts each alert exactly once even when a crash makes cxstream deliver it again.
 
-Two families of alerts are notified: customer alerts (`detractor`, `recovered`: about one
-customer, keyed by its `customer_id`) and target alerts (`below_target`, `back_on_target`:
+Two families of alerts are notified: customer alerts (`detractor`, `recovered`, `promoter`,
+`passive`, `at_risk`: about one customer, keyed by its `customer_id`) and target alerts (`below_target`, `back_on_target`:
 about one segment's score against its program's target, keyed by `segment_key`). Which
 family an alert is of depends on its `kind` alone (`is_target_alert`).
 
@@ -51,10 +51,20 @@ SLACK_FIELD_MAX = 2000
 SLACK_CONTEXT_MAX = 2000
 SLACK_FALLBACK_MAX = 3000
 #: The kinds of customer alerts (about one customer) and of target alerts (about a segment).
-CUSTOMER_KINDS: frozenset[str] = frozenset({"detractor", "recovered"})
+CUSTOMER_KINDS: frozenset[str] = frozenset({"detractor", "recovered", "promoter", "passive",
+                                            "at_risk"})
 TARGET_KINDS: frozenset[str] = frozenset({"below_target", "back_on_target"})
 #: Every kind a routing file's `kinds` may name.
-ALERT_KINDS: tuple[str, ...] = ("detractor", "recovered", "below_target", "back_on_target")
+ALERT_KINDS: tuple[str, ...] = ("detractor", "recovered", "promoter", "passive", "at_risk",
+                                "below_target", "back_on_target")
+#: How each customer kind reads in a message ("Customer c1 turned promoter"), and its icon.
+_CUSTOMER_TEXT: Mapping[str, tuple[str, str]] = {
+    "detractor": ("turned detractor", ":rotating_light:"),
+    "recovered": ("recovered", ":white_check_mark:"),
+    "promoter": ("turned promoter", ":star:"),
+    "passive": ("slipped to passive", ":warning:"),
+    "at_risk": ("is at risk", ":warning:"),
+}
 #: How a target alert's metric is named in messages.
 _METRIC_NAMES: Mapping[str, str] = {"nps": "NPS", "csat": "CSAT", "ces": "CES"}
 
@@ -86,6 +96,8 @@ class Route:
     # matches "<dimension>:<value>" of a customer alert's segment, touchpoint or channel, or
     # a target alert's segment_key ("all" included)
     segment: str | None = None
+    # the only alert kinds this route takes (None: every kind notified)
+    kinds: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,22 +175,27 @@ def route(alert: Mapping[str, Any], cfg: NotifyConfig) -> list[str]:
 
     A customer alert's segment routes match `<dimension>:<value>` of its segment, touchpoint
     and channel. A target alert is routed by its `segment_key` alone (a route `segment =
-    "all"` matches the segment `all`); owner routes never match it."""
+    "all"` matches the segment `all`); owner routes never match it. A route with `kinds`
+    matches only alerts of those kinds (so promoters can go to a marketing channel and
+    passives to the success manager); the others pass over it as if it were not there."""
+    kind = alert.get("kind")
+    owner_routes = [r for r in cfg.owner_routes if r.kinds is None or kind in r.kinds]
+    segment_routes = [r for r in cfg.segment_routes if r.kinds is None or kind in r.kinds]
     if is_target_alert(alert):
-        by_key = [r.channel for r in cfg.segment_routes if r.segment == alert["segment_key"]]
+        by_key = [r.channel for r in segment_routes if r.segment == alert["segment_key"]]
         if by_key:
             return list(dict.fromkeys(by_key))
         return [cfg.default] if cfg.default else []
     owner = alert.get("owner") or {}
     ids = {v for v in (owner.get("email"), owner.get("name"), owner.get("slack")) if v}
-    by_owner = [r.channel for r in cfg.owner_routes if r.owner in ids]
+    by_owner = [r.channel for r in owner_routes if r.owner in ids]
     if by_owner:
         return list(dict.fromkeys(by_owner))
     segments = {f"{k}:{v}" for k, v in (alert.get("segment") or {}).items()}
     for key in ("touchpoint", "channel"):
         if alert.get(key):
             segments.add(f"{key}:{alert[key]}")
-    by_segment = [r.channel for r in cfg.segment_routes if r.segment in segments]
+    by_segment = [r.channel for r in segment_routes if r.segment in segments]
     if by_segment:
         return list(dict.fromkeys(by_segment))
     return [cfg.default] if cfg.default else []
@@ -257,8 +274,8 @@ def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
     size. A target alert gets its own message (`_slack_target`)."""
     if is_target_alert(alert):
         return _slack_target(alert)
-    kind = "turned detractor" if alert["kind"] == "detractor" else "recovered"
-    icon = ":rotating_light:" if alert["kind"] == "detractor" else ":white_check_mark:"
+    kind, icon = _customer_text(alert)
+    score_name = _score_name(alert)
     customer = str(alert["customer_id"])
     segment = ", ".join(f"{k}={v}" for k, v in sorted((alert.get("segment") or {}).items(),
                                                       key=lambda kv: str(kv[0]))) or "-"
@@ -270,7 +287,8 @@ def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
             mrkdwn(header_text(customer, SLACK_HEADER_MAX)),
             SLACK_HEADER_MAX - len(f"Customer  {kind}")) + f" {kind}"}},
         {"type": "section", "fields": [
-            _mrk("NPS score", f"{alert.get('score')} (was {was})", SLACK_FIELD_MAX),
+            _mrk(f"{score_name} score", f"{alert.get('score')} ({_was(alert)} {was})",
+                 SLACK_FIELD_MAX),
             _mrk("Segment", segment, SLACK_FIELD_MAX),
             _mrk("Touchpoint", alert.get("touchpoint") or "-", SLACK_FIELD_MAX),
             _mrk("Customer", customer, SLACK_FIELD_MAX)]},
@@ -286,8 +304,33 @@ def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
         "text": head + clip(journey or "no recent interactions", SLACK_SECTION_MAX - len(head))}})
     blocks.append({"type": "context", "elements": [
         _mrk("", f"alert {alert['alert_id']}", SLACK_CONTEXT_MAX)]})
-    fallback = f"{icon} Customer {mrkdwn(customer)} {kind} (NPS {mrkdwn(alert.get('score'))})"
+    fallback = (f"{icon} Customer {mrkdwn(customer)} {kind} "
+                f"({mrkdwn(score_name)} {mrkdwn(alert.get('score'))})")
     return {"text": clip(fallback, SLACK_FALLBACK_MAX), "blocks": blocks}
+
+
+def _customer_text(alert: Mapping[str, Any]) -> tuple[str, str]:
+    """(what happened, Slack icon) of a customer alert; a kind of a later release reads as
+    its name."""
+    kind = alert.get("kind")
+    return _CUSTOMER_TEXT.get(kind, (str(kind), ":bell:")) if isinstance(kind, str) else \
+        (str(kind), ":bell:")
+
+
+def _score_name(alert: Mapping[str, Any]) -> str:
+    """What the alert's score is: `NPS`, or for an at_risk alert its metric and program
+    ("CSAT csat-delivery")."""
+    if alert.get("kind") != "at_risk":
+        return "NPS"
+    metric = alert.get("metric")
+    name = _METRIC_NAMES.get(metric, str(metric)) if isinstance(metric, str) else str(metric)
+    program = alert.get("program")
+    return name if not program or program == metric else f"{name} {program}"
+
+
+def _was(alert: Mapping[str, Any], word: str = "was") -> str:
+    """How the previous category is introduced: for at_risk, it is the NPS category now."""
+    return "NPS category" if alert.get("kind") == "at_risk" else word
 
 
 def email_message(alert: Mapping[str, Any]) -> tuple[str, str]:
@@ -297,13 +340,15 @@ def email_message(alert: Mapping[str, Any]) -> tuple[str, str]:
     (`_email_target`)."""
     if is_target_alert(alert):
         return _email_target(alert)
-    kind = "turned detractor" if alert["kind"] == "detractor" else "recovered"
+    kind, _ = _customer_text(alert)
+    score_name = _score_name(alert)
     subject = header_text(f"[cxstream] Customer {header_text(alert['customer_id'], 100)} {kind} "
-                          f"(NPS {header_text(alert.get('score'), 10)})", 200)
+                          f"({header_text(score_name, 20)} {header_text(alert.get('score'), 10)})",
+                          200)
     segment = ", ".join(f"{k}={v}" for k, v in sorted((alert.get("segment") or {}).items(),
                                                       key=lambda kv: str(kv[0]))) or "-"
     lines = [f"Customer: {alert['customer_id']}",
-             f"NPS score: {alert.get('score')} (previously "
+             f"{score_name} score: {alert.get('score')} ({_was(alert, 'previously')} "
              f"{alert.get('previous_category') or 'no answer'})",
              f"Answered at: {alert.get('occurred_at', '-')}",
              f"Segment: {segment}",

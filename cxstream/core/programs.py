@@ -311,6 +311,22 @@ class Program:
         assert self.high_effort is not None  # set for every ces program
         return self.high_effort[0] <= value <= self.high_effort[1]
 
+    @property
+    def at_risk(self) -> Range | None:
+        """The answers that put a customer at risk (`at_risk` alerts, see
+        docs/concepts/alerts.md), None for nps programs. ces: the `high_effort` range. csat:
+        the two points at the end of the scale opposite the `satisfied` range, less any
+        point of it: [1, 2] on 1–5 and on 1–10 (satisfied at the top), [4, 5] on 1–5 when
+        satisfied is [1, 2], [1, 1] on [1, 2] when satisfied is [2, 2]."""
+        if self.high_effort is not None:
+            return self.high_effort
+        if self.satisfied is None:
+            return None
+        low, high = self.scale
+        if self.satisfied[1] == high:  # satisfied at the top: the bottom is the worst
+            return low, min(low + 1, self.satisfied[0] - 1)
+        return max(high - 1, self.satisfied[1] + 1), high
+
     def increment(self, score: object) -> Increment:
         """What one answer adds to a counts list of `cxstream.core.scoring` (the same
         positions): for the built-ins, exactly `scoring.increment(metric, score)`."""
@@ -424,9 +440,11 @@ BUILTINS: Final = Registry(define(kind, kind, scale=SCORE_RANGES[kind]) for kind
 #: scale; whether its answers also count under keys of their own (`segments.program_key`:
 #: every program but a built-in, whose own counts are the metric's less the others');
 #: whether an NPS answer of it drives the customer's turns; the increment of each score,
-#: indexed by score − low; and its fingerprint. A plain tuple: read by index in the
-#: compiled core.
-Rule: TypeAlias = tuple[Metric, int, int, bool, bool, tuple[Increment, ...], str]
+#: indexed by score − low; its fingerprint; and whether each score puts a customer at risk
+#: (`Program.at_risk`, all False for nps), indexed by score − low. A plain tuple: read by
+#: index in the compiled core.
+Rule: TypeAlias = tuple[Metric, int, int, bool, bool, tuple[Increment, ...], str,
+                        tuple[bool, ...]]
 
 
 def rules(registry: Registry) -> dict[str, Rule]:
@@ -434,9 +452,12 @@ def rules(registry: Registry) -> dict[str, Rule]:
     out: dict[str, Rule] = {}
     for p in registry:
         low, high = p.scale
+        risk = p.at_risk
         out[p.id] = (p.metric, low, high, p.id not in BUILTINS, p.metric == "nps" and p.turns,
                      tuple(p.increment(score) for score in range(low, high + 1)),
-                     p.fingerprint)
+                     p.fingerprint,
+                     tuple(risk is not None and risk[0] <= score <= risk[1]
+                           for score in range(low, high + 1)))
     return out
 
 

@@ -120,6 +120,8 @@ class StepConfig:
     #: The segment targets checked (`cxstream.core.targets.TargetConfig`; None: off): a
     #: response that moves the stream time past a boundary reports the partition's counts.
     targets: Any = None
+    #: Whether CSAT and CES answers cause `at_risk` alerts (`CXSTREAM_AT_RISK`).
+    at_risk: bool = True
 
 
 def with_programs(cfg: StepConfig, registry: Registry) -> StepConfig:
@@ -395,7 +397,7 @@ def _survey(
             "CXSTREAM_SEGMENT_VALUE_CAP, or raise the changelog topic's max.message.bytes"))
 
     new_state, turn = apply_survey(state, r, horizon_start_ms=new_st - cfg.horizon_ms,
-                                   turns=rule[4])
+                                   turns=rule[4], rules=cfg.rules if cfg.at_risk else None)
     if turn is not None:
         journey, _ = _journey(view, r.customer_id, (legacy, stamps))
         out.alert = build_alert(state, r, turn, journey=journey, detected_at_ms=now_ms)

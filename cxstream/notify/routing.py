@@ -5,7 +5,8 @@ Format (see docs/concepts/notifications.md):
     cooldown = "1h"          # per customer, and per segment/program/window for target alerts
     max_attempts = 5
     timeout = "10s"
-    kinds = ["detractor", "below_target"]   # also: "recovered", "back_on_target"
+    kinds = ["detractor", "below_target"]   # also: "recovered", "promoter", "passive",
+                                            # "at_risk", "back_on_target"
     default = "cs-webhook"   # channel when no owner or segment route matches
 
     [channels.cs-webhook]
@@ -26,6 +27,11 @@ Format (see docs/concepts/notifications.md):
     [[routes]]
     segment = "all"          # target alerts of the segment all
     channel = "cs-webhook"
+
+    [[routes]]
+    segment = "plan:pro"
+    kinds = ["promoter"]     # optional: this route takes only these kinds
+    channel = "advocacy"
 """
 
 from __future__ import annotations
@@ -117,7 +123,7 @@ def parse(doc: dict[str, Any], base: Path = Path(".")) -> NotifyConfig:
     from `base`. Raises ValueError (KeyError, TypeError) naming the field and the fix for
     anything wrong: unknown keys, a webhook with neither a secret nor `unsigned = true`, a
     malformed `whsec_` secret or e-mail address, `max_attempts` below 1, a timeout of 0, a
-    kind other than detractor, recovered, below_target and back_on_target."""
+    kind other than those of `ALERT_KINDS` (in `kinds` or a route's `kinds`)."""
     channels: dict[str, Channel] = {}
     for name, spec in (doc.get("channels") or {}).items():
         unknown = set(spec) - _CHANNEL_KEYS
@@ -157,15 +163,19 @@ def parse(doc: dict[str, Any], base: Path = Path(".")) -> NotifyConfig:
             raise ValueError(f"routes[{i}].channel {r.get('channel')!r} is not a defined channel")
         if ("owner" in r) == ("segment" in r):
             raise ValueError(f"routes[{i}] needs exactly one of owner or segment")
-        route = Route(channel=r["channel"], owner=r.get("owner"), segment=r.get("segment"))
+        route_kinds = None
+        if "kinds" in r:
+            route_kinds = _kinds(r["kinds"], f"routes[{i}].kinds")
+            if not route_kinds:
+                raise ValueError(f"routes[{i}].kinds is empty: list the kinds it takes, or "
+                                 "remove it to take every kind")
+        route = Route(channel=r["channel"], owner=r.get("owner"), segment=r.get("segment"),
+                      kinds=route_kinds)
         (owner_routes if route.owner else segment_routes).append(route)
     default = doc.get("default")
     if default is not None and default not in channels:
         raise ValueError(f"default channel {default!r} is not defined")
-    kinds = frozenset(doc.get("kinds", ["detractor"]))
-    if not kinds <= set(ALERT_KINDS):
-        raise ValueError("kinds may only contain " + ", ".join(ALERT_KINDS[:-1])
-                         + " and " + ALERT_KINDS[-1])
+    kinds = _kinds(doc.get("kinds", ["detractor"]), "kinds")
     return NotifyConfig(
         channels=channels, owner_routes=tuple(owner_routes), segment_routes=tuple(segment_routes),
         default=default, cooldown_ms=parse_duration(doc["cooldown"]) if doc.get("cooldown") else 0,
@@ -174,6 +184,17 @@ def parse(doc: dict[str, Any], base: Path = Path(".")) -> NotifyConfig:
         backoff_base_s=_number(doc, "backoff_base_seconds", 0.5, least=0),
         backoff_cap_s=_number(doc, "backoff_cap_seconds", 30.0, least=0), kinds=kinds,
         queue_size=_count(doc, "queue_size", 100, 1, QUEUE_SIZE_MAX))
+
+
+def _kinds(value: Any, name: str) -> frozenset[str]:
+    """A list of alert kinds of the routing file (`name`: where it is, for the error)."""
+    if isinstance(value, str) or not isinstance(value, list):
+        raise ValueError(f"{name} must be a list of kinds, e.g. [\"detractor\"]")
+    kinds = frozenset(value)
+    if not kinds <= set(ALERT_KINDS):
+        raise ValueError(f"{name} may only contain " + ", ".join(ALERT_KINDS[:-1])
+                         + " and " + ALERT_KINDS[-1])
+    return kinds
 
 
 def _timeout(doc: dict[str, Any]) -> float:

@@ -74,6 +74,7 @@ class Processor:
             dimensions=settings.segment_dimensions,
             value_cap=settings.segment_value_cap,
             journey_length=settings.journey_length,
+            at_risk=settings.at_risk,
             min_event_ms=settings.min_event_time,
             max_dims=settings.max_dimensions,
             max_response_dims=settings.max_response_dimensions,

@@ -36,13 +36,13 @@ SEED = 101
 
 
 def notify_config(path: Path, http: HttpReceiver) -> Path:
-    # No cooldown and both kinds: every alert must be notified, so the receiver's set of
-    # webhook ids can be compared with the oracle's alerts.
+    # No cooldown and every customer kind: every alert must be notified, so the receiver's
+    # set of webhook ids can be compared with the oracle's alerts.
     path.write_text(f'''
 max_attempts = 5
 timeout = "5s"
 backoff_base_seconds = 0.05
-kinds = ["detractor", "recovered"]
+kinds = ["detractor", "recovered", "promoter", "passive", "at_risk"]
 default = "ok"
 
 [channels.ok]

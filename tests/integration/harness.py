@@ -237,7 +237,6 @@ async def wait_drained(bootstrap: str, group: str, topics: list[str], timeout_s:
 import random  # noqa: E402
 
 from cxstream.core.alert import alert_id as _alert_id  # noqa: E402
-from cxstream.core.scoring import category as _category  # noqa: E402
 from cxstream.core.timefmt import format_rfc3339 as _fmt  # noqa: E402
 from cxstream.core.windows import DAY as _DAY  # noqa: E402
 from cxstream.core.windows import HOUR as _HOUR  # noqa: E402
@@ -403,29 +402,15 @@ class Expected:
         return _oracle.accepted(self.events, HORIZON_MS)
 
 
-def alert_oracle(events: list[_oracle.Ev], horizon: int = HORIZON_MS) -> dict[str, tuple[str, str]]:
-    """alert_id → (kind, customer): each customer's latest NPS response by (occurred_at,
-    event_id), recomputed from scratch after every accepted response in log order (too-late
-    responses and duplicates are never applied)."""
-    out: dict[str, tuple[str, str]] = {}
-    mine: dict[str, dict[str, tuple[int, int]]] = {}
-    latest: dict[str, str] = {}
-    for e in _oracle.accepted(events, horizon):  # log order; one customer is one partition
-        if e.survey != "nps":
-            continue
-        seen = mine.setdefault(e.customer_id, {})
-        seen[e.event_id] = (e.score, e.at)
-        now = max(seen, key=lambda eid: (seen[eid][1], eid))
-        before = latest.get(e.customer_id)
-        if now != before:
-            b = _category(seen[before][0]) if before else None
-            c = _category(seen[now][0])
-            if c == "detractor" and b != "detractor":
-                out[_alert_id(e.customer_id, now)] = ("detractor", e.customer_id)
-            elif b == "detractor" and c != "detractor":
-                out[_alert_id(e.customer_id, now)] = ("recovered", e.customer_id)
-        latest[e.customer_id] = now
-    return out
+def alert_oracle(events: list[_oracle.Ev], horizon: int = HORIZON_MS,
+                 programs: dict[str, _oracle.Program] = _oracle.BUILTIN_PROGRAMS, *,
+                 risk: bool = True) -> dict[str, tuple[str, str]]:
+    """alert_id → (kind, customer) of every customer alert (`oracle.customer_turns`: each
+    customer's latest answer of each metric by (occurred_at, event_id), recomputed from
+    scratch after every accepted response in log order; too-late responses and duplicates
+    are never applied). `risk`: CXSTREAM_AT_RISK (default true)."""
+    return {_alert_id(cid, eid): (kind, cid) for (cid, eid), (kind, _) in
+            _oracle.customer_turns(events, horizon, programs, risk=risk).items()}
 
 
 async def assert_scores_match_oracle(w: Worker, events: list[_oracle.Ev],
@@ -466,14 +451,18 @@ def _doc(rec: Any) -> dict[str, Any]:
     return orjson.loads(rec.value)
 
 
+#: Alert kinds about a segment, not a customer: left out of the customer alert oracle.
+SEGMENT_KINDS = ("below_target", "back_on_target", "segment_shift")
+
+
 async def assert_alerts_match_oracle(bootstrap: str, prefix: str,
                                      expected: dict[str, tuple[str, str]]) -> int:
     """The alert topic holds exactly the oracle's alerts by alert_id; a repeated alert_id
     (allowed after a crash) is the same alert (kind, customer, response). Returns the number
     of repeated records."""
-    # Customer alerts only: segment target alerts have tests of their own (test_targets).
+    # Customer alerts only: segment alerts have tests of their own (test_targets, test_trends).
     docs = [d for d in map(_doc, await read_all(bootstrap, f"{prefix}alerts"))
-            if d["kind"] in ("detractor", "recovered")]
+            if d["kind"] not in SEGMENT_KINDS]
     by_id: dict[str, tuple[Any, ...]] = {}
     for d in docs:
         what = (d["kind"], d["customer_id"], d["survey_event_id"], d["score"],

@@ -1,5 +1,5 @@
-"""Alerts acceptance: the detractor/recovered alerts on the alert topic equal a brute-force
-oracle's, with no duplicate alert_id, the owner and the recent interactions in force when
+"""Alerts acceptance: the customer alerts of every kind (detractor, recovered, promoter,
+passive, at_risk) on the alert topic equal a brute-force oracle's, with no duplicate alert_id, the owner and the recent interactions in force when
 each response was processed, valid documents and CloudEvents headers."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import orjson
 from jsonschema import Draft202012Validator
 
 from cxstream.core.alert import alert_id
-from cxstream.core.scoring import category
 from cxstream.core.timefmt import format_rfc3339, parse_rfc3339
 
-from .harness import produce, read_all, wait_drained
+from ..unit.core.oracle import Ev
+from .harness import alert_oracle, produce, read_all, wait_drained
 
 SCHEMA = Draft202012Validator(
     json.loads((Path(__file__).resolve().parents[2] / "schemas" / "alert.schema.json").read_text()),
@@ -24,29 +24,10 @@ SCHEMA = Draft202012Validator(
 
 
 def oracle(arrivals: list[dict]) -> dict[str, tuple[str, str]]:
-    """alert_id -> (kind, customer) by recomputing each customer's latest response from
-    scratch after every arrival (arrivals in the order the worker sees them)."""
-    out: dict[str, tuple[str, str]] = {}
-    seen: dict[str, dict[str, tuple[int, int]]] = {}
-    latest: dict[str, str | None] = {}
-    for d in arrivals:
-        cid, eid = d["customer_id"], d["event_id"]
-        mine = seen.setdefault(cid, {})
-        if eid in mine:
-            continue
-        # Compare instants, not strings: "…00Z" sorts after "…00.500Z" as text.
-        mine[eid] = (d["score"], parse_rfc3339(d["occurred_at"]))
-        now = max(mine, key=lambda e: (mine[e][1], e))
-        before = latest.get(cid)
-        if now != before:
-            b = category(mine[before][0]) if before else None
-            c = category(mine[now][0])
-            if c == "detractor" and b != "detractor":
-                out[alert_id(cid, now)] = ("detractor", cid)
-            elif b == "detractor" and c != "detractor":
-                out[alert_id(cid, now)] = ("recovered", cid)
-        latest[cid] = now
-    return out
+    """alert_id -> (kind, customer) of every customer alert kind, from the brute-force
+    oracle (`harness.alert_oracle`) over the arrivals in the order the worker sees them (one
+    customer is one partition, so their order across customers does not matter)."""
+    return alert_oracle([Ev.of(d, 0, i) for i, d in enumerate(arrivals)])
 
 
 def oracle_journey(interactions: list[dict], customer_id: str, length: int = 10) -> list[dict]:
@@ -84,9 +65,11 @@ async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> No
         docs = []
         for i in range(n):
             cid = rng.choice(customers)
+            survey = rng.choice(["nps", "nps", "nps", "csat", "ces"])
+            score = rng.randrange(11) if survey == "nps" else rng.randint(1, 5)
             # Timestamps drawn in a small range: arrivals are often out of order.
-            docs.append({"event_id": f"r{offset + i}", "customer_id": cid, "survey": "nps",
-                         "score": rng.randrange(11), "comment": "why",
+            docs.append({"event_id": f"r{offset + i}", "customer_id": cid, "survey": survey,
+                         "score": score, "comment": "why",
                          "occurred_at": format_rfc3339(now - rng.randrange(0, 3 * 86_400_000))})
             if rng.random() < 0.05:
                 docs.append(rng.choice(docs))  # a producer retry
@@ -121,13 +104,15 @@ async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> No
     await wait_drained(w.bootstrap, group, inputs, timeout_s=240)
 
     expected = oracle(first + second)
+    by_event = {d["event_id"]: d for d in first + second}
     in_second = {alert_id(d["customer_id"], d["event_id"]) for d in second}
     records = await read_all(w.bootstrap, f"{t}alerts")
     ids = [r.key for r in records]
     docs = [orjson.loads(r.value) for r in records]
     assert len({d["alert_id"] for d in docs}) == len(docs), "an alert_id appears twice"
     assert {d["alert_id"]: (d["kind"], d["customer_id"]) for d in docs} == expected
-    assert sum(k == "recovered" for k, _ in expected.values()) > 50
+    for kind in ("detractor", "recovered", "promoter", "passive", "at_risk"):
+        assert sum(k == kind for k, _ in expected.values()) > 20, kind
     for rec, d in zip(records, docs):
         assert not list(SCHEMA.iter_errors(d)), d
         assert rec.key == d["customer_id"].encode()
@@ -139,4 +124,7 @@ async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> No
         assert d["owner"]["name"] == owner, d
         journey = oracle_journey(interactions, d["customer_id"]) if d["alert_id"] in in_second else []
         assert d["recent_interactions"] == journey, d
+        answered = by_event[d["survey_event_id"]]
+        assert d["program"] == answered["survey"] and d["score"] == answered["score"], d
+        assert d.get("metric") == (answered["survey"] if d["kind"] == "at_risk" else None), d
     assert ids

@@ -37,6 +37,8 @@ class Ev:
     segment: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     touchpoint: str | None = None
     channel: str | None = None
+    #: The survey program answered; None: the metric's built-in one.
+    program: str | None = field(default=None, hash=False, compare=False)
 
     @classmethod
     def of(cls, source: Any, partition: int, offset: int) -> Ev:
@@ -54,7 +56,7 @@ class Ev:
             at = (dt - _EPOCH) // timedelta(milliseconds=1)
         return cls(partition, offset, get("event_id"), get("customer_id"), get("survey"),
                    int(get("score")), int(at), dict(get("segment") or {}), get("touchpoint"),
-                   get("channel"))
+                   get("channel"), get("program"))
 
 
 def _in_log_order(events: Iterable[Ev]) -> list[Ev]:
@@ -76,6 +78,79 @@ def accepted(events: Iterable[Ev], horizon: int) -> list[Ev]:
             continue
         seen.add((e.customer_id, e.event_id))
         out.append(e)
+    return out
+
+
+#: A survey program as the turn rules need it: (metric, low, high, range, turns), `range`
+#: being csat's satisfied or ces's high-effort [low, high] (None for nps), `turns` whether
+#: an nps program's answers drive the customer's NPS state.
+Program = tuple[str, int, int, "tuple[int, int] | None", bool]
+BUILTIN_PROGRAMS: dict[str, Program] = {"nps": ("nps", 0, 10, None, True),
+                                        "csat": ("csat", 1, 5, (4, 5), False),
+                                        "ces": ("ces", 1, 5, (4, 5), False)}
+
+
+def nps_category(score: int) -> str:
+    return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
+
+
+def at_risk(program: Program, score: int) -> bool:
+    """Straight from docs/concepts/alerts.md: ces, the high-effort range; csat, the two
+    points nearest the end of the scale away from the satisfied range, unless satisfied."""
+    metric, low, high, rng, _ = program
+    if metric == "ces":
+        assert rng is not None
+        return rng[0] <= score <= rng[1]
+    if metric != "csat":
+        return False
+    assert rng is not None
+    worst = low if rng[1] == high else high
+    nearest = sorted(range(low, high + 1), key=lambda s: abs(s - worst))[:2]
+    return score in nearest and not rng[0] <= score <= rng[1]
+
+
+def customer_turns(events: Iterable[Ev], horizon: int,
+                   programs: Mapping[str, Program] = BUILTIN_PROGRAMS, *,
+                   risk: bool = True) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(customer, event_id) → (kind, previous category) of every customer alert, recomputed
+    from scratch after each accepted response in log order: the latest answer of each metric
+    by (occurred_at, event_id) among all accepted ones so far (nps: of turn-driving programs
+    only); a turn only when a response becomes that latest one. `risk`: CXSTREAM_AT_RISK."""
+    out: dict[tuple[str, str], tuple[str, str | None]] = {}
+    answers: dict[tuple[str, str], list[Ev]] = {}
+
+    def latest(cid: str, metric: str) -> Ev | None:
+        rs = answers.get((cid, metric), [])
+        return max(rs, key=lambda r: (r.at, r.event_id)) if rs else None
+
+    def program(e: Ev) -> Program:
+        return programs[e.program or e.survey]
+
+    for e in accepted(events, horizon):  # log order; one customer is one partition
+        p = program(e)
+        if p[0] == "nps" and not p[4]:
+            continue
+        before = latest(e.customer_id, p[0])
+        current = latest(e.customer_id, "nps")
+        answers.setdefault((e.customer_id, p[0]), []).append(e)
+        now = latest(e.customer_id, p[0])
+        assert now is not None
+        if now is not e:
+            continue  # history
+        if p[0] == "nps":
+            b = nps_category(before.score) if before is not None else None
+            c = nps_category(e.score)
+            kind = ("detractor" if c == "detractor" and b != "detractor" else
+                    "recovered" if b == "detractor" and c != "detractor" else
+                    "promoter" if c == "promoter" and b in ("passive", None) else
+                    "passive" if c == "passive" and b == "promoter" else None)
+            if kind is not None:
+                out[(e.customer_id, e.event_id)] = (kind, b)
+            continue
+        cat = nps_category(current.score) if current is not None else None
+        if (risk and cat != "detractor" and at_risk(p, e.score)
+                and not (before is not None and at_risk(program(before), before.score))):
+            out[(e.customer_id, e.event_id)] = ("at_risk", cat)
     return out
 
 

@@ -23,6 +23,7 @@ from cxstream.core.journey import (
     apply_survey,
 )
 from cxstream.core.model import CustomerProfile, Interaction, Owner, SurveyResponse
+from cxstream.core.programs import BUILTIN_RULES
 from cxstream.core.timefmt import parse_rfc3339
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "schemas" / "alert.schema.json").read_text())
@@ -185,7 +186,7 @@ def test_cloudevent_headers_binary_mode() -> None:
 
 
 # -- schema ---------------------------------------------------------------------------------
-CUSTOMER_KINDS = ("detractor", "recovered")
+CUSTOMER_KINDS = ("detractor", "recovered", "promoter", "passive", "at_risk")
 TARGET_KINDS = ("below_target", "back_on_target")
 CUSTOMER = SCHEMA["$defs"]["customerAlert"]
 TARGET = SCHEMA["$defs"]["targetAlert"]
@@ -196,16 +197,18 @@ TARGET_EXAMPLE = next(e for e in SCHEMA["examples"] if e["kind"] == "below_targe
 def test_schema_examples_are_consistent() -> None:
     Draft202012Validator.check_schema(SCHEMA)
     assert SCHEMA["$id"] and SCHEMA["title"] and SCHEMA["description"]
-    assert sorted(e["kind"] for e in SCHEMA["examples"]) == ["below_target", "detractor",
-                                                             "recovered"]
-    assert set(SCHEMA["properties"]["kind"]["enum"]) == {*CUSTOMER_KINDS, *TARGET_KINDS}
+    assert sorted(e["kind"] for e in SCHEMA["examples"]) == ["at_risk", "below_target",
+                                                             "detractor", "recovered"]
+    assert set(SCHEMA["properties"]["kind"]["enum"]) >= {*CUSTOMER_KINDS, *TARGET_KINDS}
     for example in SCHEMA["examples"]:
         assert errors(example) == []
     for example in CUSTOMER_EXAMPLES:
         assert example["alert_id"] == alert_id(example["customer_id"], example["survey_event_id"])
-        assert set(example) == set(SCHEMA["properties"]) | set(CUSTOMER["properties"])
+        # metric: at_risk alerts only
+        metric = set() if example["kind"] == "at_risk" else {"metric"}
+        assert set(example) == (set(SCHEMA["properties"]) | set(CUSTOMER["properties"])) - metric
         # program: always written, but optional (the alerts of earlier releases lack it)
-        assert set(CUSTOMER["required"]) == set(example) - {"program"}
+        assert set(CUSTOMER["required"]) == set(example) - {"program", "metric"}
     # a target alert: every field required (margin_of_error may be null), no customer field
     assert set(TARGET_EXAMPLE) == set(SCHEMA["properties"]) | set(TARGET["properties"]) \
         == set(TARGET["required"])
@@ -215,6 +218,30 @@ def test_schema_examples_are_consistent() -> None:
 def test_alerts_of_earlier_releases_without_program_still_validate() -> None:
     for example in CUSTOMER_EXAMPLES:
         assert errors({k: v for k, v in example.items() if k != "program"}) == []
+
+
+NPS_EXAMPLE = next(e for e in CUSTOMER_EXAMPLES if e["kind"] == "detractor")
+RISK_EXAMPLE = next(e for e in CUSTOMER_EXAMPLES if e["kind"] == "at_risk")
+
+
+@pytest.mark.parametrize(("doc", "ok"), [
+    ({**NPS_EXAMPLE, "kind": "promoter", "score": 9, "previous_category": "passive"}, True),
+    ({**NPS_EXAMPLE, "kind": "promoter", "score": 10, "previous_category": None}, True),
+    ({**NPS_EXAMPLE, "kind": "promoter", "score": 8, "previous_category": None}, False),
+    ({**NPS_EXAMPLE, "kind": "promoter", "score": 9, "previous_category": "detractor"}, False),
+    ({**NPS_EXAMPLE, "kind": "passive", "score": 7, "previous_category": "promoter"}, True),
+    ({**NPS_EXAMPLE, "kind": "passive", "score": 8, "previous_category": "detractor"}, False),
+    ({**NPS_EXAMPLE, "kind": "passive", "score": 9, "previous_category": "promoter"}, False),
+    ({**NPS_EXAMPLE, "score": 11}, False),
+    ({**NPS_EXAMPLE, "metric": "csat"}, False),
+    ({**RISK_EXAMPLE, "metric": "ces", "score": 7, "previous_category": None}, True),
+    ({**RISK_EXAMPLE, "score": -3}, True),
+    ({**RISK_EXAMPLE, "previous_category": "detractor"}, False),
+    ({**RISK_EXAMPLE, "metric": "nps"}, False),
+    ({k: v for k, v in RISK_EXAMPLE.items() if k != "metric"}, False),
+])
+def test_schema_of_the_new_customer_kinds(doc: dict[str, Any], ok: bool) -> None:
+    assert (errors(doc) == []) == ok
 
 
 @pytest.mark.parametrize("kind", TARGET_KINDS)
@@ -269,7 +296,7 @@ def test_schema_rejects_inconsistent_target_alerts(change: dict[str, Any]) -> No
 def test_a_customer_alert_shaped_like_a_target_alert_does_not_validate(kind: str) -> None:
     """The kind decides the shape: customer kinds still need every customer field."""
     assert "'customer_id' is a required property" in errors({**TARGET_EXAMPLE, "kind": kind})
-    target = next(e for e in CUSTOMER_EXAMPLES if e["kind"] == kind)
+    target = next((e for e in CUSTOMER_EXAMPLES if e["kind"] == kind), CUSTOMER_EXAMPLES[0])
     assert "'segment_key' is a required property" in errors({**target, "kind": "below_target"})
 
 
@@ -310,6 +337,9 @@ events = st.one_of(
     st.builds(SurveyResponse, st.text("ab", min_size=1, max_size=3), st.just("c1"), st.just("nps"),
               st.integers(0, 10), st.integers(0, 10**13), segments, texts, texts, texts,
               program=st.sampled_from([None, "nps", "nps-relationship", "n" * 64])),
+    st.builds(SurveyResponse, st.text("ab", min_size=1, max_size=3), st.just("c1"),
+              st.sampled_from(["csat", "ces"]), st.integers(1, 5), st.integers(0, 10**13),
+              segments, texts, texts, texts),
     st.builds(Interaction, st.text("ij", min_size=1, max_size=3), st.just("c1"), st.integers(0, 10**13),
               st.text(min_size=1, max_size=5), texts, texts, texts),
     st.builds(CustomerProfile, st.just("c1"), segments, st.integers(0, 10**13),
@@ -324,9 +354,11 @@ def test_every_built_alert_validates(evs: list[Any], detected: int) -> None:
     j: Journey = ()
     for e in evs:
         if isinstance(e, SurveyResponse):
-            after, turn = apply_survey(s, e, horizon_start_ms=0)
+            after, turn = apply_survey(s, e, horizon_start_ms=0, rules=BUILTIN_RULES)
             if turn is not None:
                 doc = build_alert(s, e, turn, journey=j, detected_at_ms=detected)
+                assert doc["kind"] == turn.kind and doc.get("metric") == (
+                    e.survey if turn.kind == "at_risk" else None)
                 assert errors(doc) == []
                 assert parse_rfc3339(doc["occurred_at"]) == e.occurred_at
                 assert parse_rfc3339(doc["detected_at"]) == detected

@@ -269,7 +269,8 @@ def test_plan_records_collects_what_the_agent_carries_out() -> None:
     assert out.events == {("surveys", "accepted"): 2, ("surveys", "duplicate"): 1,
                           ("surveys", "deadlettered"): 2}
     assert out.responses == {("nps", "nps", "detractor"): 1, ("nps", "nps", "promoter"): 1}
-    assert [(a["kind"], a["customer_id"]) for a in out.alerts] == [("detractor", "c1")]
+    assert [(a["kind"], a["customer_id"]) for a in out.alerts] == [("detractor", "c1"),
+                                                                   ("promoter", "c2")]
     assert out.advanced == {0: BASE + 60_000}
     assert [(r.code.value, msg.offset) for r, msg in out.rejected] == [
         ("not_json", 3), ("key_mismatch", 4)]

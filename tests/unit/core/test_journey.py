@@ -28,6 +28,9 @@ from cxstream.core.journey import (
     legacy_journey,
 )
 from cxstream.core.model import CustomerProfile, Interaction, Owner, SurveyResponse
+from cxstream.core.programs import BUILTINS, Registry, define, rules
+
+from . import oracle
 
 T0 = 1_790_000_000_000
 
@@ -63,10 +66,26 @@ def test_first_response_detractor_alerts() -> None:
     assert t == [Turn("detractor", None)] and s.is_detractor and s.nps_category == "detractor"
 
 
-def test_first_response_not_detractor_is_silent() -> None:
-    for score in (7, 8, 9, 10):
+def test_first_response_passive_is_silent_and_promoter_alerts() -> None:
+    for score in (7, 8):
         s, t = fold([nps("a", score, 0)])
         assert t == [None] and not s.is_detractor
+    for score in (9, 10):
+        s, t = fold([nps("a", score, 0)])
+        assert t == [Turn("promoter", None)] and s.nps_category == "promoter"
+
+
+def test_promoter_and_passive_turns() -> None:
+    _, t = fold([nps("a", 7, 0), nps("b", 9, 10), nps("c", 10, 20), nps("d", 8, 30),
+                 nps("e", 7, 40), nps("f", 10, 50)])
+    assert t == [None, Turn("promoter", "passive"), None, Turn("passive", "promoter"), None,
+                 Turn("promoter", "passive")]
+
+
+def test_from_detractor_it_stays_recovered() -> None:
+    for score in (7, 8, 9, 10):
+        _, t = fold([nps("a", 3, 0), nps("b", score, 10)])
+        assert t == [Turn("detractor", None), Turn("recovered", "detractor")]
 
 
 def test_detractor_then_detractor_is_silent() -> None:
@@ -83,19 +102,20 @@ def test_detractor_then_passive_or_promoter_recovers(score: int) -> None:
 @pytest.mark.parametrize(("first", "previous"), [(9, "promoter"), (10, "promoter"), (7, "passive"), (8, "passive")])
 def test_turn_to_detractor_names_the_previous_category(first: int, previous: str) -> None:
     _, t = fold([nps("a", first, 0), nps("b", 6, 10)])
-    assert t == [None, Turn("detractor", previous)]
+    assert t == [Turn("promoter", None) if first >= 9 else None, Turn("detractor", previous)]
 
 
 def test_full_life_cycle() -> None:
     _, t = fold([nps("a", 9, 0), nps("b", 2, 10), nps("c", 1, 20), nps("d", 7, 30),
                  nps("e", 10, 40), nps("f", 4, 50)])
-    assert t == [None, Turn("detractor", "promoter"), None, Turn("recovered", "detractor"), None,
+    assert t == [Turn("promoter", None), Turn("detractor", "promoter"), None,
+                 Turn("recovered", "detractor"), Turn("promoter", "passive"),
                  Turn("detractor", "promoter")]
 
 
 def test_older_response_is_history_not_a_turn() -> None:
     s, t = fold([nps("a", 9, 100), nps("b", 2, 50)])  # late detractor
-    assert t == [None, None] and s.nps["id"] == "a" and not s.is_detractor
+    assert t == [Turn("promoter", None), None] and s.nps["id"] == "a" and not s.is_detractor
     assert is_duplicate_survey(s, "b")  # still remembered, so a re-delivery is a no-op
     s, t = fold([nps("a", 2, 100), nps("b", 9, 50)])  # late promoter does not recover
     assert kinds(t) == ["detractor", None] and s.is_detractor
@@ -114,11 +134,65 @@ def test_duplicate_is_a_no_op() -> None:
 
 def test_equal_occurred_at_is_broken_by_the_larger_event_id() -> None:
     s, t = fold([nps("b", 9, 0), nps("a", 2, 0)])  # "a" < "b": history
-    assert t == [None, None] and s.nps["id"] == "b"
+    assert kinds(t) == ["promoter", None] and s.nps["id"] == "b"
     s, t = fold([nps("a", 9, 0), nps("b", 2, 0)])  # "b" > "a": the new latest
-    assert t == [None, Turn("detractor", "promoter")] and s.nps["id"] == "b"
+    assert kinds(t) == ["promoter", "detractor"] and s.nps["id"] == "b"
     s, t = fold([nps("e9", 2, 0), nps("e10", 9, 0)])  # plain string order: "e10" < "e9"
     assert kinds(t) == ["detractor", None]
+
+
+def risk(s: CustomerState, eid: str, survey: str, score: int, at: int,
+         program: str | None = None) -> tuple[CustomerState, Turn | None]:
+    return apply_survey(s, SurveyResponse(eid, "c1", survey, score, T0 + at, program=program),
+                        horizon_start_ms=0, rules=RULES)
+
+
+RULES_REGISTRY = Registry([*BUILTINS, define("csat10", "csat", scale=[1, 10]),
+                          define("ces7", "ces", scale=[1, 7]),
+                          define("agree", "ces", scale=[1, 7], high_effort=[1, 2])])
+RULES = rules(RULES_REGISTRY)
+
+
+def test_at_risk_csat_and_ces_once_per_turn() -> None:
+    s = CustomerState.empty("c1")
+    got = []
+    for eid, survey, score, at in [("a", "csat", 3, 0), ("b", "csat", 2, 10), ("c", "csat", 1, 20),
+                                   ("d", "csat", 4, 30), ("e", "csat", 1, 40),
+                                   ("f", "ces", 3, 0), ("g", "ces", 4, 10), ("h", "ces", 5, 20),
+                                   ("i", "ces", 1, 30), ("j", "ces", 5, 5)]:  # j: late
+        s, t = risk(s, eid, survey, score, at)
+        got.append(t.kind if t else None)
+    assert got == [None, "at_risk", None, None, "at_risk", None, "at_risk", None, None, None]
+
+
+def test_at_risk_ranges_of_programs() -> None:
+    s = CustomerState.empty("c1")
+    s, t = risk(s, "a", "csat", 2, 0, "csat10")
+    assert t == Turn("at_risk", None) and s.csat == {"id": "a", "score": 2, "at": T0, "p": "csat10"}
+    s, t = risk(s, "b", "csat", 3, 10, "csat10")
+    assert t is None
+    s, t = risk(s, "c", "ces", 6, 0, "ces7")
+    assert t == Turn("at_risk", None)
+    s, t = risk(s, "d", "ces", 6, 10, "agree")  # not high effort on its scale: 1-2 is
+    assert t is None
+    s, t = risk(s, "e", "ces", 1, 20, "agree")
+    assert t == Turn("at_risk", None)
+    # The previous latest answer is judged on its own program's scale: 2 of csat10 was at
+    # risk, so 1 of csat is no new turn.
+    s, t = risk(s, "f", "csat", 1, 20)
+    assert t == Turn("at_risk", None)  # "b" (3 of csat10) was the latest: not at risk
+
+
+def test_at_risk_never_on_a_detractor_and_names_the_category() -> None:
+    s, _ = fold([nps("a", 2, 0)])
+    s, t = risk(s, "b", "csat", 1, 10)
+    assert t is None and s.csat is not None and s.is_detractor
+    s, t = apply_survey(s, nps("c", 9, 20), horizon_start_ms=0)
+    assert t == Turn("recovered", "detractor")
+    s, t = risk(s, "d", "csat", 2, 30)  # the latest csat ("b") was at risk already
+    assert t is None
+    s, t = risk(s, "e", "ces", 5, 30)
+    assert t == Turn("at_risk", "promoter")
 
 
 def test_csat_and_ces_never_alert_and_keep_the_latest() -> None:
@@ -408,40 +482,59 @@ def nps_arrivals(draw: st.DrawFn) -> list[SurveyResponse]:
     return draw(st.permutations(responses + again))
 
 
-def oracle_turns(arrivals: list[SurveyResponse]) -> list[tuple[str, str | None, str]]:
-    """(kind, previous category, alert_id) per turn: after each arrival, recompute the
-    latest of all distinct responses of that customer seen so far, and compare categories."""
-    def cat(score: int) -> str:
-        return "promoter" if score in (9, 10) else "passive" if score in (7, 8) else "detractor"
+def oracle_turns(arrivals: list[SurveyResponse], risk: bool = False
+                 ) -> list[tuple[str, str | None, str]]:
+    """(kind, previous category, alert_id) per turn, from the brute-force oracle
+    (`oracle.customer_turns`: after each arrival, the latest of all distinct responses of
+    that customer and metric seen so far, recomputed from scratch)."""
+    evs = [oracle.Ev.of(r, 0, i) for i, r in enumerate(arrivals)]
+    turns = oracle.customer_turns(evs, horizon=10**15, programs=ORACLE_PROGRAMS, risk=risk)
+    return [(kind, prev, alert_id(cid, eid)) for (cid, eid), (kind, prev) in turns.items()]
 
-    def latest(rs: list[SurveyResponse]) -> SurveyResponse | None:
-        best = None
-        for r in rs:
-            if best is None or r.occurred_at > best.occurred_at or (
-                    r.occurred_at == best.occurred_at and r.event_id > best.event_id):
-                best = r
-        return best
 
-    def distinct(rs: list[SurveyResponse], cid: str) -> list[SurveyResponse]:
-        firsts: dict[str, SurveyResponse] = {}
-        for r in rs:
-            if r.customer_id == cid and r.event_id not in firsts:
-                firsts[r.event_id] = r
-        return list(firsts.values())
+#: `RULES` as the oracle writes them, from the definitions.
+ORACLE_PROGRAMS = {**oracle.BUILTIN_PROGRAMS, "csat10": ("csat", 1, 10, (9, 10), False),
+                   "ces7": ("ces", 1, 7, (6, 7), False), "agree": ("ces", 1, 7, (1, 2), False),
+                   "tnps": ("nps", 0, 10, None, False)}
+SCALES = {"nps": (0, 10), "tnps": (0, 10), "csat": (1, 5), "csat10": (1, 10), "ces": (1, 5),
+          "ces7": (1, 7), "agree": (1, 7)}
+METRIC = {"nps": "nps", "tnps": "nps", "csat": "csat", "csat10": "csat", "ces": "ces",
+          "ces7": "ces", "agree": "ces"}
 
-    out = []
-    for i, r in enumerate(arrivals):
-        before = latest(distinct(arrivals[:i], r.customer_id))
-        now = latest(distinct(arrivals[: i + 1], r.customer_id))
-        assert now is not None
-        if before is not None and before.event_id == now.event_id:
-            continue
-        prev = cat(before.score) if before is not None else None
-        if cat(now.score) == "detractor" and prev != "detractor":
-            out.append(("detractor", prev, alert_id(now.customer_id, now.event_id)))
-        elif prev == "detractor" and cat(now.score) != "detractor":
-            out.append(("recovered", prev, alert_id(now.customer_id, now.event_id)))
-    return out
+
+@st.composite
+def any_arrivals(draw: st.DrawFn) -> list[SurveyResponse]:
+    """Distinct responses of every program (few customers, few instants: many ties)
+    arriving shuffled, with re-deliveries of some of them."""
+    keys = draw(st.lists(st.tuples(st.sampled_from(CUSTOMERS), st.text("ab19", min_size=1, max_size=3)),
+                         min_size=1, max_size=40, unique=True))
+    responses = []
+    for cid, eid in keys:
+        program = draw(st.sampled_from(sorted(SCALES)))
+        low, high = SCALES[program]
+        responses.append(SurveyResponse(eid, cid, METRIC[program], draw(st.integers(low, high)),
+                                        T0 + draw(st.integers(0, 5)), program=program))
+    again = draw(st.lists(st.sampled_from(responses), max_size=15))
+    return draw(st.permutations(responses + again))
+
+
+@settings(max_examples=400, deadline=None)
+@given(any_arrivals(), st.sampled_from([1, 2, 1000]), st.booleans())
+def test_turns_of_every_kind_equal_the_oracle(arrivals: list[SurveyResponse], seen_cap: int,
+                                              risk: bool) -> None:
+    """Every kind, late (a tie or an earlier `occurred_at` after a later one), duplicated
+    and out-of-order answers of several programs; with and without at_risk."""
+    all_rules = rules(Registry([*RULES_REGISTRY, define("tnps", "nps", turns=False)]))
+    states = {c: CustomerState.empty(c) for c in CUSTOMERS}
+    got = []
+    for r in arrivals:
+        states[r.customer_id], t = apply_survey(
+            states[r.customer_id], r, horizon_start_ms=0, seen_cap=seen_cap,
+            turns=all_rules[r.program][4], rules=all_rules if risk else None)
+        if t is not None:
+            got.append((t.kind, t.previous_category, alert_id(r.customer_id, r.event_id)))
+    assert got == oracle_turns(arrivals, risk)
+    assert len({a for *_, a in got}) == len(got)  # a response turns at most once
 
 
 @settings(max_examples=400, deadline=None)

@@ -62,6 +62,57 @@ def test_route_by_owner_then_segment_then_default() -> None:
     assert route({**ALERT, "owner": None, "segment": {}, "touchpoint": None}, cfg()) == []
 
 
+def test_a_route_with_kinds_takes_only_those_kinds() -> None:
+    """Promoters to a marketing channel, passives to the success manager, the rest by the
+    routes without kinds; a route with kinds is passed over for any other kind."""
+    c = cfg(owner_routes=(Route("a", owner="ana@example.com", kinds=frozenset({"passive"})),),
+            segment_routes=(Route("b", segment="region:br", kinds=frozenset({"promoter"})),
+                            Route("c", segment="plan:pro")), default="d")
+    assert route({**ALERT, "kind": "passive", "score": 7}, c) == ["a"]
+    assert route({**ALERT, "kind": "promoter", "score": 9}, c) == ["b", "c"]
+    assert route(ALERT, c) == ["c"]
+    assert route({**ALERT, "kind": "at_risk", "segment": {}}, c) == ["d"]
+    only = cfg(segment_routes=(Route("b", segment="all", kinds=frozenset({"back_on_target"})),),
+               default="d")
+    target = {"kind": "below_target", "segment_key": "all"}
+    assert route(target, only) == ["d"]
+    assert route({**target, "kind": "back_on_target"}, only) == ["b"]
+
+
+def test_routing_file_kinds_per_route() -> None:
+    doc = {"kinds": ["promoter", "passive", "at_risk", "detractor"],
+           "channels": {"m": {"type": "webhook", "url": "https://m", "unsigned": True}},
+           "routes": [{"segment": "all", "channel": "m", "kinds": ["promoter"]},
+                      {"owner": "ana", "channel": "m"}]}
+    c = parse(doc)
+    assert c.kinds == {"promoter", "passive", "at_risk", "detractor"}
+    assert c.segment_routes[0].kinds == {"promoter"} and c.owner_routes[0].kinds is None
+    for bad, match in [(["vip"], r"routes\[0\]\.kinds may only contain"),
+                       ([], r"routes\[0\]\.kinds is empty"),
+                       ("promoter", r"routes\[0\]\.kinds must be a list")]:
+        with pytest.raises(ValueError, match=match):
+            parse({**doc, "routes": [{**doc["routes"][0], "kinds": bad}]})
+
+
+@pytest.mark.parametrize(("kind", "score", "words"), [
+    ("promoter", 10, "turned promoter"), ("passive", 7, "slipped to passive"),
+    ("at_risk", 2, "is at risk")])
+def test_new_customer_kinds_render(kind: str, score: int, words: str) -> None:
+    alert = {**ALERT, "kind": kind, "score": score,
+             "previous_category": "promoter" if kind != "promoter" else "passive"}
+    if kind == "at_risk":
+        alert.update(metric="csat", program="csat-delivery", previous_category="passive")
+    subject, body = email_message(alert)
+    slack = slack_message(alert)
+    assert words in subject and words in slack["text"]
+    assert words in slack["blocks"][0]["text"]["text"]
+    if kind == "at_risk":
+        assert "(CSAT csat-delivery 2)" in subject
+        assert "CSAT csat-delivery score: 2 (NPS category passive)" in body
+    else:
+        assert f"(NPS {score})" in subject and "NPS score:" in body
+
+
 def test_privacy_switches() -> None:
     out = redact(ALERT, Channel("x", "webhook", include_comment=False, include_email=False))
     assert out["comment"] is None and out["owner"]["email"] is None
@@ -531,6 +582,6 @@ def test_routing_file_accepts_the_target_kinds() -> None:
     assert c.kinds == {"detractor", "recovered", "below_target", "back_on_target"}
     assert c.segment_routes == (Route("h", segment="all"),)
     assert parse({"kinds": ["below_target"]}).kinds == {"below_target"}
-    with pytest.raises(ValueError, match="kinds may only contain detractor, recovered, "
-                                         "below_target and back_on_target"):
+    with pytest.raises(ValueError, match="kinds may only contain detractor, recovered, promoter, "
+                                         "passive, at_risk, below_target and back_on_target"):
         parse({"kinds": ["detractor", "on_target"]})

@@ -157,13 +157,15 @@ def test_crash_at_any_point_gives_the_same_state_and_alert_ids(
 
 
 def check_crash(msgs: list[tuple[str, bytes, bytes]], data: st.DataObject,
-                cfg: StepConfig = CFG) -> None:
+                cfg: StepConfig = CFG,
+                programs: dict[str, oracle.Program] = oracle.BUILTIN_PROGRAMS) -> None:
     """Run `msgs`, keep a drawn prefix of the writes, replay from a drawn committed offset:
     the same state, and every alert whose customer record was lost sent again."""
     log: list[tuple[str, Any]] = []
     ends: list[int] = []
     clean_alerts: list[dict[str, Any]] = []
     clean, plans = run(msgs, log=log, alerts=clean_alerts, ends=ends, cfg=cfg)
+    assert_alerts_equal_the_oracle(msgs, plans, clean_alerts, cfg, programs)
 
     durable = data.draw(st.integers(0, len(log)), label="durable writes")
     complete = sum(1 for e in ends if e <= durable)  # messages whose writes all survived
@@ -184,6 +186,29 @@ def check_crash(msgs: list[tuple[str, bytes, bytes]], data: st.DataObject,
     lost = [p.alert["alert_id"] for i, p in enumerate(plans)
             if p.alert and customer_write_end(p, ends[i]) > durable]
     assert set(lost) <= set(replay_ids)
+
+
+def assert_alerts_equal_the_oracle(msgs: list[tuple[str, bytes, bytes]], plans: list[Plan],
+                                   alerts: list[dict[str, Any]], cfg: StepConfig,
+                                   programs: dict[str, oracle.Program]) -> None:
+    """The customer alerts of a clean run are exactly the brute-force oracle's turns, in
+    order (`oracle.customer_turns`, from the responses that decode). Skipped when a response
+    was refused as `entry_too_large`, or when an event id came back as a new response after
+    the customer forgot it (older than the horizon): the oracle models neither."""
+    if any(p.rejection is not None and p.rejection.code == ErrorCode.ENTRY_TOO_LARGE
+           for p in plans):
+        return
+    ids = [(key, orjson.loads(value)["event_id"]) for (kind, key, value), p in zip(msgs, plans)
+           if kind == "surveys" and p.outcome == "accepted"]
+    if len(set(ids)) != len(ids):
+        return
+    evs = [oracle.Ev.of(orjson.loads(value), 0, offset)
+           for offset, ((kind, _, value), p) in enumerate(zip(msgs, plans))
+           if kind == "surveys" and p.outcome != "deadlettered"]
+    want = oracle.customer_turns(evs, cfg.horizon_ms, programs, risk=cfg.at_risk)
+    got = [((a["customer_id"], a["survey_event_id"]), (a["kind"], a["previous_category"]))
+           for a in alerts]
+    assert got == list(want.items())
 
 
 def customer_write_end(p: Plan, end: int) -> int:

@@ -7,6 +7,7 @@ across a crash at every point."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -127,15 +128,22 @@ def test_only_programs_with_turns_move_the_customers_nps(
         assert (nps and nps["id"]) == (want and want.event_id), cid
         if want is not None and want.survey != "nps":
             assert nps["p"] == want.survey
-    for alert in alerts:
-        assert alert["program"] in ("nps", "rnps")
+    for alert in alerts:  # at_risk: of a csat or ces program
+        assert alert["program"] in (("nps", "rnps") if alert["kind"] != "at_risk" else
+                                    ("csat", "csat-delivery", "ces", "ces-checkout", "ces-agree"))
 
 
 @settings(max_examples=200, deadline=None)
 @given(program_streams(), st.data())
 def test_crash_at_any_point_with_programs_gives_the_same_state(
         msgs: list[tuple[str, bytes, bytes]], data: st.DataObject) -> None:
-    check_crash(msgs, data, PROGRAMS)
+    check_crash(msgs, data, PROGRAMS, TURNS)
+    check_crash(msgs, data, replace(PROGRAMS, at_risk=False), TURNS)
+
+
+#: The programs as the turn oracle takes them (`oracle.Program`: the last item is `turns`).
+TURNS: dict[str, oracle.Program] = {
+    k: (m, low, high, band, k in ("nps", "rnps")) for k, (m, low, high, band, _) in SPEC.items()}
 
 
 def test_state_of_the_earlier_layout_reads_as_the_built_ins() -> None:
