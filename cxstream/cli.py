@@ -230,33 +230,19 @@ def deadletters(follow: bool, as_json: bool) -> None:
     click.echo(f"{n} dead letters", err=True)
 
 
-@main.command()
-@click.option("--segment", default=None, help="One segment, e.g. plan:pro (default: all known).")
-@click.option("--window", default="7d", show_default=True, help="One of CXSTREAM_WINDOWS.")
-@click.option("--as-of", default=None, help="RFC 3339 instant (default: now), floored to the minute.")
-@click.option("--program", default=None,
-              help="One survey program's own scores, e.g. rnps (default: each metric summed "
-                   "over its programs; GET /programs lists them).")
-@click.option("--url", default=None, help="Worker API (default: http://CXSTREAM_WEB_HOST:CXSTREAM_WEB_PORT).")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
-@friendly
-def scores(segment: str | None, window: str, as_of: str | None, program: str | None,
-           url: str | None, as_json: bool) -> None:
-    """Print NPS, CSAT and CES per segment from a worker's API (one survey program's with
-    --program)."""
+def _api_get(url: str | None, path: str, params: dict[str, str]) -> Any:
+    """GET `path` of a worker's API (`url`, default http://CXSTREAM_WEB_HOST:CXSTREAM_WEB_PORT,
+    with the API token when one is configured); the JSON body. Exits 2 when no worker
+    answers, 1 with the API's message when it refuses, each in one line."""
     import aiohttp
 
     from cxstream.api.auth import auth_headers, resolve_token
-    from cxstream.tools.render import score_table
 
     cfg = settings()
-    headers = auth_headers(resolve_token(cfg))  # the API token, when one is configured
+    headers = auth_headers(resolve_token(cfg))
     base = url or f"http://{cfg.web_host}:{cfg.web_port}"
-    path = f"/scores/{segment}" if segment else "/scores"
-    params = {"window": window, **({"as_of": as_of} if as_of else {}),
-              **({"program": program} if program is not None else {})}
 
-    async def fetch() -> tuple[int, dict]:
+    async def fetch() -> tuple[int, Any]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
             async with s.get(base + path, params=params, headers=headers) as resp:
                 return resp.status, await resp.json(content_type=None)
@@ -273,6 +259,29 @@ def scores(segment: str | None, window: str, as_of: str | None, program: str | N
             message = f"{message} (set CXSTREAM_API_TOKEN or CXSTREAM_API_TOKEN_FILE to the workers' token)"
         click.echo(f"error: {message}", err=True)
         sys.exit(1)
+    return body
+
+
+@main.command()
+@click.option("--segment", default=None, help="One segment, e.g. plan:pro (default: all known).")
+@click.option("--window", default="7d", show_default=True, help="One of CXSTREAM_WINDOWS.")
+@click.option("--as-of", default=None, help="RFC 3339 instant (default: now), floored to the minute.")
+@click.option("--program", default=None,
+              help="One survey program's own scores, e.g. rnps (default: each metric summed "
+                   "over its programs; GET /programs lists them).")
+@click.option("--url", default=None, help="Worker API (default: http://CXSTREAM_WEB_HOST:CXSTREAM_WEB_PORT).")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@friendly
+def scores(segment: str | None, window: str, as_of: str | None, program: str | None,
+           url: str | None, as_json: bool) -> None:
+    """Print NPS, CSAT and CES per segment from a worker's API (one survey program's with
+    --program)."""
+    from cxstream.tools.render import score_table
+
+    path = f"/scores/{segment}" if segment else "/scores"
+    params = {"window": window, **({"as_of": as_of} if as_of else {}),
+              **({"program": program} if program is not None else {})}
+    body = _api_get(url, path, params)
     if as_json:
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
         return
@@ -284,6 +293,25 @@ def scores(segment: str | None, window: str, as_of: str | None, program: str | N
                        "see each with --program ID")
         return
     click.echo(_program_scores(program, rows, window=body["window"], as_of=body["as_of"]))
+
+
+@main.command()
+@click.option("--window", default="7d", show_default=True,
+              help="One of CXSTREAM_WINDOWS, compared with the window before it.")
+@click.option("--as-of", default=None, help="RFC 3339 instant (default: now), floored to the minute.")
+@click.option("--url", default=None, help="Worker API (default: http://CXSTREAM_WEB_HOST:CXSTREAM_WEB_PORT).")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@friendly
+def trends(window: str, as_of: str | None, url: str | None, as_json: bool) -> None:
+    """Print each segment's NPS change against the window before it, with its interval and
+    whether it is significant (CXSTREAM_TREND_LEVEL), from a worker's API."""
+    from cxstream.tools.render import trend_table
+
+    body = _api_get(url, "/trends", {"window": window, **({"as_of": as_of} if as_of else {})})
+    if as_json:
+        click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(trend_table(body))
 
 
 #: A metric's object as a program of another metric has it in the score table: no answers.

@@ -92,6 +92,13 @@ SEGMENT_FOLDS = Counter(
     ["dimension"],
     registry=REGISTRY,
 )
+CHECK_REPORTS = Counter(
+    "cxstream_check_reports_total",
+    "Target and trend report records read at the owned report partitions, by outcome: "
+    "accepted, duplicate and replayed (repeats), deadlettered, ignored (checks off).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 TARGET_PENDING = Gauge(
     "cxstream_target_pending_boundaries",
     "Target windows waiting for the reports of some input partition before they are decided, "
@@ -225,6 +232,13 @@ SCRAPED: tuple[Scraped, ...] = (
             + _PER_WORKER),
     Scraped("cxstream_segment_ces_effort_mean", _SEG,
             "CES mean effort 1..5 in the window; only with >= 1 CES response." + _PER_WORKER),
+    Scraped("cxstream_segment_nps_change", _SEG,
+            "Change of the segment's NPS (points) in a trend window against the window before "
+            "it, as decided at the last check (CXSTREAM_TREND_WINDOWS); exported by the worker "
+            "owning the segment's report partition, so one series per segment across workers."),
+    Scraped("cxstream_segment_nps_change_significant", _SEG,
+            "1 when that change was significant at CXSTREAM_TREND_LEVEL with enough responses "
+            "on both sides, else 0."),
     Scraped("cxstream_metric_segments_summed", ("window",),
             "Segments not exported on their own in the window, past CXSTREAM_METRIC_SEGMENTS_MAX "
             "(those with the fewest responses), summed into segment=\"other\"."),

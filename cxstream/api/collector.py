@@ -37,6 +37,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from cxstream import metrics
+from cxstream.core import keys
 from cxstream.worker.processor import Processor
 from cxstream.core.scoring import (
     CES_HIGH,
@@ -177,6 +178,30 @@ async def segment_families_sliced(processor: Processor, partitions: Iterable[int
     return list(fams.values())
 
 
+_TRENDS = ("cxstream_segment_nps_change", "cxstream_segment_nps_change_significant")
+
+
+def trend_families(processor: Processor, partitions: Iterable[int]) -> list[GaugeMetricFamily]:
+    """The trend gauges of the segments whose report partitions this worker owns, as last
+    decided there (`cxstream.core.targets.decide_trends`, kept in the status entry): each
+    segment is exported by one worker only. At most `CXSTREAM_METRIC_SEGMENTS_MAX` segments
+    per window, the largest changes first."""
+    change, significant = _family(_TRENDS[0]), _family(_TRENDS[1])
+    rows: dict[str, list[tuple[str, list[float]]]] = {}
+    for p in partitions:
+        status = processor.stored(p)(keys.target_status_key(p)) or {}
+        for name, values in (status.get("trend") or {}).items():
+            window, _, segment = name.partition("|")
+            rows.setdefault(window, []).append((segment, values))
+    most = processor.settings.metric_segments_max
+    for window, found in sorted(rows.items()):
+        found.sort(key=lambda row: (-abs(row[1][0]), row[0]))
+        for segment, values in found[:most]:
+            change.add_metric([segment, window], values[0])
+            significant.add_metric([segment, window], values[3])
+    return [change, significant]
+
+
 def next_offset(consumer: Any, tp: Any) -> int:
     """The next offset of `tp` this worker will process: one past the highest processed
     (acknowledged) message, or the committed offset, whichever is higher; 0 when neither is
@@ -287,6 +312,8 @@ class WorkerCollector(Collector):
                 lambda: segment_families(processor, owned if ready else (),
                                          processor.settings.windows, as_of),
                 list(_FAMILIES))
+        yield from _guarded(lambda: trend_families(processor, owned if ready else ()),
+                            list(_TRENDS))
         yield from _guarded(
             lambda: [lag_family(self.app.consumer, inputs, processor.kinds) if ready
                      else _family("cxstream_consumer_lag_messages")],

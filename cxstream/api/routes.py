@@ -27,8 +27,9 @@ from cxstream.core.programscores import (
     metric_view,
     program_view,
 )
-from cxstream.core.segments import parse_segment_key
+from cxstream.core.segments import parse_segment_key, split_program_key
 from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339, parse_rfc3339
+from cxstream.core.trends import change, z_for
 from cxstream.core.windows import floor_minute
 from cxstream.api.queries import (
     QueryError,
@@ -186,6 +187,40 @@ def register(app: faust.App, settings: Settings, processor: Processor) -> None:
             except QueryError as exc:
                 return err(self, exc)
             return self.json(render(seg, window, as_of, groups[seg], program))
+
+    @app.page("/trends")
+    class Trends(View):
+        async def get(self, request: Request) -> Response:
+            """Every segment's NPS in the window against the window before it: the change,
+            its interval at CXSTREAM_TREND_LEVEL and whether it is significant
+            (`cxstream.core.trends`), from every worker's counts summed."""
+            try:
+                window, as_of = window_and_as_of(request)
+                start, before = as_of - window.ms, as_of - 2 * window.ms
+                now = await gather(app, processor, None, start, as_of, token=peer_token)
+                then = await gather(app, processor, None, before, start, token=peer_token)
+                check_retention(then, before, window)
+            except QueryError as exc:
+                return err(self, exc)
+            z = z_for(settings.trend_level)
+            rows = []
+            for segment in sorted(set(now.counts) & set(then.counts)):
+                if split_program_key(segment)[0] is not None:
+                    continue  # the trend is of the metric-level NPS: the segment's own key
+                found = change(now.counts[segment], then.counts[segment], z=z,
+                               min_responses=settings.trend_min_responses)
+                if found is not None:
+                    rows.append({"segment": segment, "nps": found.nps,
+                                 "responses": found.responses,
+                                 "previous_nps": found.previous_nps,
+                                 "previous_responses": found.previous_responses,
+                                 "change": found.change, "interval": [found.low, found.high],
+                                 "significant": found.significant})
+            return self.json({"window": window.name, "as_of": format_rfc3339(as_of),
+                              "previous_start": format_rfc3339(before),
+                              "level": settings.trend_level,
+                              "min_responses": settings.trend_min_responses,
+                              "segments": rows})
 
     @app.page("/programs")
     class Programs(View):

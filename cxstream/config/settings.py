@@ -85,6 +85,17 @@ def _names(raw: str) -> tuple[str, ...]:
     return names
 
 
+def _level(raw: str) -> float:
+    """A confidence level strictly between 0.5 and 1 (e.g. 0.95, 0.99)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number such as 0.95 or 0.99") from None
+    if not 0.5 < value < 1:
+        raise ValueError("must be between 0.5 and 1 (exclusive), e.g. 0.95 or 0.99")
+    return value
+
+
 def _minutes(raw: str) -> int:
     """A duration of whole minutes, in ms."""
     ms = parse_duration(raw)
@@ -275,10 +286,21 @@ SETTINGS: tuple[Spec, ...] = (
          "Windows (of `CXSTREAM_WINDOWS`, comma-separated) in which each segment's score of a "
          "program with a `target` is checked against it (`below_target`/`back_on_target` "
          "alerts); empty: no target alerts. Unset and without a 7d window: the largest."),
-    Spec("target_every", "1h", _minutes,
-         "How often, in event time, target windows are checked: windows ending at each "
-         "multiple of this (UTC-aligned) are decided."),
-    Spec("target_settle", "5m", _minutes,
+    Spec("trend_windows", "", _names,
+         "Windows (of `CXSTREAM_WINDOWS`, comma-separated, e.g. `7d`) in which each "
+         "segment's NPS is compared with the window before it at every check "
+         "(`segment_shift` alerts); each must be at most half the largest window plus grace, "
+         "less the settle time (both windows' buckets must be kept); empty: none."),
+    Spec("trend_level", "0.999", _level,
+         "Confidence level of the trend test (two-sided z-test on the NPS difference), per "
+         "check: a change is significant when 0 lies outside its interval at this level. "
+         "High, because a segment is tested at every check."),
+    Spec("trend_min_responses", "100", _pos_int,
+         "NPS responses each of the two windows needs before a change can be significant."),
+    Spec("check_every", "1h", _minutes,
+         "How often, in event time, target and trend windows are checked: windows ending at "
+         "each multiple of this (UTC-aligned) are decided."),
+    Spec("check_settle", "5m", _minutes,
          "How long, in event time, a window's end waits before it is decided: answers later "
          "than this still count in scores, not in that decision."),
     Spec("journey_length", "10", _pos_int, "Recent interactions kept per customer as alert context."),
@@ -343,8 +365,11 @@ class Settings:
     max_programs: int
     min_responses: int
     target_windows: tuple[str, ...]
-    target_every: int
-    target_settle: int
+    trend_windows: tuple[str, ...]
+    trend_level: float
+    trend_min_responses: int
+    check_every: int
+    check_settle: int
     journey_length: int
     at_risk: bool
     batch_size: int
@@ -377,6 +402,7 @@ class Settings:
         _check_kafka_security(values, source)
         _check_target_windows(values, "CXSTREAM_TARGET_WINDOWS" in source
                               or "target_windows" in overrides)
+        _check_trend_windows(values)
         if not values["web_host"]:
             bind = values["web_bind"]
             values["web_host"] = bind if bind not in {"0.0.0.0", "::"} else _hostname()
@@ -412,6 +438,32 @@ def _check_target_windows(values: dict[str, Any], given: bool) -> None:
             raise SettingsError(
                 f"CXSTREAM_TARGET_WINDOWS names {name!r}, which is not one of CXSTREAM_WINDOWS "
                 f"({', '.join(sorted(names))}): use one of those, or add it to CXSTREAM_WINDOWS")
+
+
+def _check_trend_windows(values: dict[str, Any]) -> None:
+    """Each trend window must be a configured window whose window before it is still kept
+    when it is decided: at most half of the largest window plus grace, less the settle
+    time; and the settle time at most the grace."""
+    if values["check_settle"] > values["grace"]:
+        raise SettingsError(
+            "CXSTREAM_CHECK_SETTLE is longer than CXSTREAM_GRACE: a window must be decided "
+            "while its buckets are all kept; shorten it, or lengthen the grace")
+    by_name = {w.name: w for w in values["windows"]}
+    # Both windows' buckets must still be there when the later one is decided, `settle`
+    # after its end.
+    horizon = max(w.ms for w in values["windows"]) + values["grace"] - values["check_settle"]
+    for name in values["trend_windows"]:
+        if name not in by_name:
+            raise SettingsError(
+                f"CXSTREAM_TREND_WINDOWS names {name!r}, which is not one of CXSTREAM_WINDOWS "
+                f"({', '.join(sorted(by_name))}): use one of those, or add it to "
+                "CXSTREAM_WINDOWS")
+        if 2 * by_name[name].ms > horizon:
+            raise SettingsError(
+                f"CXSTREAM_TREND_WINDOWS names {name!r}, but the window before it is not kept "
+                "(buckets are kept for the largest window plus CXSTREAM_GRACE, and a window is "
+                "decided CXSTREAM_CHECK_SETTLE after its end): use a window of at most half "
+                "that less the settle time, or add a longer window to CXSTREAM_WINDOWS")
 
 
 def _check_kafka_security(values: dict[str, Any], source: Mapping[str, str]) -> None:

@@ -35,7 +35,7 @@ ALERT_NAMESPACE = uuid.UUID("6f1c2d1e-6a2b-5c8e-9a51-0c7e3b1d9f42")
 _NAMESPACE_BYTES = ALERT_NAMESPACE.bytes
 SCHEMA_VERSION = 1
 CE_TYPE_PREFIX = "com.cxstream.alert."
-_TARGET_KINDS = ("below_target", "back_on_target")
+_TARGET_KINDS = ("below_target", "back_on_target", "segment_shift")
 #: Customer alerts: the kinds of `cxstream.core.journey.Turn`.
 CUSTOMER_KINDS = ("detractor", "recovered", "promoter", "passive", "at_risk")
 _KINDS = (*CUSTOMER_KINDS, *_TARGET_KINDS)

@@ -118,6 +118,8 @@ class Planned:
         self.reports: list[tuple[int, bytes]] = []
         #: report partition → boundaries waiting for reports there, after the batch.
         self.waiting: dict[int, int] = {}
+        #: outcome → target report records planned (`plan_reports`).
+        self.checks: dict[str, int] = {}
         #: partition → its new stream time, for the partitions whose stream time advanced.
         self.advanced: dict[int, int] = {}
         #: (rejection, record), dead-lettered once the batch is planned.
@@ -211,22 +213,22 @@ def plan_reports(records: Sequence[Any], pending: PendingWrites, cfg: StepConfig
     """Plan the target report records `records` (of one report partition, in offset order;
     `cxstream.core.targets.plan_report`) into the batch's pending writes and `out`: the
     alerts of the boundaries they complete, their rejections, the boundaries left waiting.
-    With targets off (`cfg.targets` None) a report is counted ``ignored``. Never raises for
-    a bad record, as `plan_records`."""
-    events = out.events
+    Counted by outcome in `out.checks` (``ignored`` with the checks off: `cfg.targets`
+    None). Never raises for a bad record, as `plan_records`."""
+    checks = out.checks
     targets = cfg.targets
     for msg in records:
         if targets is None:
-            _count(events, ("targets", "ignored"))
+            checks["ignored"] = checks.get("ignored", 0) + 1
             continue
         try:
             p = plan_report(pending.get, targets, msg.partition, msg.value, now_ms)
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the stream
             failed(msg, exc)
             out.rejected.append((processing_error(exc), msg))
-            _count(events, ("targets", "deadlettered"))
+            checks["deadlettered"] = checks.get("deadlettered", 0) + 1
             continue
-        _count(events, ("targets", p.outcome))
+        checks[p.outcome] = checks.get(p.outcome, 0) + 1
         if p.rejection is not None:
             out.rejected.append((p.rejection, msg))
         out.alerts.extend(p.alerts)

@@ -53,10 +53,11 @@ SLACK_FALLBACK_MAX = 3000
 #: The kinds of customer alerts (about one customer) and of target alerts (about a segment).
 CUSTOMER_KINDS: frozenset[str] = frozenset({"detractor", "recovered", "promoter", "passive",
                                             "at_risk"})
-TARGET_KINDS: frozenset[str] = frozenset({"below_target", "back_on_target"})
+#: (A segment's trend, `segment_shift`, is routed and delivered like a target alert.)
+TARGET_KINDS: frozenset[str] = frozenset({"below_target", "back_on_target", "segment_shift"})
 #: Every kind a routing file's `kinds` may name.
 ALERT_KINDS: tuple[str, ...] = ("detractor", "recovered", "promoter", "passive", "at_risk",
-                                "below_target", "back_on_target")
+                                "below_target", "back_on_target", "segment_shift")
 #: How each customer kind reads in a message ("Customer c1 turned promoter"), and its icon.
 _CUSTOMER_TEXT: Mapping[str, tuple[str, str]] = {
     "detractor": ("turned detractor", ":rotating_light:"),
@@ -122,6 +123,13 @@ def is_target_alert(alert: Mapping[str, Any]) -> bool:
     return isinstance(kind, str) and kind in TARGET_KINDS
 
 
+def _subject_keys(alert: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields a segment alert's delivery subject is made of: a trend has no program."""
+    if alert.get("kind") == "segment_shift":
+        return ("segment_key", "window")
+    return ("segment_key", "program", "window")
+
+
 def delivery_subject(alert: Mapping[str, Any]) -> str | None:
     """What the notifier's delivery state (recent alert ids, cooldown) is kept per, and the
     key of its `notifications.sent` and dead-letter records: a customer alert's
@@ -129,9 +137,10 @@ def delivery_subject(alert: Mapping[str, Any]) -> str | None:
     segment's target of each program and window has its own cooldown. None when the fields
     it is made of are not non-empty strings (an alert `alert_problem` refuses)."""
     if is_target_alert(alert):
-        parts = [alert.get(k) for k in ("segment_key", "program", "window")]
+        parts = [alert.get(k) for k in _subject_keys(alert)]
         texts = [p for p in parts if isinstance(p, str) and p]
-        return "|".join(["target", *texts]) if len(texts) == len(parts) else None
+        prefix = "shift" if alert.get("kind") == "segment_shift" else "target"
+        return "|".join([prefix, *texts]) if len(texts) == len(parts) else None
     customer = alert.get("customer_id")
     return customer if isinstance(customer, str) and customer else None
 
@@ -151,7 +160,7 @@ def alert_problem(alert: Any) -> str | None:
     if alert.get("kind") is not None and not isinstance(alert["kind"], str):
         return "kind must be a string"
     if is_target_alert(alert):
-        for key in ("segment_key", "program", "window"):
+        for key in _subject_keys(alert):
             value = alert.get(key)
             if not isinstance(value, str) or not value:
                 return f"{key} must be a non-empty string"
@@ -368,6 +377,8 @@ def _target_parts(alert: Mapping[str, Any]) -> dict[str, str]:
     """The plain-text pieces of a target alert's messages, unescaped: `what` ("rnps below
     target in region:br"), `score` ("NPS 41.5 (target 50)"; a csat score and target in %),
     `window`, `responses` and `margin` ("±9.8", or why there is none)."""
+    if alert["kind"] == "segment_shift":
+        return _shift_parts(alert)
     metric = alert.get("metric")
     unit = "%" if metric == "csat" else ""
     name = _METRIC_NAMES.get(metric, str(metric)) if isinstance(metric, str) else str(metric)
@@ -384,13 +395,40 @@ def _target_parts(alert: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def _number(value: object, signed: bool = False) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:+.1f}" if signed else f"{value:.1f}"
+
+
+def _shift_parts(alert: Mapping[str, Any]) -> dict[str, str]:
+    """`_target_parts` of a `segment_shift`: `what` ("NPS down in region:br"), `score`
+    ("NPS -0.5, was 28.5: -29.0 points"), `window`, `responses` (both windows') and `margin`
+    (the change's interval and level)."""
+    interval = alert.get("interval")
+    low, high = interval if isinstance(interval, list) and len(interval) == 2 else ("-", "-")
+    level = alert.get("level")
+    shown = f"{100 * level:g}%" if isinstance(level, (int, float)) else str(level)
+    return {
+        "what": f"NPS {alert.get('direction')} in {alert['segment_key']}",
+        "score": f"NPS {_number(alert.get('nps'))}, was {_number(alert.get('previous_nps'))}: "
+                 f"{_number(alert.get('change'), signed=True)} points",
+        "window": f"{alert.get('window')}: {alert.get('window_start', '-')} to "
+                  f"{alert.get('window_end', '-')}, against the {alert.get('window')} from "
+                  f"{alert.get('previous_start', '-')}",
+        "responses": f"{alert.get('responses')} (before: {alert.get('previous_responses')})",
+        "margin": f"interval [{_number(low)}, {_number(high)}] at {shown}",
+    }
+
+
 def _slack_target(alert: Mapping[str, Any]) -> dict[str, Any]:
     """The Block Kit message of a target alert: program, state and segment in the header;
     score against target, window, responses and margin of error in fields; the alert id.
     Every value from the alert is escaped and cut as in `slack_message`."""
     p = _target_parts(alert)
-    icon = ":chart_with_downwards_trend:" if alert["kind"] == "below_target" \
-        else ":white_check_mark:"
+    down = alert["kind"] == "below_target" or alert.get("direction") == "down"
+    icon = ":chart_with_downwards_trend:" if down else \
+        ":chart_with_upwards_trend:" if alert["kind"] == "segment_shift" else ":white_check_mark:"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(
             mrkdwn(header_text(p["what"], SLACK_HEADER_MAX)), SLACK_HEADER_MAX)}},
@@ -398,7 +436,8 @@ def _slack_target(alert: Mapping[str, Any]) -> dict[str, Any]:
             _mrk("Score", p["score"], SLACK_FIELD_MAX),
             _mrk("Segment", alert["segment_key"], SLACK_FIELD_MAX),
             _mrk("Window", p["window"], SLACK_FIELD_MAX),
-            _mrk("Responses", f"{p['responses']}, margin of error {p['margin']}",
+            _mrk("Responses", f"{p['responses']}, "
+                 f"{'' if alert['kind'] == 'segment_shift' else 'margin of error '}{p['margin']}",
                  SLACK_FIELD_MAX)]},
         {"type": "context", "elements": [
             _mrk("", f"alert {alert['alert_id']}, detected at {alert.get('detected_at', '-')}",
@@ -418,12 +457,14 @@ def _email_target(alert: Mapping[str, Any]) -> tuple[str, str]:
     subject = header_text(f"[cxstream] {header_text(p['what'], 120)}: "
                           f"{header_text(p['score'], 60)} over "
                           f"{header_text(alert.get('window'), 20)}", 200)
-    lines = [f"Program: {alert.get('program')} ({alert.get('metric')})",
+    shift = alert["kind"] == "segment_shift"
+    lines = [f"Program: {alert.get('program')} ({alert.get('metric')})" if not shift
+             else "Metric: NPS (every NPS program)",
              f"Segment: {alert['segment_key']}",
              f"Score: {p['score']}",
              f"Window: {p['window']}",
              f"Responses: {p['responses']}",
-             f"Margin of error: {p['margin']}",
+             f"{'Change' if shift else 'Margin of error'}: {p['margin']}",
              f"Detected at: {alert.get('detected_at', '-')}",
              "", f"Alert id: {alert['alert_id']}"]
     return subject, "\n".join(lines) + "\n"

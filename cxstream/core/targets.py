@@ -65,14 +65,15 @@ from cxstream.core.programscores import by_segment, own_counts, program_view
 from cxstream.core.scoring import WIDTH, Counts, merge
 from cxstream.core.segments import ALL, split_program_key
 from cxstream.core.timefmt import MAX_MS, MIN_MS, format_rfc3339
+from cxstream.core.trends import Change, change, z_for
 from cxstream.core.windows import MINUTE, Window
 
 __all__ = ["KINDS", "MAX_JUMP", "MAX_PENDING", "ReportPlan", "TargetConfig", "boundaries",
-           "build_target_alert", "decide", "plan_report", "report_crossings", "report_partition", "reports",
+           "build_shift_alert", "build_target_alert", "decide", "decide_trends", "previous", "plan_report", "report_crossings", "report_partition", "reports",
            "stale_reports", "status_name"]
 
 #: The alert kinds of this module.
-KINDS = ("below_target", "back_on_target")
+KINDS = ("below_target", "back_on_target", "segment_shift")
 #: Most boundaries one step reports when the stream time jumps over several.
 MAX_JUMP = 24
 #: Most boundaries waiting for reports, per report partition.
@@ -84,9 +85,11 @@ _Z = 1.96
 
 @dataclass(frozen=True, slots=True)
 class TargetConfig:
-    """What the targets are checked on (`CXSTREAM_TARGET_*`, `cxstream.config.settings`).
+    """What the segment checks are made on (`CXSTREAM_TARGET_WINDOWS`, `CXSTREAM_TREND_*`,
+    `CXSTREAM_CHECK_*`, `cxstream.config.settings`).
 
-    `programs`: the programs with a target (none: targets are off, nothing is reported).
+    `windows`: the target windows; `programs`: the programs with a target (none: no target
+    is checked). `trends`: the trend windows (none: no trend is tested).
     `partitions`: how many input partitions there are (= report partitions): a boundary is
     decided once that many have reported it. `max_report_bytes`: a report record is split
     into parts under it (the report topic's max.message.bytes, less room for the record)."""
@@ -97,6 +100,11 @@ class TargetConfig:
     min_responses: int
     programs: tuple[Program, ...]
     partitions: int = 1
+    #: The trend windows (`CXSTREAM_TREND_WINDOWS`): each segment's NPS in the window is
+    #: tested against the window before it (`cxstream.core.trends`), `segment_shift` alerts.
+    trends: tuple[Window, ...] = ()
+    trend_level: float = 0.999
+    trend_min_responses: int = 100
     max_report_bytes: int = 900_000
     #: The bound on a stored entry's value (`StepConfig.entry_max_bytes`): a window's sums
     #: that would pass it are not kept, and the window is not decided.
@@ -105,6 +113,8 @@ class TargetConfig:
     #: key less every program key, so every program key is then reported.
     builtin: bool = field(init=False)
     ids: frozenset[str] = field(init=False)
+    #: The normal quantile of `trend_level`.
+    z: float = field(init=False)
 
     def __post_init__(self) -> None:
         if self.every_ms <= 0 or self.every_ms % MINUTE:
@@ -116,6 +126,9 @@ class TargetConfig:
             raise ValueError("partitions must be at least 1")
         if any(p.target is None for p in self.programs):
             raise ValueError("only programs with a target are checked")
+        if not self.programs:
+            object.__setattr__(self, "windows", ())  # no target to check them against
+        object.__setattr__(self, "z", z_for(self.trend_level))
         object.__setattr__(self, "builtin", any(p.id in BUILTINS for p in self.programs))
         object.__setattr__(self, "ids", frozenset(p.id for p in self.programs))
 
@@ -151,6 +164,31 @@ def _wanted(key: str, cfg: TargetConfig) -> bool:
     return program is None or cfg.builtin or program in cfg.ids
 
 
+def _plain(key: str) -> bool:
+    return split_program_key(key)[0] is None
+
+
+def previous(window: str) -> str:
+    """How a report names the window before trend window `window`."""
+    return f"{window}^"
+
+
+def _reported(boundary: int, cfg: TargetConfig
+              ) -> list[tuple[str, int, int, Callable[[str], bool]]]:
+    """(name, start, end, which stored keys) of every window a report of `boundary` holds:
+    the target windows (the keys their programs' scores need), the trend windows and the
+    windows before them (the segments' own keys: the trend is of the metric-level NPS)."""
+    out: dict[str, tuple[str, int, int, Callable[[str], bool]]] = {}
+    for window in cfg.trends:
+        out[window.name] = (window.name, boundary - window.ms, boundary, _plain)
+        out[previous(window.name)] = (previous(window.name), boundary - 2 * window.ms,
+                                      boundary - window.ms, _plain)
+    for window in cfg.windows:
+        out[window.name] = (window.name, boundary - window.ms, boundary,
+                            lambda key: _wanted(key, cfg))
+    return list(out.values())
+
+
 def reports(get: Callable[[str], Any], partition: int, boundary: int,
             cfg: TargetConfig) -> list[tuple[int, bytes]]:
     """Partition `partition`'s report of `boundary`: (report partition, record value) for
@@ -165,14 +203,14 @@ def reports(get: Callable[[str], Any], partition: int, boundary: int,
     n = cfg.partitions
     # report partition -> segment -> window -> key -> counts
     found: list[dict[str, dict[str, dict[str, Counts]]]] = [{} for _ in range(n)]
-    for window in cfg.windows:
-        counts = window_counts_all(get, partition, boundary - window.ms, boundary)
+    for name, start, end, wanted in _reported(boundary, cfg):
+        counts = window_counts_all(get, partition, start, end)
         for key in sorted(counts):
-            if not _wanted(key, cfg):
+            if not wanted(key):
                 continue
             segment = split_program_key(key)[1]
             q = report_partition(segment, n)
-            found[q].setdefault(segment, {}).setdefault(window.name, {})[key] = counts[key]
+            found[q].setdefault(segment, {}).setdefault(name, {})[key] = counts[key]
     out: list[tuple[int, bytes]] = []
     for q in range(n):
         parts = _parts(found[q], cfg.max_report_bytes)
@@ -246,9 +284,9 @@ def _decode(raw: bytes | None, cfg: TargetConfig) -> dict[str, Any] | ReportPlan
         return _bad(f"made for {doc['n']} input partitions, not {cfg.partitions}")
     if not (0 <= doc["p"] < doc["n"] and 0 <= doc["i"] < doc["k"]):
         return _bad("partition or part out of range")
-    longest = max(w.ms for w in cfg.windows)
+    longest = max([w.ms for w in cfg.windows] + [2 * w.ms for w in cfg.trends] + [0])
     if doc["b"] % cfg.every_ms or not MIN_MS + longest <= doc["b"] <= MAX_MS:
-        return _bad("b is not a check point (a multiple of CXSTREAM_TARGET_EVERY)")
+        return _bad("b is not a check point (a multiple of CXSTREAM_CHECK_EVERY)")
     windows = doc.get("c")
     if not isinstance(windows, dict) or not all(
             isinstance(counted, dict) and all(_is_counts(v) for v in counted.values())
@@ -354,12 +392,14 @@ def plan_report(get: Callable[[str], Any], cfg: TargetConfig, partition: int,
                           first=[(keys.target_pending_key(partition, old), None)
                                  for old in dropped])
     alerts, below = decide(sums, set(status["below"]), b, cfg, now_ms)
+    shifts, shifted, trend = decide_trends(sums, status.get("shift", {}), b, cfg, now_ms)
     # Earlier boundaries still waiting never complete now: every partition has passed them.
     passed = [old for old in waiting if old < b]
     later = [old for old in waiting if old > b]
-    return ReportPlan("accepted", alerts=alerts, waiting=len(later),
+    return ReportPlan("accepted", alerts=alerts + shifts, waiting=len(later),
                       first=[(keys.target_pending_key(partition, old), None) for old in passed],
-                      writes=[(skey, {"d": b, "below": sorted(below), "pending": later}),
+                      writes=[(skey, {"d": b, "below": sorted(below), "pending": later,
+                                      "shift": shifted, "trend": trend}),
                               (pkey, None)])
 
 
@@ -407,6 +447,70 @@ def decide(sums: Mapping[str, Mapping[str, Counts]], below: set[str], boundary: 
                 alerts.append(build_target_alert(kind, program, window, segment, boundary,
                                                  part, now_ms))
     return alerts, below
+
+
+def decide_trends(sums: Mapping[str, Mapping[str, Counts]], shifted: Mapping[str, str],
+                  boundary: int, cfg: TargetConfig, now_ms: int
+                  ) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, list[float]]]:
+    """The `segment_shift` alerts of boundary `boundary`: for every trend window and segment
+    with NPS answers in it and in the window before, the change of NPS
+    (`cxstream.core.trends.change`); a significant one alerts when its direction is not the
+    one alerted last for that window and segment (`shifted`: ``"<window>|<segment>"`` →
+    "up"/"down"), so at most once per direction until it reverses. Returns the alerts,
+    the directions alerted last after them, and this boundary's changes
+    (``"<window>|<segment>"`` → [change, low, high, significant 0/1], for the gauges)."""
+    shifted = dict(shifted)
+    alerts: list[dict[str, Any]] = []
+    changes: dict[str, list[float]] = {}
+    for window in cfg.trends:
+        current = sums.get(window.name, {})
+        before = sums.get(previous(window.name), {})
+        for segment in sorted(current):
+            if segment not in before or not _plain(segment):
+                continue
+            found = change(current[segment], before[segment], z=cfg.z,
+                           min_responses=cfg.trend_min_responses)
+            if found is None:
+                continue
+            name = f"{window.name}|{segment}"
+            changes[name] = [found.change, found.low, found.high, int(found.significant)]
+            direction = found.direction
+            if direction is None or shifted.get(name) == direction:
+                continue
+            shifted[name] = direction
+            alerts.append(build_shift_alert(direction, window, segment, boundary, found, cfg,
+                                            now_ms))
+    return alerts, shifted, changes
+
+
+def build_shift_alert(direction: str, window: Window, segment: str, boundary: int,
+                      found: Change, cfg: TargetConfig, now_ms: int) -> dict[str, Any]:
+    """The `segment_shift` alert document (schemas/alert.schema.json): key on the alert
+    topic = `segment_key`; `window_start`/`window_end` the window tested, `previous_*` the
+    one before; scores, change and interval in NPS points."""
+    dim, _, value = segment.partition(":")
+    return {
+        "alert_id": target_alert_id("segment_shift", direction, window.name, segment,
+                                    boundary),
+        "kind": "segment_shift",
+        "direction": direction,
+        "segment_key": segment,
+        "segment": {} if segment == ALL else {dim: value},
+        "metric": "nps",
+        "window": window.name,
+        "window_start": format_rfc3339(boundary - window.ms),
+        "window_end": format_rfc3339(boundary),
+        "previous_start": format_rfc3339(boundary - 2 * window.ms),
+        "nps": found.nps,
+        "previous_nps": found.previous_nps,
+        "change": found.change,
+        "interval": [found.low, found.high],
+        "level": cfg.trend_level,
+        "responses": found.responses,
+        "previous_responses": found.previous_responses,
+        "detected_at": format_rfc3339(now_ms),
+        "schema_version": SCHEMA_VERSION,
+    }
 
 
 def _margin(program: Program, part: Mapping[str, Any]) -> float | None:

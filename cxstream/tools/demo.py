@@ -75,7 +75,7 @@ SETTLE_S = 30.0
 #: The target settings the demo's worker gets unless set: windows ending at every minute of
 #: event time are decided once every partition is a minute past their end
 #: (`CXSTREAM_TARGET_WINDOWS` is the demo's window).
-DEMO_TARGETS = {"CXSTREAM_TARGET_EVERY": "1m", "CXSTREAM_TARGET_SETTLE": "1m"}
+DEMO_TARGETS = {"CXSTREAM_CHECK_EVERY": "1m", "CXSTREAM_CHECK_SETTLE": "1m"}
 #: Whole minutes before now whose traffic is sent first, at once: the windows ending at the
 #: first of them are decided at the start (each needs every partition past its end plus the
 #: settle time). Three minutes: the window ending after the first minute already holds more
@@ -282,8 +282,8 @@ def _demo_targets(settings: Settings, env: dict[str, str], registry: Registry, w
     windows = env.get("CXSTREAM_TARGET_WINDOWS", "").strip()
     if targeted and windows:
         echo(f"target alerts: programs {', '.join(p.id for p in targeted)}; windows "
-             f"{windows} of each segment, decided every {env['CXSTREAM_TARGET_EVERY']} of "
-             f"event time, {env['CXSTREAM_TARGET_SETTLE']} after their end "
+             f"{windows} of each segment, decided every {env['CXSTREAM_CHECK_EVERY']} of "
+             f"event time, {env['CXSTREAM_CHECK_SETTLE']} after their end "
              "(CXSTREAM_TARGET_WINDOWS, _EVERY, _SETTLE)")
 
 

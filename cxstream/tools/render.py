@@ -53,6 +53,10 @@ def alert_line(a: dict[str, Any]) -> str:
     """One line per alert, its text from the topic made `printable`: a customer alert's
     customer, score and owner; a target alert's segment, program, score against the target,
     window and responses (`target_text`)."""
+    if a.get("kind") == "segment_shift":
+        return printable(f"{a.get('detected_at') or '?'}  SEGMENT_SHIFT  "
+                         f"{a.get('segment_key') or '?'}  NPS {a.get('direction') or '?'} "
+                         f"{_shift_text(a)}")
     if is_target_alert(a):
         return printable(f"{a.get('detected_at') or '?'}  {str(a['kind']).upper()}  "
                          f"{a.get('segment_key') or '?'}  {a.get('program') or '?'} "
@@ -67,12 +71,48 @@ def alert_line(a: dict[str, Any]) -> str:
 # -- target alerts ------------------------------------------------------------------------------
 #: The kinds of target alerts (about a segment's score against its program's target; the
 #: document is in schemas/alert.schema.json): no customer, owner or comment.
-TARGET_KINDS = ("below_target", "back_on_target")
+TARGET_KINDS = ("below_target", "back_on_target", "segment_shift")
 _METRIC_NAMES = {"nps": "NPS", "csat": "CSAT", "ces": "CES"}
 
 
 def is_target_alert(a: dict[str, Any]) -> bool:
     return a.get("kind") in TARGET_KINDS
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+def _shift_text(a: dict[str, Any]) -> str:
+    """A `segment_shift`'s numbers: `-0.5 (was 28.5, -29.0 [-48.7, -9.4]) over the 7d
+    ending …`."""
+    interval = a.get("interval") if isinstance(a.get("interval"), list) else [None, None]
+    low, high = (list(interval) + [None, None])[:2]
+    return (f"{_num(_number(a.get('nps')))} (was {_num(_number(a.get('previous_nps')))}, "
+            f"{_signed(_number(a.get('change')))} [{_num(_number(low))}, "
+            f"{_num(_number(high))}]) over the {a.get('window') or '?'} ending "
+            f"{a.get('window_end') or '?'} ({a.get('responses')} and "
+            f"{a.get('previous_responses')} responses)")
+
+
+def trend_table(body: dict[str, Any]) -> str:
+    """The `/trends` answer as a table: each segment's NPS now and in the window before, the
+    change with its interval, and `yes` where it is significant."""
+    lines = [f"window {body['window']} against the {body['window']} before it, as of "
+             f"{body['as_of']}   (level {body['level']}, at least {body['min_responses']} "
+             "responses each)",
+             f"{'segment':<26} {'NPS':>7} {'n':>6} {'before':>7} {'n':>6} {'change':>7} "
+             f"{'interval':>17}  significant"]
+    for r in body["segments"]:
+        low, high = r["interval"]
+        lines.append(
+            f"{printable(r['segment'])[:26]:<26} {_num(r['nps']):>7} {r['responses']:>6} "
+            f"{_num(r['previous_nps']):>7} {r['previous_responses']:>6} "
+            f"{_signed(r['change']):>7} {f'[{_num(low)}, {_num(high)}]':>17}  "
+            f"{'yes' if r['significant'] else 'no'}")
+    if not body["segments"]:
+        lines.append("(no segment has NPS responses in both windows)")
+    return "\n".join(lines)
 
 
 def _number(value: object) -> float | None:
@@ -248,7 +288,11 @@ def alerts_renderable(alerts: Sequence[dict[str, Any]], *, limit: int = 10,
         detected = str(a.get("detected_at") or "")
         style = "bold red" if kind in ("detractor", "below_target") else "bold green"
         cells: tuple[str, str, str, str]
-        if is_target_alert(a):
+        if kind == "segment_shift":
+            style = "bold red" if a.get("direction") == "down" else "bold green"
+            cells = (str(a.get("segment_key") or "?"), _num(_number(a.get("change"))),
+                     f"NPS {a.get('direction') or '?'}", _shift_text(a))
+        elif is_target_alert(a):
             cells = (str(a.get("segment_key") or "?"), target_score(a),
                      str(a.get("program") or "?"), target_detail(a, ending=False))
         else:

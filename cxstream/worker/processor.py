@@ -410,15 +410,19 @@ async def _handed_over(topic: Any, **record: Any) -> asyncio.Future[Any]:
 
 
 def target_config(settings: Settings, programs: Any) -> TargetConfig | None:
-    """The targets the worker checks (`CXSTREAM_TARGET_*`, the registry's programs with a
-    `target`); None when there are none, or no target window."""
+    """The segment checks the worker makes: targets (`CXSTREAM_TARGET_WINDOWS`, the
+    registry's programs with a `target`) and trends (`CXSTREAM_TREND_*`); None when there
+    is neither."""
     with_target = tuple(p for p in programs if p.target is not None)
     windows = tuple(w for w in settings.windows if w.name in settings.target_windows)
-    if not with_target or not windows:
+    trends = tuple(w for w in settings.windows if w.name in settings.trend_windows)
+    if not (with_target and windows) and not trends:
         return None
-    return TargetConfig(windows=windows, every_ms=settings.target_every,
-                        settle_ms=settings.target_settle, min_responses=settings.min_responses,
-                        programs=with_target, partitions=settings.partitions)
+    return TargetConfig(windows=windows, every_ms=settings.check_every,
+                        settle_ms=settings.check_settle, min_responses=settings.min_responses,
+                        programs=with_target, partitions=settings.partitions, trends=trends,
+                        trend_level=settings.trend_level,
+                        trend_min_responses=settings.trend_min_responses)
 
 
 def _failed(msg: Any, exc: Exception) -> None:
@@ -437,6 +441,8 @@ def _count(out: Planned) -> None:
         metrics.RESPONSES.labels(survey, program, cat).inc(n)
     for dim, n in out.folds.items():
         metrics.SEGMENT_FOLDS.labels(dim).inc(n)
+    for outcome, n in out.checks.items():
+        metrics.CHECK_REPORTS.labels(outcome).inc(n)
 
 
 def register(app: faust.App, settings: Settings, state: faust.Table) -> Processor:

@@ -46,7 +46,7 @@ SETTLE = 2 * MINUTE
 WINDOW = HOUR
 MIN_RESPONSES = 5
 ENV = {"CXSTREAM_WINDOWS": "1h,24h", "CXSTREAM_TARGET_WINDOWS": "1h",
-       "CXSTREAM_TARGET_EVERY": "10m", "CXSTREAM_TARGET_SETTLE": "2m",
+       "CXSTREAM_CHECK_EVERY": "10m", "CXSTREAM_CHECK_SETTLE": "2m",
        "CXSTREAM_MIN_RESPONSES": str(MIN_RESPONSES)}
 #: The uuid5 namespace of target alert ids: part of the alert contract (schemas/).
 TARGET_NAMESPACE = uuid.UUID("3b7e0a52-9d14-5f0c-8c3e-2f6a91d0b7c4")
@@ -80,12 +80,12 @@ def history(seed: int, start: int, hours: int) -> list[dict[str, Any]]:
     return docs
 
 
-def expected_alerts(docs: list[dict[str, Any]], partition_of: dict[str, int]
-                    ) -> dict[str, tuple[str, str, str, int, float, int]]:
-    """alert_id → (kind, program, segment, window end, score, responses), computed directly
-    from the answers: a window ending at B (a multiple of EVERY) is decided once every
-    partition's stream time, which started before B + SETTLE, has reached B + SETTLE;
-    decisions in order, per (program, segment) with at least MIN_RESPONSES answers."""
+def decided(docs: list[dict[str, Any]], partition_of: dict[str, int], every: int, settle: int
+            ) -> tuple[dict[tuple[str, str], tuple[str, int, int, str]], list[int]]:
+    """The answers once each ((customer, event id) → (survey, score, occurred_at, region)),
+    and the window ends decided: each multiple B of `every` such that every partition's
+    stream time, which started before B + `settle`, reached B + `settle` (sent in time
+    order, so a partition's stream time is its latest answer)."""
     from cxstream.core.timefmt import parse_rfc3339
 
     answers: dict[tuple[str, str], tuple[str, int, int, str]] = {}
@@ -101,8 +101,17 @@ def expected_alerts(docs: list[dict[str, Any]], partition_of: dict[str, int]
                            (d["survey"], d["score"], at, d["segment"]["region"]))
     lo = max(first.values())
     hi = min(last.values())
-    boundaries = [b for b in range((lo - SETTLE) // EVERY * EVERY, hi + 1, EVERY)
-                  if lo < b + SETTLE <= hi]
+    return answers, [b for b in range((lo - settle) // every * every, hi + 1, every)
+                     if lo < b + settle <= hi]
+
+
+def expected_alerts(docs: list[dict[str, Any]], partition_of: dict[str, int]
+                    ) -> dict[str, tuple[str, str, str, int, float, int]]:
+    """alert_id → (kind, program, segment, window end, score, responses), computed directly
+    from the answers: a window ending at B (a multiple of EVERY) is decided once every
+    partition's stream time, which started before B + SETTLE, has reached B + SETTLE;
+    decisions in order, per (program, segment) with at least MIN_RESPONSES answers."""
+    answers, boundaries = decided(docs, partition_of, EVERY, SETTLE)
     below: set[tuple[str, str]] = set()
     out: dict[str, tuple[str, str, str, int, float, int]] = {}
     for b in boundaries:
@@ -133,13 +142,15 @@ def expected_alerts(docs: list[dict[str, Any]], partition_of: dict[str, int]
     return out
 
 
-def target_alerts(records: list[Any], source: str) -> dict[str, list[dict[str, Any]]]:
-    """alert_id → the target alerts of that id written by the group `source`."""
+def target_alerts(records: list[Any], source: str,
+                  kinds: tuple[str, ...] = ("below_target", "back_on_target")
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """alert_id → the segment alerts of that id (of `kinds`) written by the group `source`."""
     out: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         headers = dict(r.headers or ())
         doc = orjson.loads(r.value)
-        if doc["kind"] not in ("below_target", "back_on_target"):
+        if doc["kind"] not in kinds:
             continue
         if headers.get("ce_source", b"").decode() != source:
             continue

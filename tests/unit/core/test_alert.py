@@ -198,7 +198,8 @@ def test_schema_examples_are_consistent() -> None:
     Draft202012Validator.check_schema(SCHEMA)
     assert SCHEMA["$id"] and SCHEMA["title"] and SCHEMA["description"]
     assert sorted(e["kind"] for e in SCHEMA["examples"]) == ["at_risk", "below_target",
-                                                             "detractor", "recovered"]
+                                                             "detractor", "recovered",
+                                                             "segment_shift"]
     assert set(SCHEMA["properties"]["kind"]["enum"]) >= {*CUSTOMER_KINDS, *TARGET_KINDS}
     for example in SCHEMA["examples"]:
         assert errors(example) == []
@@ -371,3 +372,29 @@ def test_every_built_alert_validates(evs: list[Any], detected: int) -> None:
             j = apply_interaction(j, e, journey_len=3)
         else:
             s = apply_profile(s, e)
+
+
+def test_a_shift_alert_as_built_validates_and_its_example_is_one() -> None:
+    """`build_shift_alert`'s documents validate, with every field required; one without its
+    interval does not; the example is what it builds for its inputs."""
+    from cxstream.core.targets import TargetConfig, build_shift_alert
+    from cxstream.core.trends import Change
+    from cxstream.core.windows import Window
+
+    [example] = [e for e in SCHEMA["examples"] if e["kind"] == "segment_shift"]
+    shift = SCHEMA["$defs"]["shiftAlert"]
+    assert set(example) == set(SCHEMA["properties"]) | set(shift["properties"]) \
+        == set(shift["required"])
+    week = Window("7d", 7 * 86_400_000)
+    cfg = TargetConfig(windows=(), every_ms=3_600_000, settle_ms=300_000, min_responses=30,
+                       programs=(), trends=(week,))
+    found = Change(nps=-0.5, previous_nps=28.5, responses=402, previous_responses=389,
+                   change=-29.0, low=-48.7, high=-9.4, significant=True)
+    built = build_shift_alert("down", week, "region:br", 1_796_724_000_000, found, cfg,
+                              1_796_727_900_000)
+    assert built == example and errors(built) == []
+    for segment in ("all", "touchpoint:support"):
+        assert errors(build_shift_alert("up", week, segment, 1_796_724_000_000, found, cfg,
+                                        1_796_727_900_000)) == []
+    assert errors({k: v for k, v in built.items() if k != "interval"}) != []
+

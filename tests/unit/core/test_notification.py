@@ -583,5 +583,29 @@ def test_routing_file_accepts_the_target_kinds() -> None:
     assert c.segment_routes == (Route("h", segment="all"),)
     assert parse({"kinds": ["below_target"]}).kinds == {"below_target"}
     with pytest.raises(ValueError, match="kinds may only contain detractor, recovered, promoter, "
-                                         "passive, at_risk, below_target and back_on_target"):
+                                         "passive, at_risk, below_target, back_on_target and "
+                                         "segment_shift"):
         parse({"kinds": ["detractor", "on_target"]})
+
+
+def test_a_segment_shift_is_routed_by_its_segment_and_rendered_with_its_interval() -> None:
+    shift = {"alert_id": "s-1", "kind": "segment_shift", "direction": "down",
+             "segment_key": "region:br", "segment": {"region": "br"}, "metric": "nps",
+             "window": "7d", "window_start": "2026-12-01T10:00:00Z",
+             "window_end": "2026-12-08T10:00:00Z", "previous_start": "2026-11-24T10:00:00Z",
+             "nps": -0.5, "previous_nps": 28.5, "change": -29.0, "interval": [-48.7, -9.4],
+             "level": 0.999, "responses": 402, "previous_responses": 389,
+             "detected_at": "2026-12-08T11:05:00Z", "schema_version": 1}
+    assert alert_problem(shift) is None and delivery_subject(shift) == "shift|region:br|7d"
+    assert alert_problem({**shift, "window": ""}) == "window must be a non-empty string"
+    c = parse({"kinds": ["segment_shift"], "default": "h",
+               "channels": {"h": {**HOOK, "unsigned": True},
+                            "br": {**HOOK, "unsigned": True}},
+               "routes": [{"segment": "region:br", "channel": "br"}]})
+    assert route(shift, c) == ["br"]
+    assert route({**shift, "segment_key": "region:us"}, c) == ["h"]
+    subject, body = email_message(shift)
+    assert subject == "[cxstream] NPS down in region:br: NPS -0.5, was 28.5: -29.0 points over 7d"
+    assert "Change: interval [-48.7, -9.4] at 99.9%" in body and "402 (before: 389)" in body
+    assert slack_message(shift)["text"].startswith(":chart_with_downwards_trend: NPS down")
+

@@ -262,7 +262,7 @@ def stage2_batch(q: int, values: list[bytes], first: int, state: dict[str, Any],
     plan_reports([record(q, first + i, None, v) for i, v in enumerate(values)], pending, cfg,
                  NOW, out, unexpected)
     assert out.rejected == []
-    for (_, outcome), count in out.events.items():
+    for outcome, count in out.checks.items():
         run.outcomes[outcome] = run.outcomes.get(outcome, 0) + count
     apply(state, pending.ordered(q), log)
     return out.alerts
@@ -378,7 +378,8 @@ def test_the_oracle_run_reaches_every_kind_of_decision_and_record() -> None:
                   for a in run.alerts}
         outcomes |= set(run.outcomes)
         parts = max([parts, *(orjson.loads(v)["k"] for _, _, v in run.reports)])
-    assert {(k, p.id, w.name, b) for k in KINDS for p in WITH_TARGET for w in WINDOWS
+    assert {(k, p.id, w.name, b) for k in ("below_target", "back_on_target")
+            for p in WITH_TARGET for w in WINDOWS
             for b in (True, False)} <= kinds
     assert {"accepted", "duplicate", "replayed"} <= outcomes
     assert parts > 1
@@ -621,7 +622,7 @@ def test_a_bad_report_is_dead_lettered_with_its_reason_and_changes_nothing(
     [(rejection, msg)] = out.rejected
     assert rejection.code is code and msg.offset == 7
     assert rejection.reason.startswith("target report: ")
-    assert out.events == {("targets", "deadlettered"): 1}
+    assert out.checks == {"deadlettered": 1} and out.events == {}
     assert out.alerts == [] and len(pending) == 0 and orjson.dumps(state) == before
     # And the boundary is still decided once the real report of partition 0 comes.
     plan_reports([record(0, 8, None, orjson.dumps(doc()))], pending, cfg, NOW, out, unexpected)
@@ -674,7 +675,7 @@ def test_reports_are_ignored_with_targets_off() -> None:
     pending = PendingWrites({})
     out = Planned()
     plan_reports([record(0, 0, None, orjson.dumps(doc()))], pending, STEP, NOW, out, unexpected)
-    assert out.events == {("targets", "ignored"): 1} and len(pending) == 0
+    assert out.checks == {"ignored": 1} and len(pending) == 0
     assert out.alerts == [] and out.rejected == []
 
 
