@@ -39,7 +39,6 @@ from typing import Any, Callable, Sequence, TextIO
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cxstream.api.auth import auth_headers, resolve_token
 from cxstream.config import surveys
@@ -59,6 +58,7 @@ from cxstream.tools.render import (
 from cxstream.tools.render_programs import Item, program_table, programs_renderable
 from cxstream.config.settings import Settings
 from cxstream.tools.simulate import simulate
+from cxstream.tools.tail import read_topic
 from cxstream.kafka.security import client_kwargs
 from cxstream.kafka.topics import Topics
 
@@ -127,30 +127,10 @@ async def _follow_alerts(settings: Settings, on_alert: Callable[[dict[str, Any]]
     at the end of the topic: the traffic starts only then, so that none of its alerts (the
     past's come at once) is missed."""
     topic = Topics(settings.topic_prefix).alerts
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
-                                group_id=None, isolation_level="read_committed",
-                                **client_kwargs(settings))
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - first metadata fetch
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            raise RuntimeError(f"the alert topic {topic} has no partitions")
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)  # resolves "the end" now, before any traffic
-        ready.set()
-        while True:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for rec in records:
-                    on_alert(orjson.loads(rec.value))
-    finally:
-        await consumer.stop()
+    async for rec in read_topic(settings.bootstrap, topic, from_beginning=False, follow=True,
+                                security=client_kwargs(settings), positioned=ready):
+        on_alert(orjson.loads(rec.value))
+    raise RuntimeError(f"the alert topic {topic} has no partitions")
 
 
 async def _start_following(settings: Settings, on_alert: Callable[[dict[str, Any]], None]

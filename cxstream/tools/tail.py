@@ -6,6 +6,7 @@ offsets, and without `--follow` it stops at the end offsets seen when it started
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterator, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -13,9 +14,13 @@ from aiokafka.structs import ConsumerRecord
 
 
 async def read_topic(bootstrap: str, topic: str, *, from_beginning: bool = True,
-                     follow: bool = False, security: Mapping[str, Any] | None = None
+                     follow: bool = False, security: Mapping[str, Any] | None = None,
+                     positioned: asyncio.Event | None = None
                      ) -> AsyncIterator[ConsumerRecord]:
-    """``security``: TLS/SASL client arguments, ``kafka_security.client_kwargs(settings)``."""
+    """``security``: TLS/SASL client arguments, ``kafka_security.client_kwargs(settings)``.
+    ``positioned``: set once every partition's starting position is resolved (from the end:
+    whatever is written after that is read), before the first record; nothing is yielded
+    when the topic has no partitions."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 group_id=None, isolation_level="read_committed",
                                 **(security or {}))
@@ -35,6 +40,8 @@ async def read_topic(bootstrap: str, topic: str, *, from_beginning: bool = True,
             await consumer.seek_to_end(*tps)
         end = await consumer.end_offsets(tps)
         remaining = {tp for tp in tps if (await consumer.position(tp)) < end[tp]}
+        if positioned is not None:
+            positioned.set()
         while follow or remaining:
             batch = await consumer.getmany(timeout_ms=500)
             for tp, records in batch.items():

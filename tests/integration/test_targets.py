@@ -25,22 +25,8 @@ from cxstream.core.windows import HOUR, MINUTE
 
 from .harness import Worker, produce, read_all, wait_drained, wait_for
 from .receivers import SECRET, HttpReceiver
+from .test_programs import REGISTRY  # rnps (target 50), tnps, csat-delivery 1–10 (target 80)
 
-REGISTRY = """
-[programs.rnps]
-metric = "nps"
-target = 50
-
-[programs.tnps]
-metric = "nps"
-turns = false
-
-[programs.csat-delivery]
-metric = "csat"
-scale = [1, 10]
-satisfied = [8, 10]
-target = 80
-"""
 EVERY = 10 * MINUTE
 SETTLE = 2 * MINUTE
 WINDOW = HOUR
@@ -226,12 +212,12 @@ channel = "eu"
     segments = {v[2] for v in want.values()}
     assert "region:eu" in segments and "region:us" not in segments, want
 
-    async def live_alerts() -> dict[str, list[dict[str, Any]]] | None:
-        got = target_alerts(await read_all(w.bootstrap, f"{t}alerts"), f"cxstream/{t}cxstream")
+    async def alerts_of(group: str) -> dict[str, list[dict[str, Any]]] | None:
+        """The group's target alerts once they hold every one expected."""
+        got = target_alerts(await read_all(w.bootstrap, f"{t}alerts"), f"cxstream/{t}{group}")
         return got if set(got) >= set(want) else None
 
-    await wait_for(live_alerts, 60, "the target alerts of the live group")
-    live = target_alerts(await read_all(w.bootstrap, f"{t}alerts"), f"cxstream/{t}cxstream")
+    live = await wait_for(lambda: alerts_of("cxstream"), 60, "the live group's target alerts")
     _check(live, want)
 
     # Notified: each alert of region:eu once at least (a repeat after the kill carries the
@@ -257,11 +243,6 @@ channel = "eu"
     await replay.wait_ready()
     await wait_drained(replay.bootstrap, f"{t}replay", [f"{t}surveys"])
 
-    async def replayed() -> dict[str, list[dict[str, Any]]] | None:
-        got = target_alerts(await read_all(w.bootstrap, f"{t}alerts"), f"cxstream/{t}replay")
-        return got if set(got) >= set(want) else None
-
-    await wait_for(replayed, 60, "the target alerts of the replay")
-    again = target_alerts(await read_all(w.bootstrap, f"{t}alerts"), f"cxstream/{t}replay")
+    again = await wait_for(lambda: alerts_of("replay"), 60, "the replay's target alerts")
     _check(again, want)
     assert all(len(v) == 1 for v in again.values()), "a clean replay sends each alert once"
