@@ -47,9 +47,10 @@ RESPONSES = Counter(
 ALERTS = Counter(
     "cxstream_alerts_total",
     "Alerts produced to the alert topic, by kind (detractor, recovered, promoter, passive, "
-    "at_risk, below_target, back_on_target) and survey program (of the answer that caused "
-    "a turn; of the target).",
-    ["kind", "program"],
+    "at_risk, below_target, back_on_target, segment_shift), survey program (of the answer "
+    "that caused a turn; of the target) and priority (urgent, high, normal, low; `none` for "
+    "segment alerts).",
+    ["kind", "program", "priority"],
     registry=REGISTRY,
 )
 NOTIFICATIONS = Counter(

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from cxstream.config.errors import SettingsError
+from cxstream.config.priority import parse_rules, parse_words
 from cxstream.config.secrets import Secret, read_secret
 from cxstream.config.tls import build_ssl_context
+from cxstream.core.priority import PriorityRule
 from cxstream.core.programs import BUILTINS
 from cxstream.core.timefmt import parse_rfc3339
 from cxstream.core.windows import Window, parse_duration, parse_windows
@@ -308,6 +310,15 @@ SETTINGS: tuple[Spec, ...] = (
          "Whether CSAT and CES answers cause `at_risk` alerts: a customer who is not a "
          "detractor gives an answer in the program's at-risk range (CSAT: the bottom two "
          "points; CES: the high-effort range) after one that was not."),
+    Spec("priority_rules", "tier=strategic:urgent;tier=high:high;arr>=100000:high;tier=low:low",
+         parse_rules,
+         "Priority of customer alerts, first match wins, else `normal`: `;`-separated "
+         "`<conditions>:<urgent|high|normal|low>`, conditions `&`-joined, each `tier=a|b`, "
+         "`currency=EUR`, `kind=detractor|at_risk`, `arr>=N` (also `<=`, `>`, `<`, `=`) or `*` "
+         "(see Alerts, Priority)."),
+    Spec("priority_words", "cancel,billing,refund,churn", parse_words,
+         "Words (comma-separated, whole words, any case) that raise a detractor alert whose "
+         "comment holds one by one priority step; empty: none."),
     Spec("batch_size", "2000", _pos_int,
          "Most input messages fetched and handled together: each state entry is written once "
          "per batch, so larger batches cost fewer changelog writes per message (a batch only "
@@ -372,6 +383,8 @@ class Settings:
     check_settle: int
     journey_length: int
     at_risk: bool
+    priority_rules: tuple[PriorityRule, ...]
+    priority_words: frozenset[str]
     batch_size: int
     session_timeout: float
     notify_config: str

@@ -23,6 +23,7 @@ from cxstream.core.journey import (
     Turn,
 )
 from cxstream.core.model import SurveyResponse
+from cxstream.core.priority import DEFAULT_RULES, PriorityRules, priority
 from cxstream.core.timefmt import format_rfc3339
 
 __all__ = ["ALERT_NAMESPACE", "CE_TYPE_PREFIX", "CUSTOMER_KINDS", "SCHEMA_VERSION",
@@ -70,7 +71,8 @@ def target_alert_id(kind: str, program: str, window: str, segment: str, boundary
 
 
 def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Turn, *,
-                journey: Journey, detected_at_ms: int) -> dict[str, Any]:
+                journey: Journey, detected_at_ms: int,
+                rules: PriorityRules | None = None) -> dict[str, Any]:
     """The alert document for the turn `response` caused on `state_before`.
 
     `program` is the id of the survey program `response` answered (an nps program, or for
@@ -87,6 +89,9 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
     own segment when it has one (the survey tool knew it at answer time), else the
     profile's, else {}; `recent_interactions` is `journey`, the customer's kept interactions
     (newest first).
+
+    `value` is the profile's value object (`tier`, `arr`, `currency`; null without one), and
+    `priority` what `rules` (`cxstream.core.priority`; None: the defaults) give for it.
     """
     r = response
     if (r.survey == "nps") == (turn.kind == "at_risk"):
@@ -97,6 +102,7 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
         raise ValueError(f"unknown turn kind {turn.kind!r}")
     profile = state_before.profile or {}
     owner = profile.get("owner")
+    value = profile.get("value")
     doc: dict[str, Any] = {
         "alert_id": alert_id(r.customer_id, r.event_id),
         "kind": turn.kind,
@@ -117,6 +123,9 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
              "touchpoint": e[TOUCHPOINT], "channel": e[CHANNEL], "outcome": e[OUTCOME]}
             for e in journey
         ],
+        "priority": priority(DEFAULT_RULES if rules is None else rules, turn.kind, value,
+                             r.comment),
+        "value": dict(value) if value is not None else None,
         "schema_version": SCHEMA_VERSION,
     }
     if turn.kind == "at_risk":

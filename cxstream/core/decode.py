@@ -98,6 +98,9 @@ from cxstream.core.fieldrules import (
     strings_sized,
     strings_typed,
     timestamp,
+    value_kept,
+    value_typed,
+    value_valid,
     wrong,
 )
 from cxstream.core.model import (
@@ -421,7 +424,7 @@ def _profile(raw: Any, key: bytes | None, now_ms: int, min_ms: int
         return doc
     get = doc.get
     customer_id, segment, updated_at = get("customer_id"), get("segment"), get("updated_at")
-    owner = get("owner")
+    owner, value = get("owner"), get("value")
     # missing_field
     if customer_id is None:
         return missing("customer_id", doc)
@@ -443,6 +446,8 @@ def _profile(raw: Any, key: bytes | None, now_ms: int, min_ms: int
         owner_strings = [owner.get("name"), owner.get("email"), owner.get("slack")]
         if (r := strings_typed(_OWNER_STRINGS, owner_strings, "owner.")) is not None:
             return r
+    if value is not None and (r := value_typed(value)) is not None:
+        return r
     # invalid_value
     if not 1 <= len(customer_id) <= ID_MAX:
         return length("customer_id", 1, ID_MAX, len(customer_id))
@@ -453,6 +458,8 @@ def _profile(raw: Any, key: bytes | None, now_ms: int, min_ms: int
             return r
         if owner_strings[1] is not None and (r := email_shape(owner_strings[1])) is not None:
             return r
+    if value is not None and (r := value_valid(value)) is not None:
+        return r
     if not plain(raw) and (r := strings_clean(_PROFILE_TEXTS, [customer_id, *owner_strings],
                                               segment)) is not None:
         return r
@@ -466,4 +473,5 @@ def _profile(raw: Any, key: bytes | None, now_ms: int, min_ms: int
     if repeats_a_key(raw, doc):  # duplicate_key (see `_ranked`)
         return _duplicate(raw)
     return CustomerProfile(customer_id, segment, at,
-                           None if owner is None else Owner(*owner_strings))
+                           None if owner is None else Owner(*owner_strings),
+                           None if value is None else value_kept(value))

@@ -275,3 +275,51 @@ def guarded(exc: Exception) -> Rejection:
     # Unreachable by design (the tests look for it); a decoder bug must dead-letter one
     # message, not stop the worker. The type only: a message could quote the input.
     return Rejection(E.PROCESSING_ERROR, f"decoder error {type(exc).__name__}")
+
+
+# -- a profile's value ----------------------------------------------------------------------
+#: The value tiers of a profile (`cxstream.core.priority.TIERS`).
+VALUE_TIERS: Final = ("strategic", "high", "standard", "low")
+
+
+def _currency_ok(code: str) -> bool:
+    return len(code) == 3 and all("A" <= ch <= "Z" for ch in code)
+
+
+def value_typed(value: Any) -> Rejection | None:
+    """wrong_type of a profile's `value` object and its fields (null fields: absent)."""
+    if type(value) is not dict:
+        return wrong("value", "an object", value)
+    tier, arr, currency = value.get("tier"), value.get("arr"), value.get("currency")
+    if tier is not None and type(tier) is not str:
+        return wrong("value.tier", "a string", tier)
+    if arr is not None and type(arr) is not int and type(arr) is not float:
+        return wrong("value.arr", "a number", arr)
+    if currency is not None and type(currency) is not str:
+        return wrong("value.currency", "a string", currency)
+    return None
+
+
+def value_valid(value: dict[str, Any]) -> Rejection | None:
+    """invalid_value of a typed `value`: a known tier, arr >= 0 with a currency, a currency
+    of three upper-case letters (ISO 4217)."""
+    tier, arr, currency = value.get("tier"), value.get("arr"), value.get("currency")
+    if tier is not None and tier not in VALUE_TIERS:
+        return Rejection(E.INVALID_VALUE, "'value.tier' must be strategic, high, standard "
+                                          "or low")
+    if arr is not None:
+        if not arr >= 0:
+            return Rejection(E.INVALID_VALUE, "'value.arr' must be 0 or more")
+        if currency is None:
+            return Rejection(E.INVALID_VALUE, "'value.arr' needs 'value.currency'")
+    if currency is not None and not _currency_ok(currency):
+        return Rejection(E.INVALID_VALUE, "'value.currency' must be three upper-case letters "
+                                          "(ISO 4217)")
+    return None
+
+
+def value_kept(value: dict[str, Any]) -> dict[str, Any] | None:
+    """What is kept of a valid `value`: its known fields that are set; None when none is."""
+    kept = {name: value[name] for name in ("tier", "arr", "currency")
+            if value.get(name) is not None}
+    return kept or None

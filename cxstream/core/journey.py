@@ -110,7 +110,8 @@ class CustomerState(Record):
        "n":  {"id", "score", "cat", "at", "tp", "ch", "cmt", "seg"} | null,  # latest NPS
        "cs": {"id", "score", "at"} | null,                                   # latest CSAT
        "ce": {"id", "score", "at"} | null,                                   # latest CES
-       "p":  {"seg": {...}, "owner": {"name", "email", "slack"} | null, "at"} | null,
+       "p":  {"seg": {...}, "owner": {"name", "email", "slack"} | null, "at",
+              "value"?: {"tier"?, "arr"?, "currency"?}} | null,
        "s":  {survey event_id: occurred_at, ...}}``
 
     `at` values are epoch ms. Whether the customer is currently a detractor is derived from
@@ -439,4 +440,7 @@ def apply_profile(state: CustomerState, profile: CustomerProfile) -> CustomerSta
     owner = None
     if p.owner is not None:
         owner = {"name": p.owner.name, "email": p.owner.email, "slack": p.owner.slack}
-    return _with(state, profile={"seg": dict(p.segment), "owner": owner, "at": p.updated_at})
+    entry: Entry = {"seg": dict(p.segment), "owner": owner, "at": p.updated_at}
+    if p.value is not None:  # only then: a profile without value keeps its layout
+        entry["value"] = dict(p.value)
+    return _with(state, profile=entry)

@@ -7,7 +7,7 @@ minutes, so flooring sub-millisecond input never moves an event across a bound.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Mapping, TypeAlias
+from typing import Any, Literal, Mapping, TypeAlias
 
 SurveyKind: TypeAlias = Literal["nps", "csat", "ces"]
 SURVEY_KINDS: tuple[SurveyKind, ...] = ("nps", "csat", "ces")
@@ -115,6 +115,8 @@ class CustomerProfile:
     segment: Mapping[str, str]
     updated_at: int  # epoch ms, UTC
     owner: Owner | None = None
+    #: The customer's value: `tier` and/or `arr` with `currency` (only those given).
+    value: dict[str, Any] | None = None
 
 
 Event: TypeAlias = SurveyResponse | Interaction | CustomerProfile

@@ -99,6 +99,8 @@ class Route:
     segment: str | None = None
     # the only alert kinds this route takes (None: every kind notified)
     kinds: frozenset[str] | None = None
+    # the only customer-alert priorities this route takes (None: any, and segment alerts)
+    priorities: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,10 +188,12 @@ def route(alert: Mapping[str, Any], cfg: NotifyConfig) -> list[str]:
     and channel. A target alert is routed by its `segment_key` alone (a route `segment =
     "all"` matches the segment `all`); owner routes never match it. A route with `kinds`
     matches only alerts of those kinds (so promoters can go to a marketing channel and
-    passives to the success manager); the others pass over it as if it were not there."""
-    kind = alert.get("kind")
-    owner_routes = [r for r in cfg.owner_routes if r.kinds is None or kind in r.kinds]
-    segment_routes = [r for r in cfg.segment_routes if r.kinds is None or kind in r.kinds]
+    passives to the success manager); the others pass over it as if it were not there. So
+    does a route with `priority` for an alert of another priority, or of none (segment
+    alerts, customer alerts of earlier releases)."""
+    kind, prio = alert.get("kind"), alert.get("priority")
+    owner_routes = [r for r in cfg.owner_routes if _takes(r, kind, prio)]
+    segment_routes = [r for r in cfg.segment_routes if _takes(r, kind, prio)]
     if is_target_alert(alert):
         by_key = [r.channel for r in segment_routes if r.segment == alert["segment_key"]]
         if by_key:
@@ -260,6 +264,29 @@ def webhook_headers(alert_id: str, secret: str | None, timestamp: int,
     return headers
 
 
+def _takes(r: Route, kind: Any, prio: Any) -> bool:
+    return (r.kinds is None or kind in r.kinds) and (
+        r.priorities is None or prio in r.priorities)
+
+
+def priority_text(alert: Mapping[str, Any]) -> str | None:
+    """`urgent (tier strategic, ARR 250,000 EUR)`: the alert's priority and the customer's
+    value, or None when the alert has no priority (segment alerts, earlier releases)."""
+    prio = alert.get("priority")
+    if not prio:
+        return None
+    value = alert.get("value")
+    parts = []
+    if isinstance(value, Mapping):
+        if value.get("tier"):
+            parts.append(f"tier {value['tier']}")
+        arr = value.get("arr")
+        if isinstance(arr, (int, float)) and not isinstance(arr, bool):
+            amount = f"{arr:,}" if isinstance(arr, int) or arr != int(arr) else f"{int(arr):,}"
+            parts.append(f"ARR {amount} {value.get('currency') or ''}".rstrip())
+    return f"{prio} ({', '.join(parts)})" if parts else str(prio)
+
+
 def _mrk(label: str, value: object, limit: int) -> dict[str, Any]:
     """A mrkdwn text object `*label*` + newline + the escaped value, within `limit`
     characters; `verbatim` so Slack does not turn plain words into mentions or links."""
@@ -302,6 +329,8 @@ def slack_message(alert: Mapping[str, Any]) -> dict[str, Any]:
             _mrk("Touchpoint", alert.get("touchpoint") or "-", SLACK_FIELD_MAX),
             _mrk("Customer", customer, SLACK_FIELD_MAX)]},
     ]
+    if (prio := priority_text(alert)) is not None:
+        blocks[1]["fields"].append(_mrk("Priority", prio, SLACK_FIELD_MAX))
     comment = alert.get("comment")
     if comment:
         quoted = "\n".join("> " + mrkdwn(line) for line in str(comment).splitlines())
@@ -363,6 +392,8 @@ def email_message(alert: Mapping[str, Any]) -> tuple[str, str]:
              f"Segment: {segment}",
              f"Touchpoint / channel: {alert.get('touchpoint') or '-'} / "
              f"{alert.get('channel') or '-'}"]
+    if (prio := priority_text(alert)) is not None:
+        lines.append(f"Priority: {prio}")
     if alert.get("comment"):
         lines += ["", "Comment:", f"  {alert['comment']}"]
     lines += ["", "Recent journey:"]

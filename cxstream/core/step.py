@@ -122,6 +122,7 @@ class StepConfig:
     targets: Any = None
     #: Whether CSAT and CES answers cause `at_risk` alerts (`CXSTREAM_AT_RISK`).
     at_risk: bool = True
+    priority: Any = None  #: `core.priority.PriorityRules` (CXSTREAM_PRIORITY_*); None: defaults
 
 
 def with_programs(cfg: StepConfig, registry: Registry) -> StepConfig:
@@ -400,7 +401,8 @@ def _survey(
                                    turns=rule[4], rules=cfg.rules if cfg.at_risk else None)
     if turn is not None:
         journey, _ = _journey(view, r.customer_id, (legacy, stamps))
-        out.alert = build_alert(state, r, turn, journey=journey, detected_at_ms=now_ms)
+        out.alert = build_alert(state, r, turn, journey=journey, detected_at_ms=now_ms,
+                                rules=cfg.priority)
     stamps["s"] = offset
     out.after_alert.extend(_customer_writes(view, ckey, new_state, stamps, legacy))
     _advance(out, partition, st_rec, new_st, offset)

@@ -32,6 +32,11 @@ Format (see docs/concepts/notifications.md):
     segment = "plan:pro"
     kinds = ["promoter"]     # optional: this route takes only these kinds
     channel = "advocacy"
+
+    [[routes]]
+    segment = "plan:enterprise"
+    priority = ["urgent", "high"]   # optional: only customer alerts of these priorities
+    channel = "cs-webhook"
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from cxstream.core.notification import ALERT_KINDS, Channel, NotifyConfig, Route, signing_key
+from cxstream.core.priority import PRIORITIES
 from cxstream.core.textsafe import valid_address
 from cxstream.core.windows import parse_duration
 
@@ -123,7 +129,8 @@ def parse(doc: dict[str, Any], base: Path = Path(".")) -> NotifyConfig:
     from `base`. Raises ValueError (KeyError, TypeError) naming the field and the fix for
     anything wrong: unknown keys, a webhook with neither a secret nor `unsigned = true`, a
     malformed `whsec_` secret or e-mail address, `max_attempts` below 1, a timeout of 0, a
-    kind other than those of `ALERT_KINDS` (in `kinds` or a route's `kinds`)."""
+    kind other than those of `ALERT_KINDS` (in `kinds` or a route's `kinds`), a route's
+    `priority` that is not a non-empty list of urgent, high, normal, low."""
     channels: dict[str, Channel] = {}
     for name, spec in (doc.get("channels") or {}).items():
         unknown = set(spec) - _CHANNEL_KEYS
@@ -170,7 +177,9 @@ def parse(doc: dict[str, Any], base: Path = Path(".")) -> NotifyConfig:
                 raise ValueError(f"routes[{i}].kinds is empty: list the kinds it takes, or "
                                  "remove it to take every kind")
         route = Route(channel=r["channel"], owner=r.get("owner"), segment=r.get("segment"),
-                      kinds=route_kinds)
+                      kinds=route_kinds,
+                      priorities=_priorities(r["priority"], f"routes[{i}].priority")
+                      if "priority" in r else None)
         (owner_routes if route.owner else segment_routes).append(route)
     default = doc.get("default")
     if default is not None and default not in channels:
@@ -195,6 +204,15 @@ def _kinds(value: Any, name: str) -> frozenset[str]:
         raise ValueError(f"{name} may only contain " + ", ".join(ALERT_KINDS[:-1])
                          + " and " + ALERT_KINDS[-1])
     return kinds
+
+
+def _priorities(value: Any, name: str) -> frozenset[str]:
+    """A route's `priority`: a non-empty list of alert priorities."""
+    if isinstance(value, str) or not isinstance(value, list) or not value:
+        raise ValueError(f'{name} must be a non-empty list of priorities, e.g. ["urgent", "high"]')
+    if not all(isinstance(v, str) and v in PRIORITIES for v in value):
+        raise ValueError(f"{name} may only contain urgent, high, normal and low")
+    return frozenset(value)
 
 
 def _timeout(doc: dict[str, Any]) -> float:

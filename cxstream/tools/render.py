@@ -51,7 +51,7 @@ def score_table(rows: list[dict[str, Any]], *, window: str, as_of: str) -> str:
 
 def alert_line(a: dict[str, Any]) -> str:
     """One line per alert, its text from the topic made `printable`: a customer alert's
-    customer, score and owner; a target alert's segment, program, score against the target,
+    customer, score, priority (when it has one) and owner; a target alert's segment, program, score against the target,
     window and responses (`target_text`)."""
     if a.get("kind") == "segment_shift":
         return printable(f"{a.get('detected_at') or '?'}  SEGMENT_SHIFT  "
@@ -63,8 +63,9 @@ def alert_line(a: dict[str, Any]) -> str:
                          f"{target_text(a)}")
     owner = (a.get("owner") or {}).get("name") or "no owner"
     comment = f' "{a["comment"]}"' if a.get("comment") else ""
+    prio = f"  priority {a['priority']}" if a.get("priority") else ""
     return printable(f"{a['detected_at']}  {a['kind'].upper():<9} {a['customer_id']}  score "
-                     f"{a['score']} (was {a['previous_category'] or 'no answer'})  owner: "
+                     f"{a['score']} (was {a['previous_category'] or 'no answer'}){prio}  owner: "
                      f"{owner}{comment}")
 
 

@@ -28,6 +28,7 @@ from cxstream.core.alert import alert_key, cloudevent_headers
 from cxstream.core.batch import PendingWrites, Planned, plan_records, plan_reports
 from cxstream.core.errors import Rejection
 from cxstream.core.expiry import ExpiryIndex
+from cxstream.core.priority import PriorityRules
 from cxstream.core.programs import conflicts
 from cxstream.core.step import Kind, StepConfig, entry_bound, fitted, with_programs
 from cxstream.core.targets import TargetConfig, stale_reports
@@ -75,6 +76,7 @@ class Processor:
             value_cap=settings.segment_value_cap,
             journey_length=settings.journey_length,
             at_risk=settings.at_risk,
+            priority=PriorityRules(settings.priority_rules, settings.priority_words),
             min_event_ms=settings.min_event_time,
             max_dims=settings.max_dimensions,
             max_response_dims=settings.max_response_dimensions,
@@ -346,7 +348,8 @@ class Processor:
 
             await until_acknowledged(again, f"alert {alert['alert_id']}", kind="alert",
                                      topic=self.topics.alerts, first=fut)
-            metrics.ALERTS.labels(alert["kind"], alert.get("program", "nps")).inc()
+            metrics.ALERTS.labels(alert["kind"], alert.get("program", "nps"),
+                                  alert.get("priority") or "none").inc()
             metrics.alert_acknowledged(alert, fetched_at)
 
     async def _produce_alert(self, alert: dict[str, Any]) -> Any:

@@ -1,6 +1,7 @@
 """Alerts acceptance: the customer alerts of every kind (detractor, recovered, promoter,
-passive, at_risk) on the alert topic equal a brute-force oracle's, with no duplicate alert_id, the owner and the recent interactions in force when
-each response was processed, valid documents and CloudEvents headers."""
+passive, at_risk) on the alert topic equal a brute-force oracle's, with no duplicate alert_id, the owner, the
+customer's value and the recent interactions in force when each response was processed, the
+priority the default rules give, valid documents and CloudEvents headers."""
 
 from __future__ import annotations
 
@@ -56,10 +57,35 @@ async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> No
     now = int(time.time() * 1000)
     customers = [f"cust-{i:05d}" for i in range(2500)]
 
+    def value(cid: str, owner: str) -> dict | None:
+        """The customer's value while `owner` owns them: every tier, ARR at both sides of
+        the default rules' 100000, none at all."""
+        i = int(cid[5:])
+        if owner == "ben":
+            return {"tier": "low"} if i % 2 else {"arr": 250_000, "currency": "USD"}
+        return [{"tier": "strategic"}, {"tier": "high", "arr": 5, "currency": "EUR"},
+                {"tier": "standard", "arr": 100_000, "currency": "EUR"},
+                {"tier": "standard", "arr": 99_999.5, "currency": "EUR"}, {"tier": "low"},
+                None][i % 6]
+
     def profile(cid: str, owner: str, at: int) -> tuple[bytes, bytes]:
-        return cid.encode(), orjson.dumps({"customer_id": cid, "segment": {"plan": "pro"},
-                                           "owner": {"name": owner, "email": f"{owner}@example.com"},
-                                           "updated_at": format_rfc3339(at)})
+        doc = {"customer_id": cid, "segment": {"plan": "pro"},
+               "owner": {"name": owner, "email": f"{owner}@example.com"},
+               "updated_at": format_rfc3339(at)}
+        if value(cid, owner) is not None:
+            doc["value"] = value(cid, owner)
+        return cid.encode(), orjson.dumps(doc)
+
+    def priority(kind: str, value: dict | None, comment: str) -> str:
+        """The default rules and words, written out (tests/unit/core/test_priority.py checks
+        the evaluator against an oracle of any rules)."""
+        v = value or {}
+        p = ("urgent" if v.get("tier") == "strategic" else "high" if v.get("tier") == "high"
+             else "high" if v.get("arr", 0) >= 100_000 else "low" if v.get("tier") == "low"
+             else "normal")
+        if kind == "detractor" and "cancel" in comment.lower().replace(".", " ").split():
+            p = {"low": "normal", "normal": "high", "high": "urgent", "urgent": "urgent"}[p]
+        return p
 
     def responses(n: int, offset: int) -> list[dict]:
         docs = []
@@ -69,7 +95,7 @@ async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> No
             score = rng.randrange(11) if survey == "nps" else rng.randint(1, 5)
             # Timestamps drawn in a small range: arrivals are often out of order.
             docs.append({"event_id": f"r{offset + i}", "customer_id": cid, "survey": survey,
-                         "score": score, "comment": "why",
+                         "score": score, "comment": rng.choice(["why", "I will CANCEL."]),
                          "occurred_at": format_rfc3339(now - rng.randrange(0, 3 * 86_400_000))})
             if rng.random() < 0.05:
                 docs.append(rng.choice(docs))  # a producer retry
@@ -113,6 +139,7 @@ async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> No
     assert {d["alert_id"]: (d["kind"], d["customer_id"]) for d in docs} == expected
     for kind in ("detractor", "recovered", "promoter", "passive", "at_risk"):
         assert sum(k == kind for k, _ in expected.values()) > 20, kind
+    assert {d["priority"] for d in docs} == {"urgent", "high", "normal", "low"}
     for rec, d in zip(records, docs):
         assert not list(SCHEMA.iter_errors(d)), d
         assert rec.key == d["customer_id"].encode()
@@ -127,4 +154,6 @@ async def test_alerts_equal_the_oracle_with_owner_in_force(worker_factory) -> No
         answered = by_event[d["survey_event_id"]]
         assert d["program"] == answered["survey"] and d["score"] == answered["score"], d
         assert d.get("metric") == (answered["survey"] if d["kind"] == "at_risk" else None), d
+        assert d["value"] == value(d["customer_id"], owner), d
+        assert d["priority"] == priority(d["kind"], d["value"], answered["comment"]), d
     assert ids

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from cxstream.config.priority import parse_rules
 from cxstream.core.alert import ALERT_NAMESPACE, alert_id, build_alert, cloudevent_headers
 from cxstream.core.journey import (
     CustomerState,
@@ -23,6 +24,7 @@ from cxstream.core.journey import (
     apply_survey,
 )
 from cxstream.core.model import CustomerProfile, Interaction, Owner, SurveyResponse
+from cxstream.core.priority import DEFAULT_RULES, PriorityRules
 from cxstream.core.programs import BUILTIN_RULES
 from cxstream.core.timefmt import parse_rfc3339
 
@@ -104,6 +106,8 @@ def test_detractor_alert_document() -> None:
             {"event_id": "i1", "kind": "ticket_opened", "occurred_at": "2026-09-21T14:13:20.001Z",
              "touchpoint": "support", "channel": "email", "outcome": "open"},
         ],
+        "priority": "normal",
+        "value": None,
         "schema_version": 1,
     }
     assert errors(doc) == []
@@ -209,7 +213,9 @@ def test_schema_examples_are_consistent() -> None:
         metric = set() if example["kind"] == "at_risk" else {"metric"}
         assert set(example) == (set(SCHEMA["properties"]) | set(CUSTOMER["properties"])) - metric
         # program: always written, but optional (the alerts of earlier releases lack it)
-        assert set(CUSTOMER["required"]) == set(example) - {"program", "metric"}
+        # priority and value too (every customer alert of this release has them)
+        assert set(CUSTOMER["required"]) == set(example) - {"program", "metric", "priority",
+                                                            "value"}
     # a target alert: every field required (margin_of_error may be null), no customer field
     assert set(TARGET_EXAMPLE) == set(SCHEMA["properties"]) | set(TARGET["properties"]) \
         == set(TARGET["required"])
@@ -219,6 +225,69 @@ def test_schema_examples_are_consistent() -> None:
 def test_alerts_of_earlier_releases_without_program_still_validate() -> None:
     for example in CUSTOMER_EXAMPLES:
         assert errors({k: v for k, v in example.items() if k != "program"}) == []
+        assert errors({k: v for k, v in example.items()
+                       if k not in ("program", "priority", "value")}) == []
+
+
+def valued_state(value: dict[str, Any] | None) -> CustomerState:
+    s = CustomerState.empty("c1")
+    s = apply_profile(s, CustomerProfile("c1", {"plan": "pro"}, T0, None, value))
+    s, _ = apply_survey(s, nps("a", 9, 2), horizon_start_ms=0)
+    return s
+
+
+@pytest.mark.parametrize(("value", "comment", "expected"), [
+    (None, None, "normal"),
+    ({"tier": "strategic"}, None, "urgent"),
+    ({"tier": "high", "arr": 5, "currency": "EUR"}, None, "high"),
+    ({"tier": "standard", "arr": 100000, "currency": "EUR"}, None, "high"),
+    ({"tier": "standard", "arr": 99999.99, "currency": "USD"}, None, "normal"),
+    ({"tier": "low"}, None, "low"),
+    ({"tier": "low"}, "I will CANCEL.", "normal"),
+    ({"tier": "standard"}, "billing\nissue", "high"),
+    ({"tier": "high"}, "refund please", "urgent"),
+    ({"tier": "strategic"}, "churn", "urgent"),
+    ({"tier": "standard"}, "cancellation", "normal"),  # whole words only
+])
+def test_alert_carries_the_customers_value_and_priority(value: Any, comment: Any,
+                                                        expected: str) -> None:
+    s = valued_state(value)
+    r = nps("b", 3, 3_000, comment=comment)
+    _, turn = apply_survey(s, r, horizon_start_ms=0)
+    doc = build_alert(s, r, turn, journey=(), detected_at_ms=T0 + 3_412)
+    assert doc["priority"] == expected and doc["value"] == value and errors(doc) == []
+    # the escalation words raise detractors only: the same answer recovering is not raised
+    s2, _ = apply_survey(s, r, horizon_start_ms=0)
+    r2 = nps("c", 8, 4_000, comment=comment)
+    _, turn2 = apply_survey(s2, r2, horizon_start_ms=0)
+    assert turn2 == Turn("recovered", "detractor")
+    plain = build_alert(s2, r2, turn2, journey=(), detected_at_ms=T0)
+    assert plain["priority"] == build_alert(s, r, turn, journey=(), detected_at_ms=T0,
+                                            rules=PriorityRules(DEFAULT_RULES.rules))["priority"]
+
+
+def test_configured_rules_reach_the_alert() -> None:
+    rules = PriorityRules(parse_rules("kind=detractor&arr>=10:urgent;*:low"), frozenset())
+    s = valued_state({"arr": 10, "currency": "BRL"})
+    r = nps("b", 3, 3_000, comment="billing")
+    _, turn = apply_survey(s, r, horizon_start_ms=0)
+    assert build_alert(s, r, turn, journey=(), detected_at_ms=T0, rules=rules)["priority"] == "urgent"
+    s = valued_state({"arr": 9.5, "currency": "BRL"})
+    assert build_alert(s, r, turn, journey=(), detected_at_ms=T0, rules=rules)["priority"] == "low"
+
+
+@pytest.mark.parametrize("change", [
+    {"priority": "critical"}, {"priority": None}, {"value": {"tier": "gold"}},
+    {"value": {"arr": 5}}, {"value": {"arr": -1, "currency": "EUR"}},
+    {"value": {"arr": 5, "currency": "eur"}}, {"value": {"tier": "low", "x": 1}}, {"value": []},
+])
+def test_schema_rejects_bad_priority_or_value(change: dict[str, Any]) -> None:
+    assert errors({**NPS_EXAMPLE, **change}) != []
+
+
+@pytest.mark.parametrize("change", [{"priority": "high"}, {"value": None}, {"priority": None}])
+def test_segment_alerts_carry_no_priority(change: dict[str, Any]) -> None:
+    assert errors({**TARGET_EXAMPLE, **change}) != []
 
 
 NPS_EXAMPLE = next(e for e in CUSTOMER_EXAMPLES if e["kind"] == "detractor")
@@ -344,7 +413,11 @@ events = st.one_of(
     st.builds(Interaction, st.text("ij", min_size=1, max_size=3), st.just("c1"), st.integers(0, 10**13),
               st.text(min_size=1, max_size=5), texts, texts, texts),
     st.builds(CustomerProfile, st.just("c1"), segments, st.integers(0, 10**13),
-              st.one_of(st.none(), st.builds(Owner, texts, texts, texts))),
+              st.one_of(st.none(), st.builds(Owner, texts, texts, texts)),
+              st.one_of(st.none(), st.fixed_dictionaries({}, optional={
+                  "tier": st.sampled_from(["strategic", "high", "standard", "low"]),
+                  "arr": st.one_of(st.integers(0, 10**9), st.floats(0, 1e12)),
+              }).map(lambda v: {**v, "currency": "EUR"} if "arr" in v else v or None))),
 )
 
 

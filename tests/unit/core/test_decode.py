@@ -162,8 +162,22 @@ RULES: list[tuple[str, Decoder, Any, E]] = [
     ("profile: owner.name number", P, owner(name=1), E.WRONG_TYPE),
     ("profile: owner.email array", P, owner(email=["ana@example.com"]), E.WRONG_TYPE),
     ("profile: owner.slack object", P, owner(slack={}), E.WRONG_TYPE),
+    ("profile: value string", P, profile(value="strategic"), E.WRONG_TYPE),
+    ("profile: value array", P, profile(value=[]), E.WRONG_TYPE),
+    ("profile: value.tier number", P, profile(value={"tier": 1}), E.WRONG_TYPE),
+    ("profile: value.arr string", P, profile(value={"arr": "5", "currency": "EUR"}), E.WRONG_TYPE),
+    ("profile: value.arr boolean", P, profile(value={"arr": True, "currency": "EUR"}), E.WRONG_TYPE),
+    ("profile: value.currency number", P, profile(value={"arr": 5, "currency": 978}), E.WRONG_TYPE),
     # invalid_value
     ("survey: event_id empty", S, survey(event_id=""), E.INVALID_VALUE),
+    ("profile: value.tier unknown", P, profile(value={"tier": "gold"}), E.INVALID_VALUE),
+    ("profile: value.tier capitalised", P, profile(value={"tier": "High"}), E.INVALID_VALUE),
+    ("profile: value.arr negative", P, profile(value={"arr": -0.01, "currency": "EUR"}), E.INVALID_VALUE),
+    ("profile: value.arr without currency", P, profile(value={"arr": 5}), E.INVALID_VALUE),
+    ("profile: value.arr, currency null", P, profile(value={"arr": 5, "currency": None}), E.INVALID_VALUE),
+    ("profile: value.currency lower case", P, profile(value={"arr": 5, "currency": "eur"}), E.INVALID_VALUE),
+    ("profile: value.currency 4 letters", P, profile(value={"tier": "low", "currency": "EURO"}), E.INVALID_VALUE),
+    ("profile: value.currency newline", P, profile(value={"arr": 5, "currency": "EUR\n"}), E.INVALID_VALUE),
     ("survey: event_id 129", S, survey(event_id="x" * 129), E.INVALID_VALUE),
     ("survey: customer_id empty", S, survey(customer_id=""), E.INVALID_VALUE),
     ("survey: customer_id 129", S, survey(customer_id="x" * 129), E.INVALID_VALUE),
@@ -527,6 +541,29 @@ def test_decoded_fields() -> None:
     assert p == CustomerProfile("c1", {"plan": "pro"}, NOW - 3_600_000, Owner("Ana", "ana@example.com", None))
     assert run(P, profile()).owner is None
     assert run(P, profile(owner={})).owner == Owner()
+    assert run(P, profile()).value is None and run(P, profile(value=None)).value is None
+    assert run(P, profile(value={})).value is None
+    assert run(P, profile(value={"tier": None, "arr": None})).value is None
+    assert run(P, profile(value={"tier": "strategic"})).value == {"tier": "strategic"}
+    assert run(P, profile(value={"arr": 0, "currency": "BRL", "note": "x"})).value == {
+        "arr": 0, "currency": "BRL"}
+    assert run(P, profile(value={"tier": "low", "arr": 2500.5, "currency": "USD"})).value == {
+        "tier": "low", "arr": 2500.5, "currency": "USD"}
+    assert run(P, profile(value={"tier": "low", "currency": "USD"})).value == {
+        "tier": "low", "currency": "USD"}
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ({"tier": "gold"}, "'value.tier' must be strategic, high, standard or low"),
+    ({"arr": -1, "currency": "EUR"}, "'value.arr' must be 0 or more"),
+    ({"arr": 1}, "'value.arr' needs 'value.currency'"),
+    ({"arr": 1, "currency": "eur"}, "'value.currency' must be three upper-case letters"),
+    ({"arr": "1"}, "'value.arr' must be a number, got string"),
+    ("x", "'value' must be an object, got string"),
+])
+def test_value_reasons_name_the_field(value: Any, reason: str) -> None:
+    result = run(P, profile(value=value))
+    assert isinstance(result, Rejection) and reason in result.reason
 
 
 # -- reasons -----------------------------------------------------------------------------------

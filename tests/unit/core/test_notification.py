@@ -94,6 +94,66 @@ def test_routing_file_kinds_per_route() -> None:
             parse({**doc, "routes": [{**doc["routes"][0], "kinds": bad}]})
 
 
+def test_a_route_with_priority_takes_only_those_priorities() -> None:
+    """Urgent and high alerts of pro customers to an escalation channel, before the owner's
+    own route; alerts of other priorities, segment alerts and alerts of earlier releases (no
+    priority) pass over it."""
+    hot = frozenset({"urgent", "high"})
+    c = cfg(owner_routes=(Route("a", owner="ana@example.com", priorities=hot),),
+            segment_routes=(Route("b", segment="plan:pro", priorities=frozenset({"low"})),
+                            Route("c", segment="region:br")), default="d")
+    assert route({**ALERT, "priority": "urgent"}, c) == ["a"]
+    assert route({**ALERT, "priority": "high"}, c) == ["a"]
+    assert route({**ALERT, "priority": "normal"}, c) == ["c"]
+    assert route({**ALERT, "priority": "low"}, c) == ["b", "c"]
+    assert route(ALERT, c) == ["c"]  # no priority (an earlier release): no priority route
+    both = cfg(segment_routes=(Route("b", segment="all", priorities=hot,
+                                     kinds=frozenset({"detractor"})),), default="d")
+    target = {"kind": "below_target", "segment_key": "all"}
+    assert route(target, both) == ["d"]
+    assert route({**ALERT, "segment": {}, "touchpoint": None, "channel": None,
+                  "priority": "urgent"}, both) == ["d"]  # no segment all for customers
+    by_kind = cfg(owner_routes=(Route("b", owner="Ana", priorities=hot,
+                                      kinds=frozenset({"detractor"})),), default="d")
+    assert route({**ALERT, "priority": "urgent"}, by_kind) == ["b"]
+    assert route({**ALERT, "priority": "urgent", "kind": "at_risk"}, by_kind) == ["d"]
+    assert route({**ALERT, "priority": "normal"}, by_kind) == ["d"]
+
+
+def test_routing_file_priority_per_route() -> None:
+    doc = {"channels": {"m": {"type": "webhook", "url": "https://m", "unsigned": True}},
+           "routes": [{"segment": "plan:pro", "channel": "m", "priority": ["urgent", "high"]},
+                      {"owner": "ana", "channel": "m"}]}
+    c = parse(doc)
+    assert c.segment_routes[0].priorities == {"urgent", "high"}
+    assert c.owner_routes[0].priorities is None
+    for bad, match in [(["critical"], r"routes\[0\]\.priority may only contain urgent, high"),
+                       (["high", {"x": 1}], r"routes\[0\]\.priority may only contain"),
+                       ([], r"routes\[0\]\.priority must be a non-empty list"),
+                       ("urgent", r"routes\[0\]\.priority must be a non-empty list")]:
+        with pytest.raises(ValueError, match=match):
+            parse({**doc, "routes": [{**doc["routes"][0], "priority": bad}]})
+
+
+@pytest.mark.parametrize(("extra", "shown"), [
+    ({"priority": "urgent", "value": {"tier": "strategic", "arr": 250000, "currency": "EUR"}},
+     "urgent (tier strategic, ARR 250,000 EUR)"),
+    ({"priority": "high", "value": {"arr": 120000.0, "currency": "USD"}}, "high (ARR 120,000 USD)"),
+    ({"priority": "low", "value": {"arr": 99.5, "currency": "BRL"}}, "low (ARR 99.5 BRL)"),
+    ({"priority": "normal", "value": None}, "normal"),
+    ({"priority": "normal", "value": {"tier": "standard", "arr": "x"}}, "normal (tier standard)"),
+])
+def test_messages_show_priority_and_value(extra: dict[str, object], shown: str) -> None:
+    alert = {**ALERT, **extra}
+    _, body = email_message(alert)
+    assert f"\nPriority: {shown}\n" in body
+    fields = slack_message(alert)["blocks"][1]["fields"]
+    assert fields[-1]["text"] == f"*Priority*\n{shown}"
+    # without a priority (alerts of earlier releases): no line, no field
+    assert "Priority" not in email_message(ALERT)[1]
+    assert all("Priority" not in f["text"] for f in slack_message(ALERT)["blocks"][1]["fields"])
+
+
 @pytest.mark.parametrize(("kind", "score", "words"), [
     ("promoter", 10, "turned promoter"), ("passive", 7, "slipped to passive"),
     ("at_risk", 2, "is at risk")])

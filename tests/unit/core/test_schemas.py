@@ -198,6 +198,8 @@ def leaves(errors: Iterable[ValidationError]) -> Iterator[ValidationError]:
 def code_for(e: ValidationError) -> E:
     """The dead-letter code that a schema error corresponds to."""
     path = list(e.absolute_path)
+    if path[:1] == ["value"]:  # a profile's value: any rule but a type is invalid_value
+        return E.WRONG_TYPE if e.validator == "type" else E.INVALID_VALUE
     if e.validator == "required" or (len(path) == 1 and e.instance is None):
         return E.MISSING_FIELD  # absent, or a required field that is null
     if e.validator == "type":
@@ -287,7 +289,13 @@ TRICKY: list[tuple[str, dict[str, Any]]] = [
             "a@b", "@b", "a@", "a@@b", "a@b@c", "a b@c", "a@b\n", "a@b\t", "\x00a@b", "a@b\x7f", "ação@b",
             "a@b\u00a0", "a@" + "b" * 252, "a@" + "b" * 253, "ab", "a" * 300, 5, None)],
         *[{"owner": o} for o in (None, {}, [], "x", {"name": ""}, {"name": None}, {"slack": 1}, {"x": 1})],
-        {"segment": None}, {"segment": []}, {"updated_at": None}, {"customer_id": None}]],
+        {"segment": None}, {"segment": []}, {"updated_at": None}, {"customer_id": None},
+        *[{"value": v} for v in (
+            None, {}, [], "high", {"tier": None}, {"tier": "strategic"}, {"tier": "gold"}, {"tier": 1},
+            {"arr": 0, "currency": "EUR"}, {"arr": 1.5, "currency": "EUR"}, {"arr": -1, "currency": "EUR"},
+            {"arr": 5}, {"arr": 5, "currency": None}, {"arr": None, "currency": "EUR"}, {"arr": True, "currency": "EUR"},
+            {"arr": "5", "currency": "EUR"}, {"arr": 5, "currency": "eur"}, {"arr": 5, "currency": "EUR\n"},
+            {"arr": 5, "currency": "EURO"}, {"currency": "USD"}, {"tier": "low", "x": [1]}, {"arr": 1e300, "currency": "EUR"})]]],
 ]
 
 
@@ -344,6 +352,11 @@ emails = mostly(st.sampled_from(["a@b", "ana@example.com", "@b", "a@", "a@@b", "
                 | st.text(max_size=6))
 owners = mostly(st.fixed_dictionaries({}, optional={
     "name": mostly(lengths(1, 128)), "email": emails, "slack": mostly(lengths(1, 128)), "team": others}))
+values = mostly(st.fixed_dictionaries({}, optional={
+    "tier": mostly(st.sampled_from(["strategic", "high", "standard", "low", "gold", "High"])),
+    "arr": mostly(st.integers(-2, 10**9) | st.floats(-1, 1e12) | st.sampled_from([-0.0, 1e300])),
+    "currency": mostly(st.sampled_from(["EUR", "USD", "eur", "EURO", "EU", "EUR\n"])),
+    "note": others}))
 scores = mostly(st.integers(-2, 12) | st.floats(-20, 20)
                 | st.sampled_from([7.0, -0.0, 10.0, 5.5, 1e300, -1e300, 2**63 - 1, True, "7"]))
 
@@ -364,6 +377,7 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "updated_at": mostly(timestamps() | st.text(max_size=30)),
     "segment": segments,
     "owner": owners,
+    "value": values,
     "extra": others,
 }
 DOCUMENT_FIELDS = {
@@ -371,7 +385,7 @@ DOCUMENT_FIELDS = {
                         "touchpoint", "channel", "comment", "interaction_id", "extra"],
     "interaction": ["event_id", "customer_id", "occurred_at", "kind", "touchpoint", "channel",
                     "outcome", "segment", "extra"],
-    "customer-profile": ["customer_id", "segment", "updated_at", "owner", "extra"],
+    "customer-profile": ["customer_id", "segment", "updated_at", "owner", "value", "extra"],
 }
 
 

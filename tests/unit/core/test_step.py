@@ -91,6 +91,25 @@ def test_alert_comes_before_the_customer_record_that_remembers_it() -> None:
     assert keys.customer_key("c1") in dict(p.after_alert)
 
 
+def test_the_configured_priority_rules_and_the_profiles_value_reach_the_alert() -> None:
+    from cxstream.config.priority import parse_rules
+    from cxstream.core.priority import PriorityRules
+
+    prof = orjson.dumps({"customer_id": "c1", "segment": {"plan": "pro"},
+                         "updated_at": format_rfc3339(BASE),
+                         "value": {"tier": "standard", "arr": 5000, "currency": "EUR"}})
+    msgs = [("customers", b"c1", prof), ("surveys", b"c1", survey("e1", "c1", 2, BASE + 1)),
+            ("surveys", b"c2", survey("e2", "c2", 2, BASE + 2, comment="Billing!"))]
+    alerts: list[dict[str, Any]] = []
+    run(msgs, alerts=alerts)  # the default rules
+    assert [(a["priority"], a["value"]) for a in alerts] == [
+        ("normal", {"tier": "standard", "arr": 5000, "currency": "EUR"}), ("high", None)]
+    alerts.clear()
+    rules = PriorityRules(parse_rules("arr>=5000:low"), frozenset({"refund"}))
+    run(msgs, alerts=alerts, cfg=replace(CFG, priority=rules))
+    assert [a["priority"] for a in alerts] == ["low", "normal"]
+
+
 class CountingView(dict):  # type: ignore[type-arg]
     """A state table that counts the reads of each key."""
 
@@ -458,7 +477,8 @@ def test_the_estimates_of_customer_records_and_journeys_bound_their_widest() -> 
            "ch": label, "cmt": worst_text(4000), "seg": seg}
     small = {"id": ident, "score": 5, "at": 10**13}
     profile = {"seg": seg, "owner": {"name": worst_text(128), "email": worst_text(254),
-                                     "slack": worst_text(128)}, "at": 10**13}
+                                     "slack": worst_text(128)}, "at": 10**13,
+               "value": {"tier": "strategic", "arr": -1.7976931348623157e308, "currency": "XXX"}}
     seen = {worst_text(127) + chr(65 + i % 26) * 1 + str(i): 10**13 for i in range(50)}
     record = {"s": {"v": 3, "id": ident, "n": nps, "cs": small, "ce": small, "p": profile,
                     "s": seen}, "h": {"s": 10**12, "c": 10**12, "i": 10**12}}

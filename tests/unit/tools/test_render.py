@@ -130,6 +130,9 @@ def test_plain_text_is_unchanged() -> None:
     assert line.startswith("2026-03-01T12:34:56.789Z  DETRACTOR cust-0042  score 2")
     assert "owner: Dana Owner" in line
     assert "no owner" in alert_line(RECOVERED)
+    assert "(was promoter)  priority urgent  owner: Dana Owner" in alert_line(
+        {**ALERT, "priority": "urgent", "previous_category": "promoter"})
+    assert "priority" not in line
 
 
 # -- text from the topics cannot drive the terminal ------------------------------------------
