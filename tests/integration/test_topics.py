@@ -9,7 +9,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from cxstream.kafka.admin import TopicError, ensure_topics, internal_topics
+from cxstream.kafka.admin import TopicError, ensure_topics, internal_topics, target_reports
 from cxstream.config.settings import Settings
 from cxstream.kafka.topics import Topics
 
@@ -30,13 +30,14 @@ async def _cleanup_policy(admin: AIOKafkaAdminClient, topic: str) -> str:
 async def test_the_worker_creates_faust_topics_up_front_and_produce_does_not(
         kafka_bootstrap: str) -> None:
     settings = _settings(kafka_bootstrap, unique_prefix())
-    changelog, leader = internal_topics(settings)
+    changelog, reports, leader = internal_topics(settings)
     assert changelog == f"{settings.group_id}-state-changelog"
+    assert reports == target_reports(settings) == f"{settings.group_id}-target-reports"
 
     counts = await ensure_topics(settings)  # as `cxstream produce` does
-    assert changelog not in counts and leader not in counts
+    assert changelog not in counts and leader not in counts and reports not in counts
     counts = await ensure_topics(settings, internal=True)  # as the worker does
-    assert counts[changelog] == 3 and counts[leader] == 1
+    assert counts[changelog] == 3 and counts[leader] == 1 and counts[reports] == 3
     assert all(counts[name] == 3 for name in Topics(settings.topic_prefix).all_external())
     assert await ensure_topics(settings, internal=True) == counts  # idempotent
 
@@ -45,6 +46,7 @@ async def test_the_worker_creates_faust_topics_up_front_and_produce_does_not(
     try:
         assert await _cleanup_policy(admin, changelog) == "compact"
         assert await _cleanup_policy(admin, leader) == "delete"
+        assert await _cleanup_policy(admin, reports) == "delete"
     finally:
         await admin.close()
 
