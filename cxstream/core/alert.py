@@ -26,7 +26,8 @@ from cxstream.core.model import SurveyResponse
 from cxstream.core.priority import DEFAULT_RULES, PriorityRules, priority
 from cxstream.core.timefmt import format_rfc3339
 
-__all__ = ["ALERT_NAMESPACE", "CE_TYPE_PREFIX", "CUSTOMER_KINDS", "SCHEMA_VERSION",
+__all__ = ["ALERT_KINDS", "ALERT_NAMESPACE", "CE_TYPE_PREFIX", "CUSTOMER_KINDS", "SCHEMA_VERSION",
+           "SEGMENT_KINDS",
            "TARGET_NAMESPACE", "alert_id", "alert_key", "build_alert", "cloudevent_headers",
            "target_alert_id"]
 
@@ -36,10 +37,13 @@ ALERT_NAMESPACE = uuid.UUID("6f1c2d1e-6a2b-5c8e-9a51-0c7e3b1d9f42")
 _NAMESPACE_BYTES = ALERT_NAMESPACE.bytes
 SCHEMA_VERSION = 1
 CE_TYPE_PREFIX = "com.cxstream.alert."
-_TARGET_KINDS = ("below_target", "back_on_target", "segment_shift")
+#: Segment alerts (`cxstream.core.targets`): a segment's score against its program's target,
+#: and its NPS against the window before it. Keyed by the segment, not a customer.
+SEGMENT_KINDS = ("below_target", "back_on_target", "segment_shift")
 #: Customer alerts: the kinds of `cxstream.core.journey.Turn`.
 CUSTOMER_KINDS = ("detractor", "recovered", "promoter", "passive", "at_risk")
-_KINDS = (*CUSTOMER_KINDS, *_TARGET_KINDS)
+#: Every alert kind, the one list the schema, routing and metrics follow.
+ALERT_KINDS = (*CUSTOMER_KINDS, *SEGMENT_KINDS)
 #: uuid5 namespace of target alert ids (`target_alert_id`), apart from customer alerts'.
 TARGET_NAMESPACE = uuid.UUID("3b7e0a52-9d14-5f0c-8c3e-2f6a91d0b7c4")
 
@@ -98,7 +102,7 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
         raise ValueError("NPS responses cause NPS turns, CSAT and CES ones at_risk")
     if r.customer_id != state_before.customer_id:
         raise ValueError("response belongs to another customer than this state")
-    if turn.kind not in _KINDS:
+    if turn.kind not in ALERT_KINDS:
         raise ValueError(f"unknown turn kind {turn.kind!r}")
     profile = state_before.profile or {}
     owner = profile.get("owner")
@@ -136,7 +140,7 @@ def build_alert(state_before: CustomerState, response: SurveyResponse, turn: Tur
 def alert_key(alert: dict[str, Any]) -> bytes:
     """The alert's record key on the alert topic: what it is about, the customer
     (`customer_id`) or, for a target alert, the segment (`segment_key`)."""
-    if alert.get("kind") in _TARGET_KINDS:
+    if alert.get("kind") in SEGMENT_KINDS:
         return str(alert["segment_key"]).encode()
     return str(alert["customer_id"]).encode()
 
@@ -148,7 +152,7 @@ def cloudevent_headers(alert: dict[str, Any], *, source: str) -> list[tuple[str,
     `source` identifies the producer, e.g. "cxstream/<app id>".
     """
     kind = alert["kind"]
-    if kind not in _KINDS:
+    if kind not in ALERT_KINDS:
         raise ValueError(f"unknown alert kind {kind!r}")
     if not source:
         raise ValueError("CloudEvents source must not be empty")

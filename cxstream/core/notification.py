@@ -25,6 +25,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from cxstream.core.alert import ALERT_KINDS as _ALL_KINDS
+from cxstream.core.alert import CUSTOMER_KINDS as _CUSTOMER_KINDS
+from cxstream.core.alert import SEGMENT_KINDS
 from cxstream.core.textsafe import clip, header_text, mrkdwn, safe_token
 
 ChannelType = Literal["webhook", "slack", "email"]
@@ -51,13 +54,11 @@ SLACK_FIELD_MAX = 2000
 SLACK_CONTEXT_MAX = 2000
 SLACK_FALLBACK_MAX = 3000
 #: The kinds of customer alerts (about one customer) and of target alerts (about a segment).
-CUSTOMER_KINDS: frozenset[str] = frozenset({"detractor", "recovered", "promoter", "passive",
-                                            "at_risk"})
+CUSTOMER_KINDS: frozenset[str] = frozenset(_CUSTOMER_KINDS)
 #: (A segment's trend, `segment_shift`, is routed and delivered like a target alert.)
-TARGET_KINDS: frozenset[str] = frozenset({"below_target", "back_on_target", "segment_shift"})
+TARGET_KINDS: frozenset[str] = frozenset(SEGMENT_KINDS)
 #: Every kind a routing file's `kinds` may name.
-ALERT_KINDS: tuple[str, ...] = ("detractor", "recovered", "promoter", "passive", "at_risk",
-                                "below_target", "back_on_target", "segment_shift")
+ALERT_KINDS: tuple[str, ...] = _ALL_KINDS
 #: How each customer kind reads in a message ("Customer c1 turned promoter"), and its icon.
 _CUSTOMER_TEXT: Mapping[str, tuple[str, str]] = {
     "detractor": ("turned detractor", ":rotating_light:"),

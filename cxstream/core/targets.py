@@ -57,7 +57,7 @@ from typing import Any, Callable, Mapping
 import orjson
 
 from cxstream.core import keys
-from cxstream.core.alert import SCHEMA_VERSION, target_alert_id
+from cxstream.core.alert import SCHEMA_VERSION, SEGMENT_KINDS, target_alert_id
 from cxstream.core.buckets import window_counts_all
 from cxstream.core.errors import ErrorCode, Rejection
 from cxstream.core.programs import BUILTINS, Program
@@ -73,7 +73,7 @@ __all__ = ["KINDS", "MAX_JUMP", "MAX_PENDING", "ReportPlan", "TargetConfig", "bo
            "stale_reports", "status_name"]
 
 #: The alert kinds of this module.
-KINDS = ("below_target", "back_on_target", "segment_shift")
+KINDS = SEGMENT_KINDS
 #: Most boundaries one step reports when the stream time jumps over several.
 MAX_JUMP = 24
 #: Most boundaries waiting for reports, per report partition.

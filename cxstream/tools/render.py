@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from cxstream.core.notification import is_target_alert
 from cxstream.core.textsafe import CONTROL
 
 
@@ -70,14 +71,9 @@ def alert_line(a: dict[str, Any]) -> str:
 
 
 # -- target alerts ------------------------------------------------------------------------------
-#: The kinds of target alerts (about a segment's score against its program's target; the
-#: document is in schemas/alert.schema.json): no customer, owner or comment.
-TARGET_KINDS = ("below_target", "back_on_target", "segment_shift")
+# Segment alerts (`cxstream.core.notification.is_target_alert`: targets and trends) have no
+# customer, owner or comment.
 _METRIC_NAMES = {"nps": "NPS", "csat": "CSAT", "ces": "CES"}
-
-
-def is_target_alert(a: dict[str, Any]) -> bool:
-    return a.get("kind") in TARGET_KINDS
 
 
 def _signed(value: float | None) -> str:
